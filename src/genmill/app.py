@@ -1,0 +1,157 @@
+"""The composition root: `create_app(settings)` builds every piece and wires constructors together.
+
+Nothing is created at import time. Tests pass their own store, blob store or backends; `genmill serve` passes
+only settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from genmill import __version__
+from genmill.api import account, files, models, tasks
+from genmill.api.deps import Services
+from genmill.api.envelope import ok
+from genmill.api.errors import install_error_handlers
+from genmill.api.limits import BodySizeLimit
+from genmill.backends.base import Backend
+from genmill.catalog import build_catalog
+from genmill.domain.catalog import Catalog
+from genmill.domain.records import Task
+from genmill.domain.states import TaskStatus
+from genmill.net.fetch import GuardedFetcher
+from genmill.service import TaskService
+from genmill.settings import Settings
+from genmill.storage.blobstore import BlobStore, LocalBlobStore
+from genmill.storage.files import FileService
+from genmill.store import Store
+from genmill.store.migrate import upgrade
+from genmill.worker.backendset import BackendSet
+from genmill.worker.inputs import InputResolver
+from genmill.worker.pool import Reaper, WorkerPool, worker_id
+from genmill.worker.runtime import Worker
+from genmill.worker.transport import LocalTransport
+from genmill.worker.wakeup import Wakeup
+
+log = logging.getLogger("genmill")
+
+
+class Runtime:
+    """Everything `create_app` built, kept together so tests and the CLI can reach the parts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        blobs: BlobStore | None = None,
+        backends: list[Backend] | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings
+        if store is None:
+            url = settings.resolved_database_url()
+            upgrade(url)
+            store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account)
+        self.store = store
+        self.blobs = blobs if blobs is not None else LocalBlobStore(settings.blobs_dir())
+        self.catalog = catalog if catalog is not None else build_catalog()
+        if backends is None:
+            from genmill.backends.registry import discover_backends
+
+            backends = discover_backends()
+        enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
+        self.backends = BackendSet(backends, self.catalog, enabled=enabled)
+        self.files = FileService(self.blobs, self.store.blobs, settings.base_url())
+        self.fetcher = GuardedFetcher(
+            max_bytes=settings.max_input_bytes,
+            allow_private=settings.allow_private_urls,
+            timeout=settings.fetch_timeout,
+        )
+        self.inputs = InputResolver(self.files, self.fetcher, max_bytes=settings.max_input_bytes)
+        self.wakeup = Wakeup()
+        self.tasks = TaskService(
+            self.store,
+            self.files,
+            self.catalog,
+            self.backends.can_run,
+            max_attempts=settings.max_attempts,
+            on_created=self._on_created,
+        )
+        self.workers = [self.make_worker(i) for i in range(settings.workers)]
+        self.pool = WorkerPool(
+            self.workers, Reaper(self.store, self.files, self.wakeup), reaper_seconds=settings.reaper_seconds
+        )
+
+    def make_worker(self, index: int) -> Worker:
+        transport = LocalTransport(self.store, self.files, self.inputs, self.wakeup)
+        return Worker(
+            worker_id(index),
+            transport,
+            self.backends,
+            self.catalog,
+            lease_seconds=self.settings.lease_seconds,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+        )
+
+    def _on_created(self, task: Task) -> None:
+        if task.status is TaskStatus.PENDING:
+            self.wakeup.notify()
+
+    def services(self) -> Services:
+        return Services(
+            self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes
+        )
+
+    def log_backends(self) -> None:
+        for status in self.backends.statuses:
+            if status.available:
+                log.info("backend %s: available (%d catalog entries)", status.name, len(status.entries))
+            else:
+                log.warning("backend %s: UNAVAILABLE: %s", status.name, status.reason)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    run_workers: bool = True,
+    **parts: Any,
+) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else Settings())
+    rt = runtime or Runtime(settings, **parts)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rt.log_backends()
+        if run_workers:
+            rt.pool.start()
+        try:
+            yield
+        finally:
+            if run_workers:
+                rt.pool.stop()
+
+    app = FastAPI(
+        title="genmill",
+        version=__version__,
+        description="A self-hostable server for generative-AI tasks that speaks the PiAPI/Qubico Unified API.",
+        lifespan=lifespan,
+    )
+    app.state.services = rt.services()
+    app.state.runtime = rt
+    install_error_handlers(app)
+    for router in (tasks.router, account.router, files.router, models.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
+    def healthz() -> dict[str, Any]:
+        return ok({"version": __version__, "served": len(rt.backends.capabilities())})
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,45 @@
+"""Zero-shot text to speech: `Qubico/tts` `zero-shot` (F5-TTS voice cloning from a reference clip).
+
+Priced at $0.025 per 1,000 characters of `gen_text`, proportionally, rounded up to a whole credit.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from genmill.catalog._common import MediaRef, TaskInput, per_unit
+from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+
+MODEL = "Qubico/tts"
+FAMILY = "tts"
+
+MAX_GEN_TEXT = 10_000
+USD_PER_1000_CHARS = 0.025
+
+
+class ZeroShot(TaskInput):
+    gen_text: str = Field(
+        ..., min_length=1, max_length=MAX_GEN_TEXT, description="Text to speak (at most 10,000 characters)."
+    )
+    ref_audio: MediaRef = Field(
+        ..., description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech."
+    )
+    ref_text: str = Field("", description="Transcript of ref_audio; transcribed automatically when empty.")
+
+
+def tts_price(inputs: ZeroShot) -> int:
+    return per_unit(USD_PER_1000_CHARS, len(inputs.gen_text), per=1000)
+
+
+ENTRIES: list[CatalogEntry] = [
+    CatalogEntry(
+        model=MODEL,
+        task_type="zero-shot",
+        input_model=ZeroShot,
+        price=tts_price,
+        family=FAMILY,
+        # Audio outputs are kept as long as images (3 days).
+        retention=IMAGE_RETENTION,
+        description="Speak gen_text in the voice of ref_audio ($0.025 per 1,000 characters).",
+    ),
+]

@@ -1,0 +1,192 @@
+"""The `genmill` command: serve, keys, accounts, models, db.
+
+Commands that print a secret print it alone on the last line of stdout so scripts can capture it with
+`tail -n 1`; everything else a command says goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from genmill.errors import GenmillError
+from genmill.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "no_workers", False):
+        overrides["workers"] = 0
+    return Settings(**overrides)
+
+
+def _store(settings: Settings) -> Any:
+    from genmill.store import Store
+    from genmill.store.migrate import upgrade
+
+    url = settings.resolved_database_url()
+    upgrade(url)
+    return Store.from_url(url)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from genmill.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    _say(f"genmill serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    store = _store(_settings(args))
+    if args.account:
+        account = store.accounts.get(args.account)
+        if args.credits:
+            account = store.accounts.topup(account.account_id, args.credits)
+    else:
+        account = store.accounts.create_account(
+            args.name or "default", credits=args.credits, max_concurrency=args.max_concurrency
+        )
+    plaintext, key = store.accounts.create_key(account.account_id, args.name or "")
+    _say(
+        f"account {account.account_id} ({account.name}): {account.balances.available} credits available, "
+        f"max {account.max_concurrency} concurrent tasks"
+    )
+    _say(f"key {key.key_id} created; it is shown once, store it now:")
+    print(plaintext)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    store = _store(_settings(args))
+    for key in store.accounts.list_keys():
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        print(f"{key.key_id}  {key.prefix}…  account={key.account_id}  name={key.name!r}  {state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    _store(_settings(args)).accounts.revoke_key(args.key_id)
+    _say(f"key {args.key_id} revoked")
+    return 0
+
+
+def cmd_accounts_list(args: argparse.Namespace) -> int:
+    for a in _store(_settings(args)).accounts.list():
+        b = a.balances
+        print(
+            f"{a.account_id}  {a.name!r}  available={b.available} frozen={b.frozen} used={b.used} "
+            f"total={b.total} max_concurrency={a.max_concurrency}"
+        )
+    return 0
+
+
+def cmd_accounts_topup(args: argparse.Namespace) -> int:
+    account = _store(_settings(args)).accounts.topup(args.account, args.credits)
+    print(f"{account.account_id}: {account.balances.available} credits available")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from genmill.store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.resolved_database_url())
+    _say("database is at the latest schema")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from genmill.backends.registry import discover_backends
+    from genmill.catalog import build_catalog
+    from genmill.worker.backendset import BackendSet
+
+    catalog = build_catalog()
+    backends = BackendSet(discover_backends(), catalog)
+    reasons = {}
+    for status in backends.statuses:
+        for entry in status.entries:
+            reasons.setdefault(entry, status.reason if not status.available else "")
+    for entry in sorted(catalog, key=lambda e: e.key):
+        if backends.can_run(entry.model, entry.task_type):
+            print(f"available  {entry.model}  {entry.task_type}")
+        else:
+            why = reasons.get(entry.key) or "no backend for this entry is installed"
+            print(f"missing    {entry.model}  {entry.task_type}  ({why})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genmill", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", dest="data_dir", default=None, help="data folder (env GENMILL_DATA_DIR)")
+        return p
+
+    serve = with_data(sub.add_parser("serve", help="run the API server with in-process workers"))
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=None, help="in-process worker threads")
+    serve.add_argument("--no-workers", action="store_true", help="API only: run no model work here")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = with_data(keys.add_parser("create", help="create an account and key (or a key for --account)"))
+    create.add_argument("--name", default="")
+    create.add_argument("--credits", type=int, default=0)
+    create.add_argument("--max-concurrency", dest="max_concurrency", type=int, default=5)
+    create.add_argument("--account", default=None, help="add the key to this existing account")
+    create.set_defaults(func=cmd_keys_create)
+    with_data(keys.add_parser("list", help="list keys (never their secrets)")).set_defaults(
+        func=cmd_keys_list
+    )
+    revoke = with_data(keys.add_parser("revoke", help="revoke a key by id"))
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    accounts = sub.add_parser("accounts", help="accounts").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    with_data(accounts.add_parser("list")).set_defaults(func=cmd_accounts_list)
+    topup = with_data(accounts.add_parser("topup", help="add credits (1 USD = 10,000,000 credits)"))
+    topup.add_argument("account")
+    topup.add_argument("credits", type=int)
+    topup.set_defaults(func=cmd_accounts_topup)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    with_data(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)
+
+    models = sub.add_parser("models", help="list catalog entries and whether they run here")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GenmillError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Plain records that cross the store boundary. No I/O, no ORM: the store builds them from rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from genmill.domain.ledger import Balances
+from genmill.domain.states import TaskStatus
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    name: str
+    plan: str
+    is_enabled: bool
+    max_concurrency: int
+    balances: Balances
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    account_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    account_id: str
+    model: str
+    task_type: str
+    family: str
+    status: TaskStatus
+    input: dict[str, Any]
+    config: dict[str, Any]
+    output: dict[str, Any] | None
+    detail: dict[str, Any] | None
+    logs: list[str]
+    error: dict[str, Any] | None
+    price: int
+    frozen_credits: int
+    consumed_credits: int
+    service_mode: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    outputs_deleted_at: datetime | None = None
+    lease_id: str | None = None
+    lease_expires_at: datetime | None = None
+    worker_id: str | None = None
+    retention_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """Everything the API layer decided before the create transaction: validated input and frozen price."""
+
+    account_id: str
+    model: str
+    task_type: str
+    family: str
+    input: dict[str, Any]
+    config: dict[str, Any]
+    price: int
+    service_mode: str
+    retention_seconds: int
+    priority: int = 0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task handed to a worker, valid while `lease_id` is current and `lease_expires_at` is in the future."""
+
+    task: Task
+    lease_id: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Blob:
+    key: str
+    account_id: str | None
+    task_id: str | None
+    kind: str
+    content_type: str
+    size: int
+    created_at: datetime
+    expires_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass
+class TaskPage:
+    tasks: list[Task] = field(default_factory=list)
+    total: int = 0

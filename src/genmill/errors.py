@@ -1,0 +1,92 @@
+"""One exception root for genmill; every error carries the HTTP status and envelope code it maps to.
+
+Library errors (SQLAlchemy, httpx, pydantic) are translated into these at the edge so that handlers and the
+worker only ever see genmill errors, and the API layer maps each to the PiAPI JSON envelope in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GenmillError(Exception):
+    """Base of every error genmill raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidRequest(GenmillError):
+    """The client sent something that breaks a documented rule (400)."""
+
+    status_code = 400
+
+
+class Unauthorized(GenmillError):
+    status_code = 401
+
+
+class InsufficientCredits(GenmillError):
+    """The account cannot pay the task's price; nothing was written."""
+
+    status_code = 402
+
+
+class Forbidden(GenmillError):
+    status_code = 403
+
+
+class NotFound(GenmillError):
+    status_code = 404
+
+
+class Conflict(GenmillError):
+    """A state change lost a race (stale lease, already terminal)."""
+
+    status_code = 409
+
+
+class Gone(GenmillError):
+    """A stored object existed but has expired and was deleted."""
+
+    status_code = 410
+
+
+class PayloadTooLarge(GenmillError):
+    status_code = 413
+
+
+class TooManyTasks(GenmillError):
+    """The account already has the maximum number of staged tasks."""
+
+    status_code = 429
+
+
+class ModelNotServed(InvalidRequest):
+    """The model is in the catalog but no worker of this deployment can run it (400: retrying won't help)."""
+
+
+class IllegalTransition(GenmillError):
+    """A task status change that the state machine does not allow."""
+
+    status_code = 409
+
+
+class FetchError(InvalidRequest):
+    """An input URL or base64 payload could not be fetched or decoded safely."""
+
+
+class BackendError(GenmillError):
+    """A backend could not do what the task asked; the task fails and its credits are released.
+
+    `message` is for people; `raw_message` keeps the backend's own words.
+    """
+
+    def __init__(self, message: str, *, raw_message: str = "", code: int = 10000, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.raw_message = raw_message or message
+        self.code = code

@@ -1,0 +1,151 @@
+"""Creating a task: validate against the catalog, check it can run here, price it, then one store transaction.
+
+This is the whole synchronous part of the task path; the handler returns as soon as `create_task` does and
+never waits for model work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.records import Account, NewTask, Task
+from genmill.domain.retention import generated_input_refusal
+from genmill.domain.timefmt import utcnow
+from genmill.errors import GenmillError, InvalidRequest, ModelNotServed
+from genmill.storage.files import FileService
+from genmill.store import Store
+
+MAX_WEBHOOK_URL = 2048
+MAX_SECRET = 256
+
+
+def describe_validation_error(exc: ValidationError, prefix: str) -> str:
+    """`input.width: Input should be less than or equal to 2048; input.prompt: Field required`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def normalise_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The config as echoed on the wire, with PiAPI's empty-string defaults."""
+    config = dict(config or {})
+    mode = config.get("service_mode") or ""
+    if mode not in ("", "public", "private"):
+        raise InvalidRequest("config.service_mode: must be 'public', 'private' or empty")
+    hook = config.get("webhook_config") or {}
+    if not isinstance(hook, dict):
+        raise InvalidRequest("config.webhook_config: must be an object with endpoint and secret")
+    endpoint = str(hook.get("endpoint") or "")
+    secret = str(hook.get("secret") or "")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise InvalidRequest("config.webhook_config.endpoint: must be an http:// or https:// URL")
+    if len(endpoint) > MAX_WEBHOOK_URL:
+        raise InvalidRequest(f"config.webhook_config.endpoint: at most {MAX_WEBHOOK_URL} characters")
+    if len(secret) > MAX_SECRET:
+        raise InvalidRequest(f"config.webhook_config.secret: at most {MAX_SECRET} characters")
+    return {"service_mode": mode, "webhook_config": {"endpoint": endpoint, "secret": secret}}
+
+
+class TaskService:
+    def __init__(
+        self,
+        store: Store,
+        files: FileService,
+        catalog: Catalog,
+        can_run: Callable[[str, str], bool],
+        *,
+        max_attempts: int,
+        on_created: Callable[[Task], None] = lambda task: None,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.catalog = catalog
+        self.can_run = can_run
+        self.max_attempts = max_attempts
+        self.on_created = on_created
+
+    def served_models(self) -> list[str]:
+        return sorted(
+            {f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type)}
+        )
+
+    def entry_for(self, model: str, task_type: str) -> CatalogEntry:
+        entry = self.catalog.get(model, task_type)
+        if entry is not None:
+            return entry
+        if model not in self.catalog.models():
+            raise InvalidRequest(f"model: unknown model {model!r}; GET /api/v1/models lists the catalog")
+        types = ", ".join(self.catalog.task_types(model))
+        raise InvalidRequest(f"task_type: {model} has no task_type {task_type!r}; it has: {types}")
+
+    def validate_input(self, entry: CatalogEntry, raw: dict[str, Any]) -> TaskInput:
+        try:
+            return entry.input_model.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidRequest(describe_validation_error(exc, "input")) from exc
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"input: {exc}") from exc
+
+    def check_generated_inputs(self, entry: CatalogEntry, inputs: TaskInput) -> None:
+        now = utcnow()
+        for field in entry.generated_input_fields:
+            ref = getattr(inputs, field, None)
+            key = self.files.key_from_url(ref) if isinstance(ref, str) else None
+            if key is None:
+                continue
+            try:
+                stored = self.files.open(key, now=now)
+            except GenmillError as exc:
+                raise InvalidRequest(f"input.{field}: {exc.message}") from exc
+            if stored.blob.kind == "output":
+                refusal = generated_input_refusal(field, stored.blob.created_at, now)
+                if refusal:
+                    raise InvalidRequest(refusal)
+
+    def create_task(
+        self,
+        account: Account,
+        model: str,
+        task_type: str,
+        raw_input: dict[str, Any],
+        config: dict[str, Any] | None,
+    ) -> Task:
+        entry = self.entry_for(model, task_type)
+        inputs = self.validate_input(entry, raw_input)
+        wire_config = normalise_config(config)
+        if wire_config["service_mode"] == "private":
+            raise InvalidRequest(
+                "config.service_mode: this deployment has no private worker pool for this account; "
+                "use 'public' or leave it empty"
+            )
+        if not self.can_run(model, task_type):
+            served = ", ".join(self.served_models()) or "none"
+            raise ModelNotServed(
+                f"{model}/{task_type} is in the catalog but no worker in this deployment can run it; "
+                f"this deployment serves: {served}",
+                detail={"served": self.served_models()},
+            )
+        self.check_generated_inputs(entry, inputs)
+        task = self.store.tasks.create(
+            NewTask(
+                account_id=account.account_id,
+                model=model,
+                task_type=task_type,
+                family=entry.family,
+                input=inputs.model_dump(mode="json"),
+                config=wire_config,
+                price=entry.price_of(inputs),
+                service_mode=wire_config["service_mode"],
+                retention_seconds=int(entry.retention.total_seconds()),
+                max_attempts=self.max_attempts,
+            )
+        )
+        self.on_created(task)
+        return task

@@ -1,0 +1,54 @@
+"""All of genmill's settings in one place, read from `GENMILL_*` environment variables.
+
+Nothing reads the environment anywhere else: the composition root (`genmill.app.create_app`) receives a
+`Settings` and passes what each piece needs to its constructor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENMILL_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./genmill-data"), description="Local folder for the SQLite database and blobs."
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite in data_dir.")
+    public_url: str = Field("", description="Base URL clients use to reach this server (for output URLs).")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
+    backends: str = Field(
+        "", description="Comma-separated backend names to enable; empty means all available."
+    )
+    lease_seconds: float = Field(60.0, gt=0, description="How long a claim lasts without a heartbeat.")
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(3, ge=1, description="Claims a task gets before it fails with a refund.")
+    reaper_seconds: float = Field(5.0, gt=0, description="How often expired leases and blobs are swept.")
+
+    allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
+    fetch_timeout: float = 20.0
+    max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Cap on one decoded ephemeral upload.")
+    max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
+    max_staged_per_account: int = 50
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'genmill.db').resolve()}"
+
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def base_url(self) -> str:
+        """The URL prefix for links in API answers (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"

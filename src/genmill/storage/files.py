@@ -1,0 +1,89 @@
+"""Stored files: bytes in a `BlobStore`, ownership and expiry in the `BlobIndex`, URLs under `/files/`.
+
+This is the only module that turns a key into a public URL and back, so that inputs pointing at this server are
+read from storage directly (never over HTTP) and expired objects answer 410.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from genmill.domain.records import Blob
+from genmill.domain.retention import expires_at, is_expired
+from genmill.domain.timefmt import utcnow
+from genmill.errors import Gone, NotFound
+from genmill.storage.blobstore import BlobStore
+from genmill.store.blobs import BlobIndex
+
+FILES_PREFIX = "/files/"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    blob: Blob
+    data: bytes
+
+
+class FileService:
+    def __init__(self, blobs: BlobStore, index: BlobIndex, base_url: str) -> None:
+        self.blobs = blobs
+        self.index = index
+        self.base_url = base_url.rstrip("/")
+
+    def url_for(self, key: str) -> str:
+        return f"{self.base_url}{FILES_PREFIX}{key}"
+
+    def key_from_url(self, url: str) -> str | None:
+        """The blob key when `url` points at this server's files, else None."""
+        for prefix in (self.base_url + FILES_PREFIX, FILES_PREFIX):
+            if url.startswith(prefix):
+                key = url[len(prefix) :].split("?", 1)[0]
+                return key or None
+        return None
+
+    def save(
+        self,
+        data: bytes,
+        *,
+        kind: str,
+        ext: str,
+        content_type: str,
+        retention: timedelta,
+        account_id: str | None,
+        task_id: str | None = None,
+        name: str = "",
+    ) -> Blob:
+        """Store bytes first, then index them: an index row always points at bytes that exist."""
+        now = utcnow()
+        owner = task_id or account_id or "anonymous"
+        stem = f"{uuid.uuid4().hex}-{name}" if name else f"{uuid.uuid4().hex}.{ext.lstrip('.')}"
+        key = f"{kind}s/{owner}/{stem}"
+        self.blobs.put(key, data, content_type)
+        blob = Blob(
+            key, account_id, task_id, kind, content_type, len(data), now, expires_at(now, retention), None
+        )
+        self.index.record(blob)
+        return blob
+
+    def open(self, key: str, *, now: datetime | None = None) -> StoredFile:
+        blob = self.index.get(key)
+        if blob is None:
+            raise NotFound("file not found")
+        if blob.deleted_at is not None or is_expired(blob.expires_at, now or utcnow()):
+            raise Gone("this file has expired and was deleted")
+        data = self.blobs.read(key)
+        if data is None:
+            raise Gone("this file is no longer stored")
+        return StoredFile(blob, data)
+
+    def reap(self, *, now: datetime | None = None, limit: int = 500) -> list[str]:
+        """Delete expired objects and mark their tasks; returns the deleted keys."""
+        moment = now or utcnow()
+        deleted = []
+        for blob in self.index.due_for_deletion(moment, limit=limit):
+            self.blobs.delete(blob.key)
+            self.index.mark_deleted(blob, moment)
+            deleted.append(blob.key)
+        return deleted

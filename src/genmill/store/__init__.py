@@ -1,0 +1,32 @@
+"""Persistence: SQLAlchemy Core tables and queries, identical on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from genmill.store.accounts import AccountStore
+from genmill.store.blobs import BlobIndex
+from genmill.store.engine import create_engine
+from genmill.store.leases import LeaseStore
+from genmill.store.tasks import TaskStore
+
+
+class Store:
+    """The composition of the query modules over one engine."""
+
+    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50) -> None:
+        self.engine = engine
+        self.accounts = AccountStore(engine)
+        self.tasks = TaskStore(engine, max_staged_per_account=max_staged_per_account)
+        self.leases = LeaseStore(engine)
+        self.blobs = BlobIndex(engine)
+
+    @classmethod
+    def from_url(cls, url: str, *, max_staged_per_account: int = 50) -> Store:
+        return cls(create_engine(url), max_staged_per_account=max_staged_per_account)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["AccountStore", "BlobIndex", "LeaseStore", "Store", "TaskStore", "create_engine"]

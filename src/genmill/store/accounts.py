@@ -1,0 +1,144 @@
+"""Accounts, API keys and top-ups.
+
+API keys are 256-bit random tokens; only their SHA-256 is stored. A fast hash is the right tool here (unlike
+passwords, the input has full entropy, so brute force is hopeless); the lookup is by the digest's unique index
+and the final equality check is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind, balances_from_ledger
+from genmill.domain.records import Account, ApiKey
+from genmill.domain.timefmt import utcnow
+from genmill.errors import InvalidRequest, NotFound
+from genmill.store.rows import lock_account, move_credits, to_account
+from genmill.store.tables import accounts, api_keys, ledger
+
+KEY_PREFIX = "gm_"
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def _to_key(row: sa.Row[Any]) -> ApiKey:
+    m = row._mapping
+    return ApiKey(m["key_id"], m["account_id"], m["name"], m["prefix"], m["created_at"], m["revoked_at"])
+
+
+class AccountStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def create_account(
+        self, name: str, *, credits: int = 0, max_concurrency: int = 5, plan: str = "self-hosted"
+    ) -> Account:
+        if credits < 0:
+            raise InvalidRequest("credits: must be zero or more")
+        if max_concurrency < 1:
+            raise InvalidRequest("max_concurrency: must be at least 1")
+        now = utcnow()
+        account_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(accounts).values(
+                    account_id=account_id,
+                    name=name,
+                    plan=plan,
+                    is_enabled=True,
+                    max_concurrency=max_concurrency,
+                    available_credits=0,
+                    frozen_credits=0,
+                    used_credits=0,
+                    created_at=now,
+                )
+            )
+            account = lock_account(conn, account_id)
+            if credits:
+                account = move_credits(conn, account, LedgerKind.TOPUP, credits, None, now)
+        return account
+
+    def get(self, account_id: str) -> Account:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(accounts).where(accounts.c.account_id == account_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"account {account_id} not found")
+        return to_account(row)
+
+    def list(self) -> list[Account]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(accounts).order_by(accounts.c.created_at)).all()
+        return [to_account(r) for r in rows]
+
+    def topup(self, account_id: str, credits: int) -> Account:
+        if credits <= 0:
+            raise InvalidRequest("credits: must be a positive integer")
+        with self.engine.begin() as conn:
+            account = lock_account(conn, account_id)
+            return move_credits(conn, account, LedgerKind.TOPUP, credits, None, utcnow())
+
+    def create_key(self, account_id: str, name: str = "") -> tuple[str, ApiKey]:
+        """A new key for the account; returns the plaintext (shown once) and its record."""
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        key = ApiKey(str(uuid.uuid4()), account_id, name, plaintext[:10], now, None)
+        with self.engine.begin() as conn:
+            lock_account(conn, account_id)
+            conn.execute(
+                sa.insert(api_keys).values(
+                    key_id=key.key_id,
+                    account_id=account_id,
+                    name=name,
+                    key_hash=hash_key(plaintext),
+                    prefix=key.prefix,
+                    created_at=now,
+                )
+            )
+        return plaintext, key
+
+    def list_keys(self) -> list[ApiKey]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [_to_key(r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no active key {key_id}")
+
+    def authenticate(self, plaintext: str) -> Account | None:
+        """The enabled account owning this key, or None. Never says which part failed."""
+        digest = hash_key(plaintext)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.key_hash, accounts)
+                .join(accounts, accounts.c.account_id == api_keys.c.account_id)
+                .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+            ).one_or_none()
+        if row is None or not hmac.compare_digest(row.key_hash, digest):
+            return None
+        account = to_account(row)
+        return account if account.is_enabled else None
+
+    def ledger_balances(self, account_id: str) -> Balances:
+        """The account's buckets rebuilt from its ledger alone (for reconciliation checks)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ledger.c.kind, ledger.c.amount, ledger.c.task_id)
+                .where(ledger.c.account_id == account_id)
+                .order_by(ledger.c.entry_id)
+            ).all()
+        return balances_from_ledger(LedgerEntry(LedgerKind(k), a, t) for k, a, t in rows)

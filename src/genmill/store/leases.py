@@ -1,0 +1,213 @@
+"""The worker side of the task path: claim with a lease, heartbeat, complete, fail, and lease expiry.
+
+These are the operations a worker transport exposes. The in-process pool calls them directly; a remote
+worker reaches the same methods through the HTTP worker protocol. Claims take the oldest pending task the
+worker can run (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the `BEGIN IMMEDIATE` write lock on SQLite), and every
+later call must present the lease id, so a task completes — and bills — exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from genmill.domain.records import Claim, Task
+from genmill.domain.states import TaskEvent, TaskStatus, transition
+from genmill.domain.timefmt import utcnow
+from genmill.errors import Conflict
+from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, to_task
+from genmill.store.tables import accounts, tasks
+
+LOST_WORKER_CODE = 10002
+
+
+@dataclass
+class SweepResult:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    promoted: list[str] = field(default_factory=list)
+
+
+class LeaseStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def claim_next_task(
+        self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float
+    ) -> Claim | None:
+        caps = list(capabilities)
+        if not caps:
+            return None
+        can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(tasks)
+                .where(tasks.c.status == TaskStatus.PENDING.value, can_run)
+                .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).one_or_none()
+            if row is None:
+                return None
+            task = to_task(row)
+            status = transition(task.status, TaskEvent.CLAIM)
+            lease_id = str(uuid.uuid4())
+            expires = now + timedelta(seconds=lease_seconds)
+            conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.task_id == task.task_id)
+                .values(
+                    status=status.value,
+                    attempts=task.attempts + 1,
+                    lease_id=lease_id,
+                    lease_expires_at=expires,
+                    worker_id=worker_id,
+                    started_at=task.started_at or now,
+                    updated_at=now,
+                )
+            )
+            claimed = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task.task_id)).one())
+        return Claim(claimed, lease_id, expires)
+
+    def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:
+        row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id).with_for_update()).one_or_none()
+        if row is None:
+            raise Conflict(f"task {task_id} does not exist")
+        task = to_task(row)
+        if task.status is not TaskStatus.PROCESSING or task.lease_id != lease_id:
+            raise Conflict(
+                f"lease {lease_id} on task {task_id} is no longer valid (task is {task.status.value})",
+                detail={"task_id": task_id, "status": task.status.value},
+            )
+        return task
+
+    def heartbeat(
+        self,
+        task_id: str,
+        lease_id: str,
+        lease_seconds: float,
+        *,
+        logs: list[str] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> datetime:
+        """Renew the lease, appending log lines and replacing `detail`; returns the new expiry."""
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self.engine.begin() as conn:
+            task = self._locked_lease(conn, task_id, lease_id)
+            values: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now}
+            if logs:
+                values["logs"] = (task.logs + logs)[-MAX_LOG_LINES:]
+            if detail is not None:
+                values["detail"] = detail
+            conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(**values))
+        return expires
+
+    def complete(
+        self,
+        task_id: str,
+        lease_id: str,
+        output: dict[str, Any],
+        *,
+        logs: list[str] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
+        with self.engine.begin() as conn:
+            task = self._locked_lease(conn, task_id, lease_id)
+            self._flush(conn, task, logs, detail)
+            return end_task(conn, self._reload(conn, task_id), TaskEvent.COMPLETE, utcnow(), output=output)
+
+    def fail(
+        self,
+        task_id: str,
+        lease_id: str,
+        error: dict[str, Any],
+        *,
+        logs: list[str] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Fail the task and release its credits; returns promoted staged task ids."""
+        with self.engine.begin() as conn:
+            task = self._locked_lease(conn, task_id, lease_id)
+            self._flush(conn, task, logs, detail)
+            return end_task(conn, self._reload(conn, task_id), TaskEvent.FAIL, utcnow(), error=error)
+
+    @staticmethod
+    def _flush(
+        conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None
+    ) -> None:
+        values: dict[str, Any] = {}
+        if logs:
+            values["logs"] = (task.logs + logs)[-MAX_LOG_LINES:]
+        if detail is not None:
+            values["detail"] = detail
+        if values:
+            conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id).values(**values))
+
+    @staticmethod
+    def _reload(conn: sa.Connection, task_id: str) -> Task:
+        return to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one())
+
+    def sweep_expired_leases(self, *, limit: int = 100) -> SweepResult:
+        """Requeue tasks whose worker stopped heartbeating; fail (with refund) those out of attempts.
+
+        Also promotes staged tasks of any account with free slots, repairing promotions a crash may have missed.
+        """
+        now = utcnow()
+        result = SweepResult()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(tasks)
+                .where(tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.lease_expires_at < now)
+                .order_by(tasks.c.lease_expires_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                task = to_task(row)
+                if task.attempts >= task.max_attempts:
+                    error = {
+                        "code": LOST_WORKER_CODE,
+                        "message": f"the worker stopped responding on each of {task.attempts} attempts",
+                        "raw_message": f"lease expired (worker {task.worker_id})",
+                        "detail": None,
+                    }
+                    line = f"lease expired on attempt {task.attempts}; no attempts left, credits released"
+                    result.promoted += end_task(conn, task, TaskEvent.FAIL, now, error=error, log_line=line)
+                    result.failed.append(task.task_id)
+                    continue
+                status = transition(task.status, TaskEvent.REQUEUE)
+                line = f"lease expired on attempt {task.attempts} (worker {task.worker_id}); requeued"
+                conn.execute(
+                    sa.update(tasks)
+                    .where(tasks.c.task_id == task.task_id)
+                    .values(
+                        status=status.value,
+                        lease_id=None,
+                        lease_expires_at=None,
+                        worker_id=None,
+                        logs=(task.logs + [line])[-MAX_LOG_LINES:],
+                        updated_at=now,
+                    )
+                )
+                result.requeued.append(task.task_id)
+            staged_accounts = (
+                conn.execute(
+                    sa.select(tasks.c.account_id).where(tasks.c.status == TaskStatus.STAGED.value).distinct()
+                )
+                .scalars()
+                .all()
+            )
+            for account_id in staged_accounts:
+                if conn.execute(
+                    sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)
+                ).first():
+                    result.promoted += promote_staged(conn, account_id, now)
+        return result

@@ -1,0 +1,142 @@
+"""The database schema, shared by SQLite and PostgreSQL and by the Alembic migrations.
+
+Tables hold state only; the rules that change it live in `genmill.domain` and the queries in the
+`genmill.store` modules next to this one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores naive text, so normalise both ways)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Credits = sa.BigInteger
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("plan", sa.String(50), nullable=False),
+    sa.Column("is_enabled", sa.Boolean, nullable=False),
+    sa.Column("max_concurrency", sa.Integer, nullable=False),
+    # The three credit buckets; their sum is the total ever topped up. Rebuildable from `ledger`.
+    sa.Column("available_credits", Credits, nullable=False),
+    sa.Column("frozen_credits", Credits, nullable=False),
+    sa.Column("used_credits", Credits, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.account_id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # SHA-256 of the key; the plaintext is shown once at creation and never stored.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.account_id"), nullable=False, index=True),
+    sa.Column("task_id", sa.String(36), nullable=True, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", Credits, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("task_id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.account_id"), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("task_type", sa.String(100), nullable=False),
+    sa.Column("family", sa.String(50), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", JSONType, nullable=False),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("output", JSONType, nullable=True),
+    sa.Column("detail", JSONType, nullable=True),
+    sa.Column("logs", JSONType, nullable=False),
+    sa.Column("error", JSONType, nullable=True),
+    sa.Column("price", Credits, nullable=False),
+    sa.Column("frozen_credits", Credits, nullable=False),
+    sa.Column("consumed_credits", Credits, nullable=False),
+    sa.Column("service_mode", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("lease_id", sa.String(36), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime, nullable=True),
+    sa.Column("worker_id", sa.String(100), nullable=True),
+    sa.Column("retention_seconds", sa.Integer, nullable=False),
+    sa.Column("outputs_deleted_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_tasks_account_created", "account_id", "created_at"),
+    sa.Index("ix_tasks_account_status", "account_id", "status"),
+    sa.Index("ix_tasks_claim", "status", "priority", "created_at"),
+    sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("account_id", sa.String(36), nullable=True, index=True),
+    sa.Column("task_id", sa.String(36), nullable=True, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "upload" | "output"
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index("ix_blobs_expiry", "deleted_at", "expires_at"),
+)

@@ -1,0 +1,173 @@
+"""Client-side task queries: create (with its credit freeze), read, list, cancel.
+
+Each public method is one transaction. Creating a task locks the account row first, so the concurrency count,
+the staged limit and the credit freeze are decided on a consistent view on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from genmill.domain.ledger import LedgerKind
+from genmill.domain.records import NewTask, Task, TaskPage
+from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
+from genmill.domain.timefmt import utcnow
+from genmill.errors import Forbidden, InvalidRequest, NotFound, TooManyTasks
+from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits, to_task
+from genmill.store.tables import tasks
+
+
+class TaskStore:
+    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50) -> None:
+        self.engine = engine
+        self.max_staged = max_staged_per_account
+
+    def create(self, new: NewTask) -> Task:
+        """Insert the task as pending (or staged at the concurrency limit) and freeze its price."""
+        now = utcnow()
+        task_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            account = lock_account(conn, new.account_id)
+            if not account.is_enabled:
+                raise Forbidden("this account is disabled")
+            status = TaskStatus.PENDING
+            if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
+                staged = count_tasks(conn, account.account_id, (TaskStatus.STAGED.value,))
+                if staged >= self.max_staged:
+                    raise TooManyTasks(
+                        f"the account already has {staged} staged tasks (the limit is {self.max_staged}); "
+                        "wait for some to finish",
+                        detail={"staged_count": staged, "limit": self.max_staged},
+                    )
+                status = TaskStatus.STAGED
+            # Freeze before the insert: InsufficientCredits leaves nothing written.
+            move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
+            conn.execute(
+                sa.insert(tasks).values(
+                    task_id=task_id,
+                    account_id=new.account_id,
+                    model=new.model,
+                    task_type=new.task_type,
+                    family=new.family,
+                    status=status.value,
+                    input=new.input,
+                    config=new.config,
+                    output=None,
+                    detail=None,
+                    logs=[],
+                    error=None,
+                    price=new.price,
+                    frozen_credits=new.price,
+                    consumed_credits=0,
+                    service_mode=new.service_mode,
+                    priority=new.priority,
+                    attempts=0,
+                    max_attempts=new.max_attempts,
+                    retention_seconds=new.retention_seconds,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
+        return to_task(row)
+
+    def get(self, account_id: str, task_id: str) -> Task:
+        """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.account_id == account_id)
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        return to_task(row)
+
+    def get_any(self, task_id: str) -> Task:
+        """Operator/worker read without the account check."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        return to_task(row)
+
+    def cancel(self, account_id: str, task_id: str) -> Task:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(tasks)
+                .where(tasks.c.task_id == task_id, tasks.c.account_id == account_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"task {task_id} not found")
+            task = to_task(row)
+            refusal = cancel_refusal(task.status)
+            if refusal:
+                raise InvalidRequest(f"task {task_id} cannot be cancelled: {refusal}")
+            end_task(conn, task, TaskEvent.CANCEL, utcnow(), log_line="cancelled by the client")
+            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
+        return to_task(row)
+
+    def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
+        """Cancel every pending/staged task created before the time, optionally of one model or family."""
+        cancellable = (TaskStatus.PENDING.value, TaskStatus.STAGED.value)
+        with self.engine.begin() as conn:
+            query = sa.select(tasks).where(
+                tasks.c.account_id == account_id,
+                tasks.c.status.in_(cancellable),
+                tasks.c.created_at < created_before,
+            )
+            if model:
+                query = query.where(sa.or_(tasks.c.family == model, tasks.c.model == model))
+            rows = conn.execute(query.order_by(tasks.c.created_at).with_for_update()).all()
+            # Staged first: cancelling a pending task frees a slot and promotes the oldest staged task, which
+            # must not be one we are about to cancel from a stale snapshot.
+            ordered = sorted((to_task(r) for r in rows), key=lambda t: t.status is not TaskStatus.STAGED)
+            now = utcnow()
+            for task in ordered:
+                end_task(conn, task, TaskEvent.CANCEL, now, log_line="cancelled by the client")
+        return [t.task_id for t in ordered]
+
+    def history(
+        self,
+        account_id: str,
+        *,
+        page: int,
+        page_size: int,
+        model: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        status: TaskStatus | None = None,
+    ) -> TaskPage:
+        conditions: list[Any] = [tasks.c.account_id == account_id]
+        if status is not None:
+            conditions.append(tasks.c.status == status.value)
+        if model:
+            conditions.append(sa.or_(tasks.c.model == model, tasks.c.family == model))
+        if start is not None:
+            conditions.append(tasks.c.created_at >= start)
+        if end is not None:
+            conditions.append(tasks.c.created_at <= end)
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(*conditions)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(tasks)
+                .where(*conditions)
+                .order_by(tasks.c.created_at.desc(), tasks.c.task_id.desc())
+                .limit(page_size)
+                .offset((page - 1) * page_size)
+            ).all()
+        return TaskPage([to_task(r) for r in rows], int(total))
+
+    def active(self, account_id: str) -> list[Task]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(tasks)
+                .where(tasks.c.account_id == account_id, tasks.c.status.in_([s.value for s in LIVE]))
+                .order_by(tasks.c.created_at)
+            ).all()
+        return [to_task(r) for r in rows]

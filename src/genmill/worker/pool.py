@@ -1,0 +1,77 @@
+"""The embedded mode's worker pool and reaper, run as daemon threads beside the ASGI server.
+
+Model code runs in these threads, never on the event loop. The reaper requeues tasks whose lease expired (a
+worker that died), promotes staged tasks a crash left behind, and deletes expired files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from genmill.storage.files import FileService
+from genmill.store import Store
+from genmill.worker.runtime import Worker
+from genmill.worker.wakeup import Wakeup
+
+log = logging.getLogger("genmill.worker")
+
+
+class Reaper:
+    def __init__(self, store: Store, files: FileService, wakeup: Wakeup) -> None:
+        self.store = store
+        self.files = files
+        self.wakeup = wakeup
+
+    def sweep(self) -> None:
+        result = self.store.leases.sweep_expired_leases()
+        deleted = self.files.reap()
+        if result.requeued or result.promoted:
+            self.wakeup.notify()
+        if result.requeued or result.failed or deleted:
+            log.info(
+                "reaper: requeued %d, failed %d, promoted %d, deleted %d files",
+                len(result.requeued),
+                len(result.failed),
+                len(result.promoted),
+                len(deleted),
+            )
+
+
+class WorkerPool:
+    def __init__(self, workers: list[Worker], reaper: Reaper, *, reaper_seconds: float) -> None:
+        self.workers = workers
+        self.reaper = reaper
+        self.reaper_seconds = reaper_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=worker.run_forever, args=(self._stop,), name=worker.worker_id, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        thread = threading.Thread(target=self._reap_forever, name="genmill-reaper", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _reap_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reaper.sweep()
+            except Exception:
+                log.exception("reaper sweep failed")
+            self._stop.wait(self.reaper_seconds)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.reaper.wakeup.notify()
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+def worker_id(index: int) -> str:
+    return f"local-{os.getpid()}-{index}"

@@ -1,0 +1,215 @@
+"""The task path against real SQLite and PostgreSQL: credits, concurrency, staging, leases, reconciliation."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from genmill.domain.records import NewTask
+from genmill.domain.states import TaskStatus
+from genmill.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, TooManyTasks
+from genmill.store import Store
+from genmill.store.tables import ledger, tasks
+
+CAPS = [("Qubico/image-toolkit", "upscale")]
+
+
+def new_task(account_id: str, price: int = 100) -> NewTask:
+    return NewTask(
+        account_id=account_id,
+        model="Qubico/image-toolkit",
+        task_type="upscale",
+        family="image-toolkit",
+        input={"image": "x", "scale": 2},
+        config={"service_mode": ""},
+        price=price,
+        service_mode="",
+        retention_seconds=3600,
+        max_attempts=2,
+    )
+
+
+def assert_reconciles(store: Store, account_id: str, total: int) -> None:
+    account = store.accounts.get(account_id)
+    assert account.balances == store.accounts.ledger_balances(account_id)
+    assert account.balances.total == total
+    with store.engine.connect() as conn:
+        frozen = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(tasks.c.frozen_credits), 0)).where(
+                tasks.c.account_id == account_id
+            )
+        ).scalar_one()
+        used = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(tasks.c.consumed_credits), 0)).where(
+                tasks.c.account_id == account_id
+            )
+        ).scalar_one()
+    assert account.balances.frozen == frozen
+    assert account.balances.used == used
+
+
+def test_create_freezes_price_and_complete_consumes_it(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    task = store.tasks.create(new_task(acct.account_id, 300))
+    assert task.status is TaskStatus.PENDING and task.frozen_credits == 300
+    assert store.accounts.get(acct.account_id).balances.available == 700
+    claim = store.leases.claim_next_task("w1", CAPS, 30)
+    assert claim is not None and claim.task.task_id == task.task_id
+    assert claim.task.status is TaskStatus.PROCESSING and claim.task.attempts == 1
+    assert claim.task.started_at is not None
+    store.leases.complete(task.task_id, claim.lease_id, {"image_url": "u"}, logs=["done"])
+    done = store.tasks.get(acct.account_id, task.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.consumed_credits == 300 and done.frozen_credits == 0
+    assert done.output == {"image_url": "u"} and done.logs == ["done"] and done.ended_at is not None
+    assert store.accounts.get(acct.account_id).balances.used == 300
+    assert_reconciles(store, acct.account_id, 1000)
+
+
+def test_not_enough_credits_writes_nothing(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=50)
+    with pytest.raises(InsufficientCredits):
+        store.tasks.create(new_task(acct.account_id, 51))
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(tasks)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(ledger)).scalar_one() == 1  # the top-up
+    assert store.accounts.get(acct.account_id).balances.available == 50
+
+
+def test_failure_releases_credits(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    task = store.tasks.create(new_task(acct.account_id, 400))
+    claim = store.leases.claim_next_task("w1", CAPS, 30)
+    assert claim is not None
+    store.leases.fail(
+        task.task_id, claim.lease_id, {"code": 1, "message": "m", "raw_message": "r", "detail": None}
+    )
+    failed = store.tasks.get(acct.account_id, task.task_id)
+    assert failed.status is TaskStatus.FAILED and failed.consumed_credits == 0 and failed.error["code"] == 1
+    assert store.accounts.get(acct.account_id).balances.available == 1000
+    assert_reconciles(store, acct.account_id, 1000)
+
+
+def test_stale_lease_cannot_complete_twice(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    task = store.tasks.create(new_task(acct.account_id))
+    claim = store.leases.claim_next_task("w1", CAPS, 30)
+    assert claim is not None
+    store.leases.complete(task.task_id, claim.lease_id, {"image_url": "u"})
+    with pytest.raises(Conflict):
+        store.leases.complete(task.task_id, claim.lease_id, {"image_url": "u"})
+    with pytest.raises(Conflict):
+        store.leases.heartbeat(task.task_id, "not-the-lease", 30)
+    assert store.accounts.get(acct.account_id).balances.used == 100
+
+
+def test_concurrency_limit_stages_and_promotes_in_order(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=10_000, max_concurrency=2)
+    made = [store.tasks.create(new_task(acct.account_id)) for _ in range(5)]
+    assert [t.status for t in made] == [TaskStatus.PENDING] * 2 + [TaskStatus.STAGED] * 3
+    claim = store.leases.claim_next_task("w1", CAPS, 30)
+    assert claim is not None and claim.task.task_id == made[0].task_id
+    promoted = store.leases.complete(claim.task.task_id, claim.lease_id, {})
+    assert promoted == [made[2].task_id]
+    store.tasks.cancel(acct.account_id, made[1].task_id)
+    assert store.tasks.get(acct.account_id, made[3].task_id).status is TaskStatus.PENDING
+    assert store.tasks.get(acct.account_id, made[4].task_id).status is TaskStatus.STAGED
+    assert_reconciles(store, acct.account_id, 10_000)
+
+
+def test_staged_limit_is_enforced(store: Store) -> None:
+    store.tasks.max_staged = 2
+    acct = store.accounts.create_account("a", credits=10_000, max_concurrency=1)
+    for _ in range(3):
+        store.tasks.create(new_task(acct.account_id))
+    with pytest.raises(TooManyTasks):
+        store.tasks.create(new_task(acct.account_id))
+    assert store.accounts.get(acct.account_id).balances.frozen == 300
+
+
+def test_cancel_rules_and_isolation(store: Store) -> None:
+    a = store.accounts.create_account("a", credits=1000)
+    b = store.accounts.create_account("b", credits=1000)
+    task = store.tasks.create(new_task(a.account_id))
+    with pytest.raises(NotFound):
+        store.tasks.get(b.account_id, task.task_id)
+    with pytest.raises(NotFound):
+        store.tasks.cancel(b.account_id, task.task_id)
+    claim = store.leases.claim_next_task("w", CAPS, 30)
+    assert claim is not None
+    with pytest.raises(InvalidRequest, match="processing"):
+        store.tasks.cancel(a.account_id, task.task_id)
+
+
+def test_cancel_many_filters_by_time_and_family(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=10_000, max_concurrency=1)
+    made = [store.tasks.create(new_task(acct.account_id)) for _ in range(3)]
+    from genmill.domain.timefmt import utcnow
+
+    assert store.tasks.cancel_many(acct.account_id, created_before=utcnow(), model="flux") == []
+    ids = store.tasks.cancel_many(acct.account_id, created_before=utcnow(), model="image-toolkit")
+    assert sorted(ids) == sorted(t.task_id for t in made)
+    assert store.accounts.get(acct.account_id).balances.available == 10_000
+    assert_reconciles(store, acct.account_id, 10_000)
+
+
+def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    task = store.tasks.create(new_task(acct.account_id, 250))  # max_attempts=2
+    first = store.leases.claim_next_task("dead-1", CAPS, 0.05)
+    assert first is not None
+    time.sleep(0.1)
+    sweep = store.leases.sweep_expired_leases()
+    assert sweep.requeued == [task.task_id]
+    requeued = store.tasks.get(acct.account_id, task.task_id)
+    assert requeued.status is TaskStatus.PENDING and "requeued" in requeued.logs[-1]
+    second = store.leases.claim_next_task("dead-2", CAPS, 0.05)
+    assert second is not None and second.task.attempts == 2
+    with pytest.raises(Conflict):  # the first worker came back too late
+        store.leases.complete(task.task_id, first.lease_id, {})
+    time.sleep(0.1)
+    sweep = store.leases.sweep_expired_leases()
+    assert sweep.failed == [task.task_id]
+    failed = store.tasks.get(acct.account_id, task.task_id)
+    assert failed.status is TaskStatus.FAILED and failed.error["code"] != 0
+    assert store.accounts.get(acct.account_id).balances.available == 1000
+    assert_reconciles(store, acct.account_id, 1000)
+
+
+def test_claim_only_takes_what_the_worker_can_run(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    store.tasks.create(new_task(acct.account_id))
+    assert store.leases.claim_next_task("w", [("Qubico/tts", "zero-shot")], 30) is None
+    assert store.leases.claim_next_task("w", [], 30) is None
+    assert store.leases.claim_next_task("w", CAPS, 30) is not None
+
+
+def test_random_mix_reconciles(store: Store) -> None:
+    rng = random.Random(42)
+    total = 50_000
+    acct = store.accounts.create_account("a", credits=total, max_concurrency=3)
+    live: list[str] = []
+    for _ in range(80):
+        action = rng.random()
+        if action < 0.45:
+            try:
+                live.append(store.tasks.create(new_task(acct.account_id, rng.randint(0, 3000))).task_id)
+            except (InsufficientCredits, TooManyTasks):
+                pass
+        elif action < 0.6 and live:
+            try:
+                store.tasks.cancel(acct.account_id, rng.choice(live))
+            except InvalidRequest:
+                pass
+        else:
+            claim = store.leases.claim_next_task("w", CAPS, 30)
+            if claim is not None:
+                if rng.random() < 0.7:
+                    store.leases.complete(claim.task.task_id, claim.lease_id, {"image_url": "u"})
+                else:
+                    store.leases.fail(claim.task.task_id, claim.lease_id, {"code": 1, "message": "x"})
+        assert_reconciles(store, acct.account_id, total)
+    page = store.tasks.history(acct.account_id, page=1, page_size=100)
+    assert page.total == len(live)
