@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from genmill.catalog._common import MediaRef, TaskInput, per_unit
+from genmill.catalog._common import OptionalMediaRef, TaskInput, per_unit
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
 
 MODEL = "Qubico/tts"
@@ -21,8 +21,10 @@ class ZeroShot(TaskInput):
     gen_text: str = Field(
         ..., min_length=1, max_length=MAX_GEN_TEXT, description="Text to speak (at most 10,000 characters)."
     )
-    ref_audio: MediaRef = Field(
-        ..., description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech."
+    ref_audio: OptionalMediaRef = Field(
+        "",
+        description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech. Backends "
+        "that cannot clone a voice say so in the task's logs and use their own voice.",
     )
     ref_text: str = Field("", description="Transcript of ref_audio; transcribed automatically when empty.")
 
