@@ -15,9 +15,7 @@ from genmill.store.tables import metadata
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PG_ADMIN_URL = os.environ.get(
-    "GENMILL_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("GENMILL_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")

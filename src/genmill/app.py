@@ -104,9 +104,7 @@ class Runtime:
             self.wakeup.notify()
 
     def services(self) -> Services:
-        return Services(
-            self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes
-        )
+        return Services(self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes)
 
     def log_backends(self) -> None:
         for status in self.backends.statuses:

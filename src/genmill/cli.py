@@ -87,7 +87,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts_list(args: argparse.Namespace) -> int:
-    for a in _store(_settings(args)).accounts.list():
+    for a in _store(_settings(args)).accounts.list_accounts():
         b = a.balances
         print(
             f"{a.account_id}  {a.name!r}  available={b.available} frozen={b.frozen} used={b.used} "
@@ -118,10 +118,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     catalog = build_catalog()
     backends = BackendSet(discover_backends(), catalog)
-    reasons = {}
+    reasons: dict[tuple[str, str], str] = {}
     for status in backends.statuses:
-        for entry in status.entries:
-            reasons.setdefault(entry, status.reason if not status.available else "")
+        for key in status.entries:
+            reasons.setdefault(key, status.reason if not status.available else "")
     for entry in sorted(catalog, key=lambda e: e.key):
         if backends.can_run(entry.model, entry.task_type):
             print(f"available  {entry.model}  {entry.task_type}")
@@ -154,16 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--max-concurrency", dest="max_concurrency", type=int, default=5)
     create.add_argument("--account", default=None, help="add the key to this existing account")
     create.set_defaults(func=cmd_keys_create)
-    with_data(keys.add_parser("list", help="list keys (never their secrets)")).set_defaults(
-        func=cmd_keys_list
-    )
+    with_data(keys.add_parser("list", help="list keys (never their secrets)")).set_defaults(func=cmd_keys_list)
     revoke = with_data(keys.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
 
-    accounts = sub.add_parser("accounts", help="accounts").add_subparsers(
-        dest="accounts_command", required=True
-    )
+    accounts = sub.add_parser("accounts", help="accounts").add_subparsers(dest="accounts_command", required=True)
     with_data(accounts.add_parser("list")).set_defaults(func=cmd_accounts_list)
     topup = with_data(accounts.add_parser("topup", help="add credits (1 USD = 10,000,000 credits)"))
     topup.add_argument("account")

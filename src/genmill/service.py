@@ -72,9 +72,7 @@ class TaskService:
         self.on_created = on_created
 
     def served_models(self) -> list[str]:
-        return sorted(
-            {f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type)}
-        )
+        return sorted({f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type)})
 
     def entry_for(self, model: str, task_type: str) -> CatalogEntry:
         entry = self.catalog.get(model, task_type)

@@ -15,18 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENMILL_", extra="ignore")
 
-    data_dir: Path = Field(
-        Path("./genmill-data"), description="Local folder for the SQLite database and blobs."
-    )
+    data_dir: Path = Field(Path("./genmill-data"), description="Local folder for the SQLite database and blobs.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite in data_dir.")
     public_url: str = Field("", description="Base URL clients use to reach this server (for output URLs).")
     host: str = "127.0.0.1"
     port: int = 8000
 
     workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
-    backends: str = Field(
-        "", description="Comma-separated backend names to enable; empty means all available."
-    )
+    backends: str = Field("", description="Comma-separated backend names to enable; empty means all available.")
     lease_seconds: float = Field(60.0, gt=0, description="How long a claim lasts without a heartbeat.")
     heartbeat_seconds: float = Field(10.0, gt=0)
     max_attempts: int = Field(3, ge=1, description="Claims a task gets before it fails with a refund.")

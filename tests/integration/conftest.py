@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.support import AlwaysFails, Missing, PillowUpscale
 
 from genmill.app import Runtime, create_app
 from genmill.settings import Settings
-from tests.support import AlwaysFails, Missing, PillowUpscale
 
 
 @dataclass
@@ -33,7 +33,10 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     settings = Settings(
-        data_dir=tmp_path, public_url="http://testserver", workers=1, allow_private_urls=True,
+        data_dir=tmp_path,
+        public_url="http://testserver",
+        workers=1,
+        allow_private_urls=True,
         max_request_bytes=20 * 1024 * 1024,
     )
     upscaler = PillowUpscale()

@@ -6,11 +6,11 @@ import base64
 from datetime import timedelta
 
 import sqlalchemy as sa
+from tests.integration.conftest import Api
+from tests.support import png_bytes
 
 from genmill.domain.timefmt import utcnow
 from genmill.store.tables import blobs
-from tests.integration.conftest import Api
-from tests.support import png_bytes
 
 
 def upload(api: Api, name: str, data: bytes | str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -27,7 +27,8 @@ def test_upload_then_use_it_as_an_input(api: Api) -> None:
     served = api.client.get(url.removeprefix("http://testserver"))
     assert served.status_code == 200 and served.content == png_bytes(10, 6)
     task = api.client.post(
-        "/api/v1/task", headers=api.h(),
+        "/api/v1/task",
+        headers=api.h(),
         json={"model": "Qubico/image-toolkit", "task_type": "upscale", "input": {"image": url, "scale": 2}},
     ).json()["data"]
     assert api.run_worker()
@@ -54,9 +55,13 @@ def test_upload_rules(api: Api) -> None:
 
 def test_expired_files_answer_410_and_the_task_says_so(api: Api) -> None:
     task = api.client.post(
-        "/api/v1/task", headers=api.h(),
-        json={"model": "Qubico/image-toolkit", "task_type": "upscale",
-              "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2}},
+        "/api/v1/task",
+        headers=api.h(),
+        json={
+            "model": "Qubico/image-toolkit",
+            "task_type": "upscale",
+            "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
+        },
     ).json()["data"]
     api.run_worker()
     url = api.client.get(f"/api/v1/task/{task['task_id']}", headers=api.h()).json()["data"]["output"]["image_url"]
@@ -73,9 +78,13 @@ def test_expired_files_answer_410_and_the_task_says_so(api: Api) -> None:
 
 def test_generated_images_are_inputs_for_three_hours_only(api: Api) -> None:
     first = api.client.post(
-        "/api/v1/task", headers=api.h(),
-        json={"model": "Qubico/image-toolkit", "task_type": "upscale",
-              "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2}},
+        "/api/v1/task",
+        headers=api.h(),
+        json={
+            "model": "Qubico/image-toolkit",
+            "task_type": "upscale",
+            "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
+        },
     ).json()["data"]
     api.run_worker()
     url = api.client.get(f"/api/v1/task/{first['task_id']}", headers=api.h()).json()["data"]["output"]["image_url"]
@@ -88,6 +97,9 @@ def test_generated_images_are_inputs_for_three_hours_only(api: Api) -> None:
 
 
 def test_request_bodies_are_capped(api: Api) -> None:
-    r = api.client.post("/api/v1/task", headers={**api.h(), "content-type": "application/json"},
-                        content=b"x" * (21 * 1024 * 1024))
+    r = api.client.post(
+        "/api/v1/task",
+        headers={**api.h(), "content-type": "application/json"},
+        content=b"x" * (21 * 1024 * 1024),
+    )
     assert r.status_code == 413 and r.json()["code"] == 413

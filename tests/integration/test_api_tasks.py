@@ -6,7 +6,6 @@ import base64
 from typing import Any
 
 from PIL import Image
-
 from tests.integration.conftest import Api
 from tests.support import png_bytes
 
@@ -50,11 +49,14 @@ def test_validation_names_the_field(api: Api) -> None:
     r = api.client.post("/api/v1/task", headers=api.h(), json={"model": "No/such", "task_type": "x", "input": {}})
     assert r.status_code == 400 and "model" in r.json()["message"]
     r = api.client.post(
-        "/api/v1/task", headers=api.h(), json={"model": "Qubico/image-toolkit", "task_type": "dance", "input": {}}
+        "/api/v1/task",
+        headers=api.h(),
+        json={"model": "Qubico/image-toolkit", "task_type": "dance", "input": {}},
     )
     assert r.status_code == 400 and "task_type" in r.json()["message"] and "upscale" in r.json()["message"]
     r = api.client.post(
-        "/api/v1/task", headers=api.h(),
+        "/api/v1/task",
+        headers=api.h(),
         json={**upscale_body(), "config": {"webhook_config": {"endpoint": "ftp://x"}}},
     )
     assert r.status_code == 400 and "webhook_config.endpoint" in r.json()["message"]
@@ -64,7 +66,9 @@ def test_validation_names_the_field(api: Api) -> None:
 def test_a_model_no_worker_serves_is_refused_without_charge(api: Api) -> None:
     before = credits(api)
     r = api.client.post(
-        "/api/v1/task", headers=api.h(), json={"model": "Qubico/tts", "task_type": "zero-shot", "input": {"gen_text": "hi"}}
+        "/api/v1/task",
+        headers=api.h(),
+        json={"model": "Qubico/tts", "task_type": "zero-shot", "input": {"gen_text": "hi"}},
     )
     assert r.status_code == 400
     assert "no worker" in r.json()["message"] and "Qubico/image-toolkit/upscale" in r.json()["message"]
@@ -112,7 +116,8 @@ def test_backend_failure_releases_credits_and_reports_error(api: Api) -> None:
     before = credits(api)
     image = "data:image/png;base64," + base64.b64encode(png_bytes(8, 8)).decode()
     r = api.client.post(
-        "/api/v1/task", headers=api.h(),
+        "/api/v1/task",
+        headers=api.h(),
         json={"model": "Qubico/image-toolkit", "task_type": "background-remove", "input": {"image": image}},
     )
     task_id = r.json()["data"]["task_id"]
@@ -135,8 +140,11 @@ def test_unreachable_input_fails_the_task_with_a_named_field(api: Api) -> None:
 
 def test_isolation_between_accounts(api: Api) -> None:
     task_id = api.client.post("/api/v1/task", headers=api.h(), json=upscale_body()).json()["data"]["task_id"]
-    for method, path in (("GET", f"/api/v1/task/{task_id}"), ("DELETE", f"/api/v1/task/{task_id}"),
-                         ("POST", f"/api/v1/task/{task_id}/cancel")):
+    for method, path in (
+        ("GET", f"/api/v1/task/{task_id}"),
+        ("DELETE", f"/api/v1/task/{task_id}"),
+        ("POST", f"/api/v1/task/{task_id}/cancel"),
+    ):
         r = api.client.request(method, path, headers=api.h(api.key2))
         assert r.status_code == 404 and r.json()["code"] == 404
     hist = api.client.get("/api/open/tasks/histories", headers=api.h(api.key2)).json()["data"]
@@ -177,8 +185,10 @@ def test_staging_active_tasks_and_cancel_many(api: Api) -> None:
 
 
 def test_history_paging_and_filters(api: Api) -> None:
-    made = [api.client.post("/api/v1/task", headers=api.h(), json=upscale_body()).json()["data"]["task_id"]
-            for _ in range(3)]
+    made = [
+        api.client.post("/api/v1/task", headers=api.h(), json=upscale_body()).json()["data"]["task_id"]
+        for _ in range(3)
+    ]
     page1 = api.client.get("/api/open/tasks/histories?page=1&page_size=2", headers=api.h()).json()["data"]
     page2 = api.client.get("/api/open/tasks/histories?page=2&page_size=2", headers=api.h()).json()["data"]
     assert page1["total"] == 3 and page1["page"] == 1 and page1["size"] == 2
@@ -207,7 +217,10 @@ def test_private_service_mode_is_refused_clearly(api: Api) -> None:
 
 
 def test_webhook_config_is_persisted_and_echoed(api: Api) -> None:
-    config = {"service_mode": "public", "webhook_config": {"endpoint": "https://example.com/h", "secret": "s"}}
+    config = {
+        "service_mode": "public",
+        "webhook_config": {"endpoint": "https://example.com/h", "secret": "s"},
+    }
     task = api.client.post("/api/v1/task", headers=api.h(), json={**upscale_body(), "config": config}).json()["data"]
     assert task["config"] == config
     again = api.client.get(f"/api/v1/task/{task['task_id']}", headers=api.h()).json()["data"]

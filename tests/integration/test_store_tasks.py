@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
@@ -38,9 +39,7 @@ def assert_reconciles(store: Store, account_id: str, total: int) -> None:
     assert account.balances.total == total
     with store.engine.connect() as conn:
         frozen = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(tasks.c.frozen_credits), 0)).where(
-                tasks.c.account_id == account_id
-            )
+            sa.select(sa.func.coalesce(sa.func.sum(tasks.c.frozen_credits), 0)).where(tasks.c.account_id == account_id)
         ).scalar_one()
         used = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(tasks.c.consumed_credits), 0)).where(
@@ -83,9 +82,7 @@ def test_failure_releases_credits(store: Store) -> None:
     task = store.tasks.create(new_task(acct.account_id, 400))
     claim = store.leases.claim_next_task("w1", CAPS, 30)
     assert claim is not None
-    store.leases.fail(
-        task.task_id, claim.lease_id, {"code": 1, "message": "m", "raw_message": "r", "detail": None}
-    )
+    store.leases.fail(task.task_id, claim.lease_id, {"code": 1, "message": "m", "raw_message": "r", "detail": None})
     failed = store.tasks.get(acct.account_id, task.task_id)
     assert failed.status is TaskStatus.FAILED and failed.consumed_credits == 0 and failed.error["code"] == 1
     assert store.accounts.get(acct.account_id).balances.available == 1000
@@ -194,15 +191,11 @@ def test_random_mix_reconciles(store: Store) -> None:
     for _ in range(80):
         action = rng.random()
         if action < 0.45:
-            try:
+            with contextlib.suppress(InsufficientCredits, TooManyTasks):
                 live.append(store.tasks.create(new_task(acct.account_id, rng.randint(0, 3000))).task_id)
-            except (InsufficientCredits, TooManyTasks):
-                pass
         elif action < 0.6 and live:
-            try:
+            with contextlib.suppress(InvalidRequest):
                 store.tasks.cancel(acct.account_id, rng.choice(live))
-            except InvalidRequest:
-                pass
         else:
             claim = store.leases.claim_next_task("w", CAPS, 30)
             if claim is not None:

@@ -254,13 +254,8 @@ def test_flux_img2img_denoise(catalog: Catalog) -> None:
 def test_flux_guidance_scale_range(catalog: Catalog, bad: float) -> None:
     error = rejects(catalog, "Qubico/flux1-dev", "txt2img", guidance_scale=bad)
     assert ("guidance_scale",) in error_locs(error)
-    assert (
-        validate(catalog, "Qubico/flux1-dev", "txt2img", guidance_scale=1.5).model_dump()["guidance_scale"]
-        == 1.5
-    )
-    assert (
-        validate(catalog, "Qubico/flux1-dev", "txt2img", guidance_scale=5).model_dump()["guidance_scale"] == 5
-    )
+    assert validate(catalog, "Qubico/flux1-dev", "txt2img", guidance_scale=1.5).model_dump()["guidance_scale"] == 1.5
+    assert validate(catalog, "Qubico/flux1-dev", "txt2img", guidance_scale=5).model_dump()["guidance_scale"] == 5
 
 
 @pytest.mark.parametrize(
@@ -286,10 +281,7 @@ def test_flux_area_limit(catalog: Catalog, model: str, task_type: str) -> None:
 def test_flux_schnell_batch_size(catalog: Catalog) -> None:
     assert validate(catalog, "Qubico/flux1-schnell", "txt2img").model_dump()["batch_size"] == 1
     for good in (1, 4):
-        assert (
-            validate(catalog, "Qubico/flux1-schnell", "txt2img", batch_size=good).model_dump()["batch_size"]
-            == good
-        )
+        assert validate(catalog, "Qubico/flux1-schnell", "txt2img", batch_size=good).model_dump()["batch_size"] == good
     for bad in (0, 5):
         error = rejects(catalog, "Qubico/flux1-schnell", "txt2img", batch_size=bad)
         assert ("batch_size",) in error_locs(error)
@@ -318,9 +310,7 @@ def test_flux_steps_and_seed_ranges(catalog: Catalog) -> None:
 
 def test_flux_lora_settings(catalog: Catalog) -> None:
     dumped = validate(catalog, "Qubico/flux1-dev-advanced", "txt2img-lora").model_dump()
-    assert dumped["lora_settings"] == [
-        {"lora_type": "mystic-realism", "lora_strength": 1.0, "lora_image": ""}
-    ]
+    assert dumped["lora_settings"] == [{"lora_type": "mystic-realism", "lora_strength": 1.0, "lora_image": ""}]
     error = rejects(catalog, "Qubico/flux1-dev-advanced", "txt2img-lora", lora_settings=[])
     assert ("lora_settings",) in error_locs(error)
     error = rejects(
@@ -358,9 +348,7 @@ def test_flux_outpaint_settings(catalog: Catalog) -> None:
     bad_type = [{"setting_type": "inpaint", "outpaint_left": 10}]
     error = rejects(catalog, "Qubico/flux1-dev-advanced", "fill-outpaint", custom_settings=bad_type)
     assert ("custom_settings", 0, "setting_type") in error_locs(error)
-    rejects(
-        catalog, "Qubico/flux1-dev-advanced", "fill-outpaint", custom_settings=[{"setting_type": "outpaint"}]
-    )
+    rejects(catalog, "Qubico/flux1-dev-advanced", "fill-outpaint", custom_settings=[{"setting_type": "outpaint"}])
 
 
 def test_flux_lora_task_types_are_on_advanced_only(catalog: Catalog) -> None:
@@ -405,10 +393,7 @@ def test_image_inputs_must_look_like_media(catalog: Catalog, bad: str) -> None:
 def test_image_inputs_accept_urls_data_uris_paths_and_base64(catalog: Catalog) -> None:
     raw_b64 = IMG_B64.split(",", 1)[1]
     for good in (IMG, IMG_B64, raw_b64, "/files/abc.png"):
-        assert (
-            validate(catalog, "Qubico/image-toolkit", "background-remove", image=good).model_dump()["image"]
-            == good
-        )
+        assert validate(catalog, "Qubico/image-toolkit", "background-remove", image=good).model_dump()["image"] == good
 
 
 def test_image_toolkit_prices(catalog: Catalog) -> None:
@@ -425,15 +410,11 @@ def test_segment_fields(catalog: Catalog) -> None:
 def test_face_swap_indexes(catalog: Catalog) -> None:
     dumped = validate(catalog, "Qubico/image-toolkit", "multi-face-swap").model_dump()
     assert dumped["swap_faces_index"] == dumped["target_faces_index"] == "0"
-    ok = validate(
-        catalog, "Qubico/image-toolkit", "multi-face-swap", swap_faces_index="0,1", target_faces_index="1,0"
-    )
+    ok = validate(catalog, "Qubico/image-toolkit", "multi-face-swap", swap_faces_index="0,1", target_faces_index="1,0")
     assert ok.model_dump()["target_faces_index"] == "1,0"
     error = rejects(catalog, "Qubico/image-toolkit", "multi-face-swap", swap_faces_index="a,b")
     assert ("swap_faces_index",) in error_locs(error)
-    error = rejects(
-        catalog, "Qubico/image-toolkit", "multi-face-swap", swap_faces_index="0,1", target_faces_index="0"
-    )
+    error = rejects(catalog, "Qubico/image-toolkit", "multi-face-swap", swap_faces_index="0,1", target_faces_index="0")
     assert "same number of faces" in str(error)
 
 
@@ -454,9 +435,7 @@ def test_video_upscale_accepts_small_mp4(catalog: Catalog) -> None:
     assert validate(catalog, "Qubico/video-toolkit", "upscale", video=inline).model_dump()["video"] == inline
     bare = inline.split(",", 1)[1]
     assert validate(catalog, "Qubico/video-toolkit", "upscale", video=bare) is not None
-    assert (
-        validate(catalog, "Qubico/video-toolkit", "upscale", video="https://example.com/v?id=3") is not None
-    )
+    assert validate(catalog, "Qubico/video-toolkit", "upscale", video="https://example.com/v?id=3") is not None
 
 
 @pytest.mark.parametrize(
@@ -476,12 +455,8 @@ def test_video_upscale_rejects_what_is_not_mp4(catalog: Catalog, bad: str) -> No
 def test_video_inputs_are_at_most_10_mb_inline(catalog: Catalog) -> None:
     too_big = mp4_data_uri(10 * 1024 * 1024 + 3)
     assert ("video",) in error_locs(rejects(catalog, "Qubico/video-toolkit", "upscale", video=too_big))
-    assert ("target_video",) in error_locs(
-        rejects(catalog, "Qubico/video-toolkit", "face-swap", target_video=too_big)
-    )
-    assert ("video",) in error_locs(
-        rejects(catalog, "Qubico/video-toolkit", "background-remove", video=too_big)
-    )
+    assert ("target_video",) in error_locs(rejects(catalog, "Qubico/video-toolkit", "face-swap", target_video=too_big))
+    assert ("video",) in error_locs(rejects(catalog, "Qubico/video-toolkit", "background-remove", video=too_big))
     just_fits = mp4_data_uri(10 * 1024 * 1024)
     assert validate(catalog, "Qubico/video-toolkit", "upscale", video=just_fits) is not None
 
@@ -489,9 +464,7 @@ def test_video_inputs_are_at_most_10_mb_inline(catalog: Catalog) -> None:
 def test_video_toolkit_fields(catalog: Catalog) -> None:
     dumped = validate(catalog, "Qubico/video-toolkit", "face-swap").model_dump()
     assert dumped["swap_faces_index"] == dumped["target_faces_index"] == "0"
-    assert (
-        validate(catalog, "Qubico/video-toolkit", "background-remove").model_dump()["invert_output"] is False
-    )
+    assert validate(catalog, "Qubico/video-toolkit", "background-remove").model_dump()["invert_output"] is False
 
 
 def test_video_upscale_price_per_frame(catalog: Catalog) -> None:
@@ -544,9 +517,7 @@ def test_wanx(catalog: Catalog) -> None:
     assert dumped["aspect_ratio"] == "16:9"
     assert dumped["negative_prompt"] == ""
     assert validate(catalog, "Qubico/wanx", "txt2video-14b", aspect_ratio="9:16") is not None
-    assert ("aspect_ratio",) in error_locs(
-        rejects(catalog, "Qubico/wanx", "txt2video-14b", aspect_ratio="1:1")
-    )
+    assert ("aspect_ratio",) in error_locs(rejects(catalog, "Qubico/wanx", "txt2video-14b", aspect_ratio="1:1"))
     assert price(catalog, "Qubico/wanx", "txt2video-1.3b") == usd(0.12)
     assert price(catalog, "Qubico/wanx", "txt2video-14b") == usd(0.28)
     assert price(catalog, "Qubico/wanx", "img2video-14b") == usd(0.28)
@@ -560,15 +531,11 @@ def test_skyreels(catalog: Catalog) -> None:
     dumped = validate(catalog, "Qubico/skyreels", "img2video").model_dump()
     assert dumped["guidance_scale"] == 3.5
     assert dumped["aspect_ratio"] == "16:9"
-    assert (
-        validate(catalog, "Qubico/skyreels", "img2video", aspect_ratio="1:1", guidance_scale=10) is not None
-    )
+    assert validate(catalog, "Qubico/skyreels", "img2video", aspect_ratio="1:1", guidance_scale=10) is not None
     for bad in (0, 10.5):
         error = rejects(catalog, "Qubico/skyreels", "img2video", guidance_scale=bad)
         assert ("guidance_scale",) in error_locs(error)
-    assert ("aspect_ratio",) in error_locs(
-        rejects(catalog, "Qubico/skyreels", "img2video", aspect_ratio="4:3")
-    )
+    assert ("aspect_ratio",) in error_locs(rejects(catalog, "Qubico/skyreels", "img2video", aspect_ratio="4:3"))
 
 
 def test_framepack(catalog: Catalog) -> None:

@@ -49,9 +49,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = (
-            exc.detail
-            if isinstance(exc.detail, str) and exc.detail
-            else _HTTP_MESSAGES.get(exc.status_code, "error")
+            exc.detail if isinstance(exc.detail, str) and exc.detail else _HTTP_MESSAGES.get(exc.status_code, "error")
         )
         if exc.status_code == 404 and message == "Not Found":
             message = "not found"

@@ -40,9 +40,7 @@ def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> di
     if sniffed is None:
         raise InvalidRequest(f"{BAD_UPLOAD}: file_data: the content is not a recognised media file")
     if sniffed.split("/")[0] != declared.split("/")[0] and not declared.startswith("model/"):
-        raise InvalidRequest(
-            f"{BAD_UPLOAD}: file_data: the content is {sniffed} but the name says .{ext} ({declared})"
-        )
+        raise InvalidRequest(f"{BAD_UPLOAD}: file_data: the content is {sniffed} but the name says .{ext} ({declared})")
     blob = services.files.save(
         decoded.data,
         kind="upload",

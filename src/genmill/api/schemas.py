@@ -20,9 +20,7 @@ class TaskConfig(BaseModel):
 class TaskCreate(BaseModel):
     model: str = Field(..., max_length=100, examples=["Qubico/image-toolkit"])
     task_type: str = Field(..., max_length=100, examples=["upscale"])
-    input: dict[str, Any] = Field(
-        ..., description="The model's input; see GET /api/v1/models for each schema."
-    )
+    input: dict[str, Any] = Field(..., description="The model's input; see GET /api/v1/models for each schema.")
     config: TaskConfig | None = None
 
 

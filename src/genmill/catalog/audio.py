@@ -59,9 +59,7 @@ def _mmaudio_price(_inputs: MMAudioVideo2Audio) -> int:
 
 
 class DiffRhythmTxt2Audio(TaskInput):
-    lyrics: str = Field(
-        "", description="Time-stamped lyrics, one [mm:ss.xx] line each; empty for instrumental."
-    )
+    lyrics: str = Field("", description="Time-stamped lyrics, one [mm:ss.xx] line each; empty for instrumental.")
     style_prompt: str = Field("pop", description="Style of the song, e.g. pop.")
     style_audio: OptionalMediaRef = Field("", description="Optional reference audio for the style.")
 
@@ -74,12 +72,8 @@ ACE_STEP_USD_PER_SECOND = 0.0005
 
 
 class AceStepTxt2Audio(TaskInput):
-    style_prompt: str = Field(
-        ..., min_length=1, description="Style tags, comma-separated: genre, instruments, mood."
-    )
-    lyrics: str = Field(
-        "", description='Lyrics with [verse]/[chorus] markers; "[inst]" or "" for instrumental.'
-    )
+    style_prompt: str = Field(..., min_length=1, description="Style tags, comma-separated: genre, instruments, mood.")
+    lyrics: str = Field("", description='Lyrics with [verse]/[chorus] markers; "[inst]" or "" for instrumental.')
     negative_style_prompt: str = Field("", description="Styles to avoid.")
     # Range and default: our choice (ACE-Step generates up to 4 minutes).
     duration: int = Field(60, ge=5, le=240, description="Length of the generated audio in seconds.")

@@ -205,9 +205,7 @@ class GuardedFetcher:
             raise FetchError(f"{field}: host {host!r} could not be resolved")
         for address in addresses:
             if not is_public_address(address):
-                raise FetchError(
-                    f"{field}: URL points at a private or loopback address ({address}); {_PRIVATE_HINT}"
-                )
+                raise FetchError(f"{field}: URL points at a private or loopback address ({address}); {_PRIVATE_HINT}")
         return addresses
 
     def _send(self, client: httpx.Client, url: httpx.URL, *, field: str, deadline: float) -> httpx.Response:
@@ -221,9 +219,7 @@ class GuardedFetcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(field)
-            request = client.build_request(
-                "GET", pinned_url, headers=headers, extensions=extensions, timeout=remaining
-            )
+            request = client.build_request("GET", pinned_url, headers=headers, extensions=extensions, timeout=remaining)
             try:
                 return client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

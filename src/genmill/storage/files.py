@@ -61,9 +61,7 @@ class FileService:
         stem = f"{uuid.uuid4().hex}-{name}" if name else f"{uuid.uuid4().hex}.{ext.lstrip('.')}"
         key = f"{kind}s/{owner}/{stem}"
         self.blobs.put(key, data, content_type)
-        blob = Blob(
-            key, account_id, task_id, kind, content_type, len(data), now, expires_at(now, retention), None
-        )
+        blob = Blob(key, account_id, task_id, kind, content_type, len(data), now, expires_at(now, retention), None)
         self.index.record(blob)
         return blob
 

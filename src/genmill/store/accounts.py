@@ -73,7 +73,7 @@ class AccountStore:
             raise NotFound(f"account {account_id} not found")
         return to_account(row)
 
-    def list(self) -> list[Account]:
+    def list_accounts(self) -> list[Account]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(accounts).order_by(accounts.c.created_at)).all()
         return [to_account(r) for r in rows]

@@ -140,9 +140,7 @@ class LeaseStore:
             return end_task(conn, self._reload(conn, task_id), TaskEvent.FAIL, utcnow(), error=error)
 
     @staticmethod
-    def _flush(
-        conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None
-    ) -> None:
+    def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> None:
         values: dict[str, Any] = {}
         if logs:
             values["logs"] = (task.logs + logs)[-MAX_LOG_LINES:]
@@ -193,21 +191,17 @@ class LeaseStore:
                         lease_id=None,
                         lease_expires_at=None,
                         worker_id=None,
-                        logs=(task.logs + [line])[-MAX_LOG_LINES:],
+                        logs=([*task.logs, line])[-MAX_LOG_LINES:],
                         updated_at=now,
                     )
                 )
                 result.requeued.append(task.task_id)
             staged_accounts = (
-                conn.execute(
-                    sa.select(tasks.c.account_id).where(tasks.c.status == TaskStatus.STAGED.value).distinct()
-                )
+                conn.execute(sa.select(tasks.c.account_id).where(tasks.c.status == TaskStatus.STAGED.value).distinct())
                 .scalars()
                 .all()
             )
             for account_id in staged_accounts:
-                if conn.execute(
-                    sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)
-                ).first():
+                if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first():
                     result.promoted += promote_staged(conn, account_id, now)
         return result

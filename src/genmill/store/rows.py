@@ -65,9 +65,7 @@ def to_task(row: sa.Row[Any]) -> Task:
 
 
 def lock_account(conn: sa.Connection, account_id: str) -> Account:
-    row = conn.execute(
-        sa.select(accounts).where(accounts.c.account_id == account_id).with_for_update()
-    ).one_or_none()
+    row = conn.execute(sa.select(accounts).where(accounts.c.account_id == account_id).with_for_update()).one_or_none()
     if row is None:
         raise NotFound(f"account {account_id} not found")
     return to_account(row)
@@ -121,9 +119,7 @@ def promote_staged(conn: sa.Connection, account_id: str, now: datetime) -> list[
     promoted = []
     for task_id, status in rows:
         new_status = transition(status, TaskEvent.PROMOTE)
-        conn.execute(
-            sa.update(tasks).where(tasks.c.task_id == task_id).values(status=new_status.value, updated_at=now)
-        )
+        conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(status=new_status.value, updated_at=now))
         promoted.append(task_id)
     return promoted
 

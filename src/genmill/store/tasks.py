@@ -96,9 +96,7 @@ class TaskStore:
     def cancel(self, account_id: str, task_id: str) -> Task:
         with self.engine.begin() as conn:
             row = conn.execute(
-                sa.select(tasks)
-                .where(tasks.c.task_id == task_id, tasks.c.account_id == account_id)
-                .with_for_update()
+                sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.account_id == account_id).with_for_update()
             ).one_or_none()
             if row is None:
                 raise NotFound(f"task {task_id} not found")
@@ -151,9 +149,7 @@ class TaskStore:
         if end is not None:
             conditions.append(tasks.c.created_at <= end)
         with self.engine.connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(tasks).where(*conditions)
-            ).scalar_one()
+            total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
             rows = conn.execute(
                 sa.select(tasks)
                 .where(*conditions)

@@ -30,16 +30,12 @@ class BackendSet:
         for backend in backends:
             entries = tuple(e for e in backend.entries if e in catalog)
             if enabled is not None and backend.name not in enabled:
-                self.statuses.append(
-                    BackendStatus(backend.name, False, "disabled by GENMILL_BACKENDS", entries)
-                )
+                self.statuses.append(BackendStatus(backend.name, False, "disabled by GENMILL_BACKENDS", entries))
                 continue
             try:
                 availability = backend.availability()
             except Exception as exc:  # an availability probe must never stop the server
-                self.statuses.append(
-                    BackendStatus(backend.name, False, f"availability check failed: {exc}", entries)
-                )
+                self.statuses.append(BackendStatus(backend.name, False, f"availability check failed: {exc}", entries))
                 continue
             self.statuses.append(BackendStatus(backend.name, availability.ok, availability.reason, entries))
             if not availability.ok:

@@ -49,9 +49,7 @@ class WorkerPool:
 
     def start(self) -> None:
         for worker in self.workers:
-            thread = threading.Thread(
-                target=worker.run_forever, args=(self._stop,), name=worker.worker_id, daemon=True
-            )
+            thread = threading.Thread(target=worker.run_forever, args=(self._stop,), name=worker.worker_id, daemon=True)
             thread.start()
             self._threads.append(thread)
         thread = threading.Thread(target=self._reap_forever, name="genmill-reaper", daemon=True)

@@ -6,6 +6,7 @@ the store or the event loop directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -173,10 +174,8 @@ class Worker:
 
     def _finish_failed(self, claim: Claim, ctx: TaskContext | None, message: str) -> None:
         error = {"code": INTERNAL_ERROR_CODE, "message": message, "raw_message": message, "detail": None}
-        try:
+        with contextlib.suppress(Conflict):
             self.transport.fail(claim, error, [], None)
-        except Conflict:
-            pass
 
     def _heartbeat(self, claim: Claim, ctx: TaskContext, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):

@@ -19,22 +19,16 @@ from genmill.worker.wakeup import Wakeup
 
 
 class WorkerTransport(Protocol):
-    def claim(
-        self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float
-    ) -> Claim | None: ...
+    def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None: ...
 
-    def heartbeat(
-        self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None
-    ) -> None:
+    def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
         """Renew the lease; raises `genmill.errors.Conflict` when the lease was lost."""
 
     def complete(
         self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None
     ) -> None: ...
 
-    def fail(
-        self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None
-    ) -> None: ...
+    def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None: ...
 
     def read_input(self, claim: Claim, ref: str, field: str) -> InputFile: ...
 
@@ -53,31 +47,19 @@ class LocalTransport:
         self.wakeup = wakeup
         self._seen = wakeup.generation
 
-    def claim(
-        self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float
-    ) -> Claim | None:
+    def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None:
         self._seen = self.wakeup.generation
         return self.store.leases.claim_next_task(worker_id, capabilities, lease_seconds)
 
-    def heartbeat(
-        self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None
-    ) -> None:
-        self.store.leases.heartbeat(
-            claim.task.task_id, claim.lease_id, lease_seconds, logs=logs, detail=detail
-        )
+    def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
+        self.store.leases.heartbeat(claim.task.task_id, claim.lease_id, lease_seconds, logs=logs, detail=detail)
 
-    def complete(
-        self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None
-    ) -> None:
-        promoted = self.store.leases.complete(
-            claim.task.task_id, claim.lease_id, output, logs=logs, detail=detail
-        )
+    def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
+        promoted = self.store.leases.complete(claim.task.task_id, claim.lease_id, output, logs=logs, detail=detail)
         if promoted:
             self.wakeup.notify()
 
-    def fail(
-        self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None
-    ) -> None:
+    def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         promoted = self.store.leases.fail(claim.task.task_id, claim.lease_id, error, logs=logs, detail=detail)
         if promoted:
             self.wakeup.notify()

@@ -59,9 +59,7 @@ def upgrade() -> None:
         sa.Column("prefix", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.account_id"], name=op.f("fk_api_keys_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"], name=op.f("fk_api_keys_account_id_accounts")),
         sa.PrimaryKeyConstraint("key_id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
@@ -76,9 +74,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.account_id"], name=op.f("fk_ledger_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"], name=op.f("fk_ledger_account_id_accounts")),
         sa.PrimaryKeyConstraint("entry_id", name=op.f("pk_ledger")),
     )
     with op.batch_alter_table("ledger", schema=None) as batch_op:
@@ -139,9 +135,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.account_id"], name=op.f("fk_tasks_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.account_id"], name=op.f("fk_tasks_account_id_accounts")),
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
