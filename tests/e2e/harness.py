@@ -1,0 +1,137 @@
+"""Helpers to run `genmill` as real processes and talk to them over real HTTP (standard library only)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+GENMILL = [sys.executable, "-m", "genmill.cli"]
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["X-API-Key"] = key
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            raw, code, ctype = r.read(), r.status, r.headers.get("content-type", "")
+    except urllib.error.HTTPError as e:
+        raw, code, ctype = e.read(), e.code, e.headers.get("content-type", "")
+    return code, json.loads(raw) if "json" in ctype else raw
+
+
+class Server:
+    """`genmill serve` on a free port over one data folder; can be killed and started again on the same data."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.env = {
+            **os.environ,
+            "GENMILL_ALLOW_PRIVATE_URLS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "GENMILL_DATA_DIR": str(data_dir),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: io.BufferedWriter | None = None
+        self.port = 0
+        self.url = ""
+        self.startup_seconds = 0.0
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([*GENMILL, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def new_key(self, name: str, credits: int = 100_000_000) -> str:
+        return self.cli("keys", "create", "--name", name, "--credits", str(credits)).strip().splitlines()[-1]
+
+    def start(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [*GENMILL, "serve", "--port", str(self.port), *args],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.log_text()
+            try:
+                if call("GET", self.url + "/healthz")[0] == 200:
+                    self.startup_seconds = time.perf_counter() - started
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not start: " + self.log_text())
+
+    def stop(self) -> int:
+        """Graceful stop (SIGTERM); returns the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self._close_log()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_text(self) -> str:
+        return (self.data_dir / "server.log").read_text(errors="replace")
+
+    def task(self, key: str, task_id: str) -> dict[str, Any]:
+        code, body = call("GET", f"{self.url}/api/v1/task/{task_id}", key)
+        assert code == 200, body
+        task: dict[str, Any] = body["data"]
+        return task
+
+    def wait_for(
+        self, key: str, task_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 240
+    ) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            task = self.task(key, task_id)
+            if task["status"] in statuses:
+                return task
+            time.sleep(0.1)
+        raise AssertionError(f"task {task_id} never reached {statuses}: {self.log_text()[-3000:]}")
+
+    def run_task(self, key: str, body: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
+        code, created = call("POST", self.url + "/api/v1/task", key, body)
+        assert code == 200, created
+        task = self.wait_for(key, created["data"]["task_id"], timeout=timeout)
+        assert task["status"] == "completed", (task, self.log_text()[-3000:])
+        return task

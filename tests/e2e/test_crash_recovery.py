@@ -1,0 +1,65 @@
+"""A server killed with SIGKILL mid-task loses nothing: on restart the task is requeued and completes once.
+
+The first server claims a slow Real-ESRGAN upscale and is killed while processing it. A second server on the same
+data folder finds the expired lease, requeues the task (attempt 2), runs it, and bills it exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.harness import Server, call
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path, GENMILL_LEASE_SECONDS="2", GENMILL_HEARTBEAT_SECONDS="0.5", GENMILL_REAPER_SECONDS="0.5")
+    yield srv
+    if srv.proc is not None and srv.proc.poll() is None:
+        srv.stop()
+
+
+def noisy_png(size: int) -> str:
+    image = Image.effect_noise((size, size), 60).convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_killed_server_task_is_requeued_and_billed_once(server: Server) -> None:
+    key = server.new_key("crash", credits=10_000_000)
+    server.start()
+    if not any(
+        m["available"] and m["task_type"] == "upscale"
+        for m in call("GET", server.url + "/api/v1/models")[1]["data"]["models"]
+    ):
+        pytest.fail("Real-ESRGAN upscale is not available here; see `genmill models`")
+    body = {"model": "Qubico/image-toolkit", "task_type": "upscale", "input": {"image": noisy_png(320), "scale": 4}}
+    code, created = call("POST", server.url + "/api/v1/task", key, body)
+    assert code == 200
+    task_id = created["data"]["task_id"]
+    price = created["data"]["meta"]["usage"]["frozen"]
+    server.wait_for(key, task_id, ("processing",))
+    server.kill()
+
+    server.start()
+    done = server.wait_for(key, task_id)
+    assert done["status"] == "completed", done
+    assert any("lease expired on attempt 1" in line for line in done["logs"]), done["logs"]
+    assert any("attempt 2 of" in line for line in done["logs"]), done["logs"]
+    assert done["meta"]["usage"] == {"type": "quota", "frozen": 0, "consume": price}
+    code, image_bytes = call("GET", done["output"]["image_url"])
+    assert code == 200 and Image.open(io.BytesIO(image_bytes)).size == (1280, 1280)
+    info = call("GET", server.url + "/account/info", key)[1]["data"]["credit_pack_info"]
+    assert info == {
+        "available_credits": 10_000_000 - price,
+        "frozen_credits": 0,
+        "used_credits": price,
+        "total_credits": 10_000_000,
+    }
