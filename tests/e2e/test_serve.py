@@ -15,11 +15,9 @@ import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
-
 from tests.e2e.harness import Server, call
 
 ROOT = Path(__file__).resolve().parents[2]

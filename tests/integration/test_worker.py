@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime
 from genmill.domain.records import Account
 from genmill.domain.states import TaskStatus
 from genmill.settings import Settings
 from genmill.worker.pool import Reaper
-from tests.support import PillowUpscale, png_bytes
 
 UPSCALE = ("Qubico/image-toolkit", "upscale")
 
