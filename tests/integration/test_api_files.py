@@ -53,41 +53,34 @@ def test_upload_rules(api: Api) -> None:
     assert code in (400, 413) and "10" in body["message"]
 
 
+def generated_image(api: Api) -> tuple[str, str]:
+    """Run an upscale to completion; returns its task id and output URL."""
+    body = {
+        "model": "Qubico/image-toolkit",
+        "task_type": "upscale",
+        "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
+    }
+    task_id = api.client.post("/api/v1/task", headers=api.h(), json=body).json()["data"]["task_id"]
+    assert api.run_worker()
+    task = api.client.get(f"/api/v1/task/{task_id}", headers=api.h()).json()["data"]
+    return task_id, task["output"]["image_url"]
+
+
 def test_expired_files_answer_410_and_the_task_says_so(api: Api) -> None:
-    task = api.client.post(
-        "/api/v1/task",
-        headers=api.h(),
-        json={
-            "model": "Qubico/image-toolkit",
-            "task_type": "upscale",
-            "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
-        },
-    ).json()["data"]
-    api.run_worker()
-    url = api.client.get(f"/api/v1/task/{task['task_id']}", headers=api.h()).json()["data"]["output"]["image_url"]
+    task_id, url = generated_image(api)
     path = url.removeprefix("http://testserver")
     assert api.client.get(path).status_code == 200
     deleted = api.runtime.files.reap(now=utcnow() + timedelta(days=3, minutes=1))
     assert len(deleted) == 1
     r = api.client.get(path)
     assert r.status_code == 410 and r.json()["code"] == 410
-    again = api.client.get(f"/api/v1/task/{task['task_id']}", headers=api.h()).json()["data"]
+    again = api.client.get(f"/api/v1/task/{task_id}", headers=api.h()).json()["data"]
     assert again["status"] == "completed" and again["detail"]["outputs_deleted"] is True
     assert api.client.get("/files/outputs/nothing/here.png").status_code == 404
 
 
 def test_generated_images_are_inputs_for_three_hours_only(api: Api) -> None:
-    first = api.client.post(
-        "/api/v1/task",
-        headers=api.h(),
-        json={
-            "model": "Qubico/image-toolkit",
-            "task_type": "upscale",
-            "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
-        },
-    ).json()["data"]
-    api.run_worker()
-    url = api.client.get(f"/api/v1/task/{first['task_id']}", headers=api.h()).json()["data"]["output"]["image_url"]
+    _, url = generated_image(api)
     body = {"model": "Qubico/image-toolkit", "task_type": "upscale", "input": {"image": url, "scale": 2}}
     assert api.client.post("/api/v1/task", headers=api.h(), json=body).status_code == 200
     with api.runtime.store.engine.begin() as conn:
