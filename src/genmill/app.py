@@ -20,10 +20,9 @@ from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
 from genmill.api.limits import BodySizeLimit
 from genmill.backends.base import Backend
+from genmill.bus import EventBus
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
-from genmill.domain.records import Task
-from genmill.domain.states import TaskStatus
 from genmill.net.fetch import GuardedFetcher
 from genmill.service import TaskService
 from genmill.settings import Settings
@@ -36,7 +35,6 @@ from genmill.worker.inputs import InputResolver
 from genmill.worker.pool import Reaper, WorkerPool, worker_id
 from genmill.worker.runtime import Worker
 from genmill.worker.transport import LocalTransport
-from genmill.worker.wakeup import Wakeup
 
 log = logging.getLogger("genmill")
 
@@ -74,14 +72,11 @@ class Runtime:
             timeout=settings.fetch_timeout,
         )
         self.inputs = InputResolver(self.files, self.fetcher, max_bytes=settings.max_input_bytes)
-        self.wakeup = Wakeup()
+        self.bus = EventBus()
+        self.store.set_publisher(self.bus.publish)
+        self.wakeup = self.bus.workers
         self.tasks = TaskService(
-            self.store,
-            self.files,
-            self.catalog,
-            self.backends.can_run,
-            max_attempts=settings.max_attempts,
-            on_created=self._on_created,
+            self.store, self.files, self.catalog, self.backends.can_run, max_attempts=settings.max_attempts
         )
         self.workers = [self.make_worker(i) for i in range(settings.workers)]
         self.pool = WorkerPool(
@@ -98,10 +93,6 @@ class Runtime:
             lease_seconds=self.settings.lease_seconds,
             heartbeat_seconds=self.settings.heartbeat_seconds,
         )
-
-    def _on_created(self, task: Task) -> None:
-        if task.status is TaskStatus.PENDING:
-            self.wakeup.notify()
 
     def services(self) -> Services:
         return Services(self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes)

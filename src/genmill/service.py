@@ -62,14 +62,12 @@ class TaskService:
         can_run: Callable[[str, str], bool],
         *,
         max_attempts: int,
-        on_created: Callable[[Task], None] = lambda task: None,
     ) -> None:
         self.store = store
         self.files = files
         self.catalog = catalog
         self.can_run = can_run
         self.max_attempts = max_attempts
-        self.on_created = on_created
 
     def served_models(self) -> list[str]:
         return sorted({f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type)})
@@ -145,5 +143,4 @@ class TaskService:
                 max_attempts=self.max_attempts,
             )
         )
-        self.on_created(task)
         return task

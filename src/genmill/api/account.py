@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
-from genmill.api.serialize import task_public
 from genmill.domain.catalog import USD
 from genmill.domain.states import TaskStatus
+from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
 
 router = APIRouter(tags=["account"])

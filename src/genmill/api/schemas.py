@@ -1,4 +1,4 @@
-"""Request bodies (the `TaskCreate` side). Responses are built by `genmill.api.serialize`."""
+"""Request bodies (the `TaskCreate` side). Responses are built by `genmill.domain.wire`."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.schemas import TaskCreate
-from genmill.api.serialize import task_public
+from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
 
 router = APIRouter(tags=["tasks"])

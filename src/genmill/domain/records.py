@@ -105,3 +105,25 @@ class Blob:
 class TaskPage:
     tasks: list[Task] = field(default_factory=list)
     total: int = 0
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """A committed task event, as announced to in-process listeners (workers, webhooks, waiters)."""
+
+    event_id: int
+    task_id: str
+    account_id: str
+    status: str
+    kind: str
+    has_delivery: bool
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    event_id: int
+    task_id: str
+    kind: str
+    status: str
+    snapshot: dict[str, Any]
+    created_at: datetime

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from genmill.store.accounts import AccountStore
+from genmill.store.base import Publisher
 from genmill.store.blobs import BlobIndex
 from genmill.store.engine import create_engine
+from genmill.store.events import EventLog
 from genmill.store.leases import LeaseStore
 from genmill.store.tasks import TaskStore
 
@@ -20,6 +22,12 @@ class Store:
         self.tasks = TaskStore(engine, max_staged_per_account=max_staged_per_account)
         self.leases = LeaseStore(engine)
         self.blobs = BlobIndex(engine)
+        self.events = EventLog(engine)
+
+    def set_publisher(self, publish: Publisher) -> None:
+        """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
+        for queries in (self.tasks, self.leases, self.events):
+            queries.publish = publish
 
     @classmethod
     def from_url(cls, url: str, *, max_staged_per_account: int = 50) -> Store:
@@ -29,4 +37,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["AccountStore", "BlobIndex", "LeaseStore", "Store", "TaskStore", "create_engine"]
+__all__ = ["AccountStore", "BlobIndex", "EventLog", "LeaseStore", "Store", "TaskStore", "create_engine"]

@@ -19,7 +19,8 @@ from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind, balances_fr
 from genmill.domain.records import Account, ApiKey
 from genmill.domain.timefmt import utcnow
 from genmill.errors import InvalidRequest, NotFound
-from genmill.store.rows import lock_account, move_credits, to_account
+from genmill.store.mapping import to_account
+from genmill.store.rows import lock_account, move_credits
 from genmill.store.tables import accounts, api_keys, ledger
 
 KEY_PREFIX = "gm_"

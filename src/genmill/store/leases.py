@@ -20,7 +20,10 @@ from genmill.domain.records import Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.domain.timefmt import utcnow
 from genmill.errors import Conflict
-from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, to_task
+from genmill.store.base import Queries
+from genmill.store.events import PROGRESS, STATUS, emit
+from genmill.store.mapping import to_task
+from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged
 from genmill.store.tables import accounts, tasks
 
 LOST_WORKER_CODE = 10002
@@ -33,10 +36,7 @@ class SweepResult:
     promoted: list[str] = field(default_factory=list)
 
 
-class LeaseStore:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
+class LeaseStore(Queries):
     def claim_next_task(
         self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float
     ) -> Claim | None:
@@ -45,7 +45,7 @@ class LeaseStore:
             return None
         can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             row = conn.execute(
                 sa.select(tasks)
                 .where(tasks.c.status == TaskStatus.PENDING.value, can_run)
@@ -72,6 +72,7 @@ class LeaseStore:
                     updated_at=now,
                 )
             )
+            emit(conn, task.task_id, STATUS, now)
             claimed = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task.task_id)).one())
         return Claim(claimed, lease_id, expires)
 
@@ -99,7 +100,7 @@ class LeaseStore:
         """Renew the lease, appending log lines and replacing `detail`; returns the new expiry."""
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
             values: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now}
             if logs:
@@ -107,6 +108,8 @@ class LeaseStore:
             if detail is not None:
                 values["detail"] = detail
             conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(**values))
+            if logs or detail is not None:
+                emit(conn, task_id, PROGRESS, now)
         return expires
 
     def complete(
@@ -119,7 +122,7 @@ class LeaseStore:
         detail: dict[str, Any] | None = None,
     ) -> list[str]:
         """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
             self._flush(conn, task, logs, detail)
             return end_task(conn, self._reload(conn, task_id), TaskEvent.COMPLETE, utcnow(), output=output)
@@ -134,7 +137,7 @@ class LeaseStore:
         detail: dict[str, Any] | None = None,
     ) -> list[str]:
         """Fail the task and release its credits; returns promoted staged task ids."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
             self._flush(conn, task, logs, detail)
             return end_task(conn, self._reload(conn, task_id), TaskEvent.FAIL, utcnow(), error=error)
@@ -160,7 +163,7 @@ class LeaseStore:
         """
         now = utcnow()
         result = SweepResult()
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             rows = conn.execute(
                 sa.select(tasks)
                 .where(tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.lease_expires_at < now)
@@ -195,6 +198,7 @@ class LeaseStore:
                         updated_at=now,
                     )
                 )
+                emit(conn, task.task_id, STATUS, now)
                 result.requeued.append(task.task_id)
             staged_accounts = (
                 conn.execute(sa.select(tasks.c.account_id).where(tasks.c.status == TaskStatus.STAGED.value).distinct())

@@ -1,4 +1,4 @@
-"""Row -> record conversion and the credit/transition helpers every task-changing transaction shares."""
+"""The credit and transition helpers every task-changing transaction shares."""
 
 from __future__ import annotations
 
@@ -8,60 +8,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from genmill.domain import ledger as credit_rules
-from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind
+from genmill.domain.ledger import LedgerEntry, LedgerKind
 from genmill.domain.records import Account, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import NotFound
+from genmill.store.events import STATUS, emit
+from genmill.store.mapping import to_account
 from genmill.store.tables import accounts, ledger, tasks
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.PROCESSING.value)
 MAX_LOG_LINES = 500
-
-
-def to_account(row: sa.Row[Any]) -> Account:
-    m = row._mapping
-    return Account(
-        account_id=m["account_id"],
-        name=m["name"],
-        plan=m["plan"],
-        is_enabled=m["is_enabled"],
-        max_concurrency=m["max_concurrency"],
-        balances=Balances(m["available_credits"], m["frozen_credits"], m["used_credits"]),
-        created_at=m["created_at"],
-    )
-
-
-def to_task(row: sa.Row[Any]) -> Task:
-    m = row._mapping
-    return Task(
-        task_id=m["task_id"],
-        account_id=m["account_id"],
-        model=m["model"],
-        task_type=m["task_type"],
-        family=m["family"],
-        status=TaskStatus(m["status"]),
-        input=m["input"],
-        config=m["config"],
-        output=m["output"],
-        detail=m["detail"],
-        logs=list(m["logs"] or []),
-        error=m["error"],
-        price=m["price"],
-        frozen_credits=m["frozen_credits"],
-        consumed_credits=m["consumed_credits"],
-        service_mode=m["service_mode"],
-        priority=m["priority"],
-        attempts=m["attempts"],
-        max_attempts=m["max_attempts"],
-        created_at=m["created_at"],
-        started_at=m["started_at"],
-        ended_at=m["ended_at"],
-        outputs_deleted_at=m["outputs_deleted_at"],
-        lease_id=m["lease_id"],
-        lease_expires_at=m["lease_expires_at"],
-        worker_id=m["worker_id"],
-        retention_seconds=m["retention_seconds"],
-    )
 
 
 def lock_account(conn: sa.Connection, account_id: str) -> Account:
@@ -164,6 +120,7 @@ def end_task(
     if error is not None:
         values["error"] = error
     conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id).values(**values))
+    emit(conn, task.task_id, STATUS, now)
     if task.status.is_active:
         return promote_staged(conn, task.account_id, now)
     return []

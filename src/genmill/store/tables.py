@@ -63,6 +63,8 @@ accounts = sa.Table(
     sa.Column("frozen_credits", Credits, nullable=False),
     sa.Column("used_credits", Credits, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Signs webhooks of tasks that gave no secret of their own (Standard Webhooks `whsec_…`).
+    sa.Column("webhook_signing_secret", sa.String(100), nullable=True),
 )
 
 api_keys = sa.Table(
@@ -139,4 +141,64 @@ blobs = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Index("ix_blobs_expiry", "deleted_at", "expires_at"),
+)
+
+# The transactional outbox: every task change appends an event, with a snapshot of the task as GET returns it,
+# in the same transaction as the change. Webhook deliveries and the live event stream are built from it.
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("account_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "status" | "progress"
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("snapshot", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_task_events_task", "task_id", "event_id"),
+    sa.Index("ix_task_events_created", "created_at"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # Also the Standard Webhooks `webhook-id`: stable across retries and replays of the same event.
+    sa.Column("delivery_id", sa.String(40), primary_key=True),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("account_id", sa.String(36), nullable=False),
+    sa.Column("endpoint", sa.String(2048), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | failed | gone | exhausted
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+    sa.Column("locked_by", sa.String(100), nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_task", "task_id", "event_id"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("attempt_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(40), nullable=False, index=True),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.String(500), nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", sa.String(36), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )

@@ -17,20 +17,25 @@ from genmill.domain.records import NewTask, Task, TaskPage
 from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
 from genmill.domain.timefmt import utcnow
 from genmill.errors import Forbidden, InvalidRequest, NotFound, TooManyTasks
-from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits, to_task
+from genmill.store.base import Publisher, Queries
+from genmill.store.events import STATUS, emit
+from genmill.store.mapping import to_task
+from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
 from genmill.store.tables import tasks
 
 
-class TaskStore:
-    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50) -> None:
-        self.engine = engine
+class TaskStore(Queries):
+    def __init__(
+        self, engine: sa.Engine, *, max_staged_per_account: int = 50, publish: Publisher | None = None
+    ) -> None:
+        super().__init__(engine, publish)
         self.max_staged = max_staged_per_account
 
     def create(self, new: NewTask) -> Task:
         """Insert the task as pending (or staged at the concurrency limit) and freeze its price."""
         now = utcnow()
         task_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             account = lock_account(conn, new.account_id)
             if not account.is_enabled:
                 raise Forbidden("this account is disabled")
@@ -72,6 +77,7 @@ class TaskStore:
                     updated_at=now,
                 )
             )
+            emit(conn, task_id, STATUS, now)
             row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
         return to_task(row)
 
@@ -94,7 +100,7 @@ class TaskStore:
         return to_task(row)
 
     def cancel(self, account_id: str, task_id: str) -> Task:
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             row = conn.execute(
                 sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.account_id == account_id).with_for_update()
             ).one_or_none()
@@ -111,7 +117,7 @@ class TaskStore:
     def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
         """Cancel every pending/staged task created before the time, optionally of one model or family."""
         cancellable = (TaskStatus.PENDING.value, TaskStatus.STAGED.value)
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             query = sa.select(tasks).where(
                 tasks.c.account_id == account_id,
                 tasks.c.status.in_(cancellable),

@@ -27,8 +27,6 @@ class Reaper:
     def sweep(self) -> None:
         result = self.store.leases.sweep_expired_leases()
         deleted = self.files.reap()
-        if result.requeued or result.promoted:
-            self.wakeup.notify()
         if result.requeued or result.failed or deleted:
             log.info(
                 "reaper: requeued %d, failed %d, promoted %d, deleted %d files",

@@ -55,14 +55,10 @@ class LocalTransport:
         self.store.leases.heartbeat(claim.task.task_id, claim.lease_id, lease_seconds, logs=logs, detail=detail)
 
     def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
-        promoted = self.store.leases.complete(claim.task.task_id, claim.lease_id, output, logs=logs, detail=detail)
-        if promoted:
-            self.wakeup.notify()
+        self.store.leases.complete(claim.task.task_id, claim.lease_id, output, logs=logs, detail=detail)
 
     def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
-        promoted = self.store.leases.fail(claim.task.task_id, claim.lease_id, error, logs=logs, detail=detail)
-        if promoted:
-            self.wakeup.notify()
+        self.store.leases.fail(claim.task.task_id, claim.lease_id, error, logs=logs, detail=detail)
 
     def read_input(self, claim: Claim, ref: str, field: str) -> InputFile:
         return self.inputs.resolve(ref, field=field)

@@ -1,4 +1,7 @@
-"""Task records to the wire shape of API.md (the `TaskPublic` view); nothing internal leaks."""
+"""Task records to the wire shape of API.md (the `TaskPublic` view); nothing internal leaks.
+
+Pure, so the store can snapshot a task into its outbox event in the same transaction as the change.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,37 @@
+"""Shared plumbing for the query modules: transactions that announce their task events after commit.
+
+`emit` (in `genmill.store.events`) records outbox events on the connection while a transaction runs;
+`Queries.tx()` hands them to the publisher only once the transaction has committed, so nobody is woken to read
+a change that might still roll back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from genmill.domain.records import EventRef
+
+PENDING_EVENTS = "genmill.pending_events"
+Publisher = Callable[[list[EventRef]], None]
+
+
+def _no_publisher(events: list[EventRef]) -> None:
+    return None
+
+
+class Queries:
+    def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
+        self.engine = engine
+        self.publish: Publisher = publish or _no_publisher
+
+    @contextmanager
+    def tx(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            conn.info[PENDING_EVENTS] = []
+            yield conn
+            events: list[EventRef] = conn.info.pop(PENDING_EVENTS, [])
+        if events:
+            self.publish(events)

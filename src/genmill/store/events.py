@@ -1,0 +1,84 @@
+"""The transactional outbox: `emit` appends a task event (and its webhook delivery) inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from genmill.domain.records import EventRef, TaskEvent
+from genmill.domain.wire import task_public
+from genmill.store.base import PENDING_EVENTS, Queries
+from genmill.store.mapping import to_task
+from genmill.store.tables import task_events, tasks, webhook_deliveries
+
+STATUS = "status"
+PROGRESS = "progress"
+
+
+def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> int:
+    """Snapshot the task as GET shows it now, append the event, and queue a webhook delivery if configured."""
+    task = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one())
+    result = conn.execute(
+        sa.insert(task_events).values(
+            task_id=task.task_id,
+            account_id=task.account_id,
+            kind=kind,
+            status=task.status.value,
+            snapshot=task_public(task),
+            created_at=now,
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    event_id = int(key[0])
+    endpoint = str(((task.config or {}).get("webhook_config") or {}).get("endpoint") or "")
+    if endpoint:
+        conn.execute(
+            sa.insert(webhook_deliveries).values(
+                delivery_id=f"msg_{uuid.uuid4().hex}",
+                event_id=event_id,
+                task_id=task.task_id,
+                account_id=task.account_id,
+                endpoint=endpoint,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    pending = conn.info.setdefault(PENDING_EVENTS, [])
+    pending.append(EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, bool(endpoint)))
+    return event_id
+
+
+def _to_event(row: sa.Row[Any]) -> TaskEvent:
+    m = row._mapping
+    return TaskEvent(m["event_id"], m["task_id"], m["kind"], m["status"], m["snapshot"], m["created_at"])
+
+
+class EventLog(Queries):
+    """Reads of the outbox for live progress streams and replay."""
+
+    def events_after(self, task_id: str, after_event_id: int = 0, *, limit: int = 500) -> list[TaskEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(task_events)
+                .where(task_events.c.task_id == task_id, task_events.c.event_id > after_event_id)
+                .order_by(task_events.c.event_id)
+                .limit(limit)
+            ).all()
+        return [_to_event(r) for r in rows]
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete events whose deliveries are all settled and that are older than the cut-off."""
+        with self.engine.begin() as conn:
+            unsettled = sa.select(webhook_deliveries.c.event_id).where(webhook_deliveries.c.state == "pending")
+            result = conn.execute(
+                sa.delete(task_events).where(
+                    task_events.c.created_at < older_than, task_events.c.event_id.not_in(unsettled)
+                )
+            )
+        return int(result.rowcount or 0)
