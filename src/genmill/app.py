@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, models, tasks
+from genmill.api import account, files, models, tasks, webhooks
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
@@ -30,6 +31,7 @@ from genmill.storage.blobstore import BlobStore, LocalBlobStore
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.store.migrate import upgrade
+from genmill.webhooks.dispatcher import WebhookDispatcher
 from genmill.worker.backendset import BackendSet
 from genmill.worker.inputs import InputResolver
 from genmill.worker.pool import Reaper, WorkerPool, worker_id
@@ -78,9 +80,21 @@ class Runtime:
         self.tasks = TaskService(
             self.store, self.files, self.catalog, self.backends.can_run, max_attempts=settings.max_attempts
         )
+        self.webhooks = WebhookDispatcher(
+            self.store.webhooks,
+            GuardedFetcher(
+                max_bytes=1024 * 1024, allow_private=settings.allow_private_urls, timeout=settings.webhook_timeout
+            ),
+            self.bus.webhooks,
+            concurrency=settings.webhook_concurrency,
+            retry_scale=settings.webhook_retry_scale,
+        )
         self.workers = [self.make_worker(i) for i in range(settings.workers)]
         self.pool = WorkerPool(
-            self.workers, Reaper(self.store, self.files, self.wakeup), reaper_seconds=settings.reaper_seconds
+            self.workers,
+            Reaper(self.store, self.files, retain_events=timedelta(days=settings.event_retention_days)),
+            self.wakeup,
+            reaper_seconds=settings.reaper_seconds,
         )
 
     def make_worker(self, index: int) -> Worker:
@@ -95,7 +109,9 @@ class Runtime:
         )
 
     def services(self) -> Services:
-        return Services(self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes)
+        return Services(
+            self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes, self.bus
+        )
 
     def log_backends(self) -> None:
         for status in self.backends.statuses:
@@ -120,11 +136,13 @@ def create_app(
         rt.log_backends()
         if run_workers:
             rt.pool.start()
+            rt.webhooks.start()
         try:
             yield
         finally:
             if run_workers:
                 rt.pool.stop()
+                rt.webhooks.stop()
 
     app = FastAPI(
         title="genmill",
@@ -135,7 +153,7 @@ def create_app(
     app.state.services = rt.services()
     app.state.runtime = rt
     install_error_handlers(app)
-    for router in (tasks.router, account.router, files.router, models.router):
+    for router in (tasks.router, webhooks.router, account.router, files.router, models.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")

@@ -7,6 +7,7 @@ Nothing reads the environment anywhere else: the composition root (`genmill.app.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Cap on one decoded ephemeral upload.")
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
     max_staged_per_account: int = 50
+
+    webhook_concurrency: int = Field(4, ge=1, description="Deliveries sent at once by this process.")
+    webhook_timeout: float = Field(15.0, gt=0, description="Seconds a receiver has to answer one delivery.")
+    webhook_retry_scale: float = Field(1.0, gt=0, description="Multiplies the retry schedule (tests shrink it).")
+    event_retention_days: float = Field(7.0, gt=0, description="How long settled task events are kept.")
+
+    blob_store: Literal["local", "s3"] = Field("local", description="Where files live: a local folder or S3.")
+    s3_bucket: str = Field("", description="Bucket name; required when blob_store is s3.")
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO, R2…); empty means AWS.")
+    s3_region: str = Field("", description="Region; empty means boto3's default chain.")
+    s3_access_key_id: str = Field("", description="Empty means boto3's credential chain (env, profile, role).")
+    s3_secret_access_key: str = Field("", repr=False, description="Empty means boto3's credential chain.")
+    s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
+    s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -50,7 +50,7 @@ def test_heartbeats_keep_a_slow_task_alive(runtime: Runtime) -> None:
     worker = threading.Thread(target=runtime.workers[0].run_once)
     worker.start()
     time.sleep(1.5)
-    reaper = Reaper(runtime.store, runtime.files, runtime.wakeup)
+    reaper = Reaper(runtime.store, runtime.files)
     reaper.sweep()
     assert runtime.store.tasks.get(account.account_id, task_id).status is TaskStatus.PROCESSING
     backend.gate.set()
@@ -65,7 +65,7 @@ def test_a_dead_workers_task_is_requeued_and_finished_by_another(runtime: Runtim
     dead = runtime.store.leases.claim_next_task("worker-that-dies", [UPSCALE], 0.2)
     assert dead is not None
     time.sleep(0.3)
-    Reaper(runtime.store, runtime.files, runtime.wakeup).sweep()
+    Reaper(runtime.store, runtime.files).sweep()
     assert runtime.store.tasks.get(account.account_id, task_id).status is TaskStatus.PENDING
     assert runtime.workers[0].run_once()
     done = runtime.store.tasks.get(account.account_id, task_id)

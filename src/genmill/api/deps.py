@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
 from genmill.errors import Unauthorized
@@ -26,6 +27,7 @@ class Services:
     backends: BackendSet
     tasks: TaskService
     max_upload_bytes: int
+    bus: EventBus
 
 
 def get_services(request: Request) -> Services:

@@ -34,6 +34,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httpx
@@ -101,6 +102,12 @@ def _system_resolver(host: str, port: int) -> list[str]:
     for info in infos:
         seen.setdefault(str(info[4][0]), None)
     return list(seen)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status_code: int
+    headers: dict[str, str]
 
 
 class GuardedFetcher:
@@ -208,8 +215,35 @@ class GuardedFetcher:
                 raise FetchError(f"{field}: URL points at a private or loopback address ({address}); {_PRIVATE_HINT}")
         return addresses
 
-    def _send(self, client: httpx.Client, url: httpx.URL, *, field: str, deadline: float) -> httpx.Response:
-        """Send a streamed GET pinned to a checked address, trying the next one when a connect fails."""
+    def post(self, url: str, *, body: bytes, headers: dict[str, str], field: str) -> PostResult:
+        """POST `body` to `url` under the same address rules; redirects are not followed (they are answers too).
+
+        Used for webhooks. Raises `FetchError` for refused, unreachable or timed-out endpoints; any HTTP answer,
+        2xx or not, is returned with at most a small part of its body read.
+        """
+        deadline = time.monotonic() + self.timeout
+        target = self._parse(url, field=field)
+        with self._client() as client:
+            response = self._send(
+                client, target, field=field, deadline=deadline, method="POST", content=body, extra_headers=headers
+            )
+            try:
+                return PostResult(response.status_code, dict(response.headers))
+            finally:
+                response.close()
+
+    def _send(
+        self,
+        client: httpx.Client,
+        url: httpx.URL,
+        *,
+        field: str,
+        deadline: float,
+        method: str = "GET",
+        content: bytes | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a streamed request pinned to a checked address, trying the next one when a connect fails."""
         if self.allow_private:
             targets: list[tuple[httpx.URL, dict[str, str], dict[str, str]]] = [(url, {}, {})]
         else:
@@ -219,7 +253,14 @@ class GuardedFetcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(field)
-            request = client.build_request("GET", pinned_url, headers=headers, extensions=extensions, timeout=remaining)
+            request = client.build_request(
+                method,
+                pinned_url,
+                headers={**(extra_headers or {}), **headers},
+                content=content,
+                extensions=extensions,
+                timeout=remaining,
+            )
             try:
                 return client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:

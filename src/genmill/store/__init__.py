@@ -11,6 +11,7 @@ from genmill.store.engine import create_engine
 from genmill.store.events import EventLog
 from genmill.store.leases import LeaseStore
 from genmill.store.tasks import TaskStore
+from genmill.store.webhooks import WebhookStore
 
 
 class Store:
@@ -23,10 +24,11 @@ class Store:
         self.leases = LeaseStore(engine)
         self.blobs = BlobIndex(engine)
         self.events = EventLog(engine)
+        self.webhooks = WebhookStore(engine)
 
     def set_publisher(self, publish: Publisher) -> None:
         """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
-        for queries in (self.tasks, self.leases, self.events):
+        for queries in (self.tasks, self.leases, self.events, self.webhooks):
             queries.publish = publish
 
     @classmethod
@@ -37,4 +39,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["AccountStore", "BlobIndex", "EventLog", "LeaseStore", "Store", "TaskStore", "create_engine"]
+__all__ = ["AccountStore", "BlobIndex", "EventLog", "LeaseStore", "Store", "TaskStore", "WebhookStore", "create_engine"]

@@ -22,6 +22,7 @@ from genmill.errors import InvalidRequest, NotFound
 from genmill.store.mapping import to_account
 from genmill.store.rows import lock_account, move_credits
 from genmill.store.tables import accounts, api_keys, ledger
+from genmill.store.webhooks import new_signing_secret
 
 KEY_PREFIX = "gm_"
 
@@ -60,6 +61,7 @@ class AccountStore:
                     frozen_credits=0,
                     used_credits=0,
                     created_at=now,
+                    webhook_signing_secret=new_signing_secret(),
                 )
             )
             account = lock_account(conn, account_id)

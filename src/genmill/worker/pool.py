@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import timedelta
 
+from genmill.domain.timefmt import utcnow
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.worker.runtime import Worker
@@ -19,14 +21,15 @@ log = logging.getLogger("genmill.worker")
 
 
 class Reaper:
-    def __init__(self, store: Store, files: FileService, wakeup: Wakeup) -> None:
+    def __init__(self, store: Store, files: FileService, *, retain_events: timedelta = timedelta(days=7)) -> None:
         self.store = store
         self.files = files
-        self.wakeup = wakeup
+        self.retain_events = retain_events
 
     def sweep(self) -> None:
         result = self.store.leases.sweep_expired_leases()
         deleted = self.files.reap()
+        self.store.events.prune(utcnow() - self.retain_events)
         if result.requeued or result.failed or deleted:
             log.info(
                 "reaper: requeued %d, failed %d, promoted %d, deleted %d files",
@@ -38,8 +41,9 @@ class Reaper:
 
 
 class WorkerPool:
-    def __init__(self, workers: list[Worker], reaper: Reaper, *, reaper_seconds: float) -> None:
+    def __init__(self, workers: list[Worker], reaper: Reaper, wakeup: Wakeup, *, reaper_seconds: float) -> None:
         self.workers = workers
+        self.wakeup = wakeup
         self.reaper = reaper
         self.reaper_seconds = reaper_seconds
         self._stop = threading.Event()
@@ -64,7 +68,7 @@ class WorkerPool:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self.reaper.wakeup.notify()
+        self.wakeup.notify()
         for thread in self._threads:
             thread.join(timeout)
 

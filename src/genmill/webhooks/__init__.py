@@ -1,0 +1,1 @@
+"""Webhook delivery: the dispatcher that drains the outbox to client endpoints."""

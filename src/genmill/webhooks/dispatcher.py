@@ -1,0 +1,130 @@
+"""The webhook dispatcher: a few threads that claim due deliveries, POST them, and record what happened.
+
+Bounded concurrency (one delivery per thread at a time), per-task order (the claim query holds back a task's
+later events while an earlier one is pending), and no sleep-polling: threads wait on the bus's webhook wake-up,
+or until the next scheduled retry is due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+
+from genmill.domain.timefmt import utcnow
+from genmill.domain.webhooks import decide, parse_retry_after, sign, signing_key
+from genmill.errors import GenmillError
+from genmill.net.fetch import GuardedFetcher
+from genmill.store.webhooks import DueDelivery, WebhookStore
+from genmill.worker.wakeup import Wakeup
+
+log = logging.getLogger("genmill.webhooks")
+USER_AGENT = "genmill-webhooks/1"
+
+
+def build_request(delivery: DueDelivery, now: datetime) -> tuple[bytes, dict[str, str]]:
+    """The body PiAPI clients expect, with PiAPI's secret header and Standard Webhooks signing headers."""
+    timestamp = int(now.timestamp())
+    body = json.dumps({"timestamp": timestamp, "data": delivery.snapshot}, separators=(",", ":")).encode()
+    key = signing_key(delivery.task_secret or delivery.signing_secret)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery.delivery_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(key, delivery.delivery_id, timestamp, body),
+    }
+    if delivery.task_secret:
+        headers["x-webhook-secret"] = delivery.task_secret
+    return body, headers
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        store: WebhookStore,
+        sender: GuardedFetcher,
+        wakeup: Wakeup,
+        *,
+        concurrency: int = 4,
+        retry_scale: float = 1.0,
+        idle_wait_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.wakeup = wakeup
+        self.concurrency = concurrency
+        self.retry_scale = retry_scale
+        self.idle_wait_seconds = idle_wait_seconds
+        self.dispatcher_id = f"webhooks-{os.getpid()}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.concurrency):
+            thread = threading.Thread(target=self._run, name=f"{self.dispatcher_id}-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stop.set()
+        self.wakeup.notify()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            seen = self.wakeup.generation
+            try:
+                sent = self.run_once()
+            except Exception:
+                log.exception("webhook dispatch failed")
+                self._stop.wait(1.0)
+                continue
+            if not sent:
+                self.wakeup.wait(seen, self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        due = self.store.next_due_at()
+        if due is None:
+            return self.idle_wait_seconds
+        return max(0.01, min(self.idle_wait_seconds, (due - utcnow()).total_seconds()))
+
+    def run_once(self) -> bool:
+        """Claim and send one due delivery; False when none was due."""
+        claimed = self.store.claim_due(self.dispatcher_id, limit=1, lock_seconds=self.sender.timeout * 2 + 30)
+        if not claimed:
+            return False
+        self.deliver(claimed[0])
+        return True
+
+    def deliver(self, delivery: DueDelivery) -> None:
+        now = datetime.now(UTC)
+        body, headers = build_request(delivery, now)
+        started = time.perf_counter()
+        status: int | None = None
+        retry_after: float | None = None
+        error: str | None = None
+        try:
+            result = self.sender.post(delivery.endpoint, body=body, headers=headers, field="webhook_config.endpoint")
+            status = result.status_code
+            retry_after = parse_retry_after(result.headers.get("retry-after"))
+            if not 200 <= status < 300:
+                error = f"the endpoint answered HTTP {status}"
+        except GenmillError as exc:
+            error = exc.message
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        decision = decide(status, delivery.attempts + 1, retry_after=retry_after, scale=self.retry_scale)
+        self.store.record_attempt(
+            delivery.delivery_id, status_code=status, latency_ms=latency_ms, error=error, decision=decision, at=now
+        )
+        log.info(
+            "webhook %s for task %s: %s -> %s",
+            delivery.delivery_id,
+            delivery.task_id,
+            status or error,
+            decision.state.value,
+        )
