@@ -27,7 +27,8 @@ from genmill.domain.catalog import Catalog
 from genmill.net.fetch import GuardedFetcher
 from genmill.service import TaskService
 from genmill.settings import Settings
-from genmill.storage.blobstore import BlobStore, LocalBlobStore
+from genmill.storage import build_blob_store
+from genmill.storage.blobstore import BlobStore
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.store.migrate import upgrade
@@ -59,7 +60,7 @@ class Runtime:
             upgrade(url)
             store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account)
         self.store = store
-        self.blobs = blobs if blobs is not None else LocalBlobStore(settings.blobs_dir())
+        self.blobs = blobs if blobs is not None else build_blob_store(settings)
         self.catalog = catalog if catalog is not None else build_catalog()
         if backends is None:
             from genmill.backends.registry import discover_backends

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.e2e.harness import Server, call
+from tests.e2e.harness import Server, call, free_port
+from tests.receiver import run_receiver
 
 
 @pytest.fixture
@@ -62,3 +63,30 @@ def test_killed_server_task_is_requeued_and_billed_once(server: Server) -> None:
         "used_credits": price,
         "total_credits": 10_000_000,
     }
+
+
+def test_kill_between_completion_and_delivery_still_delivers(server: Server, tmp_path: Path) -> None:
+    """The receiver is down while the task completes; the server is killed; after a restart every event arrives."""
+    server.env["GENMILL_WEBHOOK_RETRY_SCALE"] = "0.002"
+    key = server.new_key("hooks", credits=10_000_000)
+    port = free_port()  # the receiver is not listening yet
+    server.start()
+    body = {
+        "model": "Qubico/image-toolkit",
+        "task_type": "upscale",
+        "input": {"image": noisy_png(16), "scale": 2},
+        "config": {"webhook_config": {"endpoint": f"http://127.0.0.1:{port}/hook", "secret": "k"}},
+    }
+    code, created = call("POST", server.url + "/api/v1/task", key, body)
+    assert code == 200
+    task_id = created["data"]["task_id"]
+    assert server.wait_for(key, task_id)["status"] == "completed"
+    server.kill()
+    with run_receiver(port) as rx:
+        server.start()
+        got = rx.wait_until(lambda seen: any(r.json["data"]["status"] == "completed" for r in seen), timeout=60)
+    statuses = [r.json["data"]["status"] for r in got]
+    # Progress events while processing may add more "processing" deliveries; the order is what matters.
+    assert statuses[0] == "pending" and statuses[-1] == "completed", statuses
+    assert set(statuses[1:-1]) == {"processing"}, statuses
+    assert all(r.json["data"]["task_id"] == task_id for r in got)

@@ -50,7 +50,7 @@ def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> di
         account_id=account.account_id,
         name=name,
     )
-    return ok({"url": services.files.url_for(blob.key)})
+    return ok({"url": services.files.blob_url(blob)})
 
 
 @router.get("/files/{key:path}", summary="Download a stored file", include_in_schema=True)

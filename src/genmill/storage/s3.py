@@ -20,10 +20,10 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from genmill.errors import GenmillError
 
@@ -105,8 +105,9 @@ class S3BlobStore:
             )
             client = session.client("s3", endpoint_url=endpoint_url or None, config=config)
         self.client: Any = client
-        self._custom_endpoint = bool(endpoint_url)
-        self._hosts = _endpoint_hosts(str(client.meta.endpoint_url), str(client.meta.region_name or ""), endpoint_url)
+        endpoint = str(client.meta.endpoint_url)
+        self._hosts = _endpoint_hosts(endpoint, str(client.meta.region_name or ""), endpoint_url)
+        self._base_path = urlsplit(endpoint).path.rstrip("/")
 
     # -- BlobStore ---------------------------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ class S3BlobStore:
         """Upload in one request; S3 writes are atomic, so readers never see a partial object."""
         object_key = self._object_key(key)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=object_key, Body=bytes(data), ContentType=content_type)
+            self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data, ContentType=content_type)
         except (ClientError, BotoCoreError) as exc:
             self._raise("store", key, exc)
 
@@ -133,7 +134,7 @@ class S3BlobStore:
             self._raise("read", key, exc)
         except BotoCoreError as exc:
             self._raise("read", key, exc)
-        return bytes(data)
+        return data if isinstance(data, bytes) else bytes(data)
 
     def delete(self, key: str) -> None:
         """S3 answers 204 for a missing key already; some clones answer NoSuchKey, which is success here too."""
@@ -185,7 +186,7 @@ class S3BlobStore:
         port = port or (443 if parts.scheme == "https" else 80)
         path = parts.path
         if (host, port) in self._hosts:
-            bucket_prefix = f"/{self.bucket}/"
+            bucket_prefix = f"{self._base_path}/{self.bucket}/"
             if not path.startswith(bucket_prefix):
                 return None
             path = path[len(bucket_prefix) :]
@@ -212,7 +213,7 @@ class S3BlobStore:
             self._raise("check", None, exc)
         params: dict[str, Any] = {"Bucket": self.bucket}
         region = str(self.client.meta.region_name or "")
-        if region and region != "us-east-1" and not self._custom_endpoint:
+        if region and region != "us-east-1":
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
             self.client.create_bucket(**params)
@@ -271,7 +272,9 @@ class S3BlobStore:
                     f"S3 refused access to {where} ({code}): check the credentials and bucket policy"
                 ) from exc
             if code in _REGION_CODES:
-                raise StorageConfigError(f"S3 bucket {self.bucket!r} is in another region or endpoint ({code})") from exc
+                raise StorageConfigError(
+                    f"S3 bucket {self.bucket!r} is in another region or endpoint ({code})"
+                ) from exc
             raise StorageError(f"could not {action} {where}: S3 answered {code or 'an error'}") from exc
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             raise StorageConfigError("no usable S3 credentials were found (settings or the AWS chain)") from exc
@@ -311,6 +314,10 @@ def _endpoint_hosts(endpoint: str, region: str, custom: str | None) -> frozenset
     if not custom and (parts.hostname or "").endswith("amazonaws.com"):
         aliases = ["s3.amazonaws.com"]
         if region:
-            aliases += [f"s3.{region}.amazonaws.com", f"s3-{region}.amazonaws.com", f"s3.dualstack.{region}.amazonaws.com"]
+            aliases += [
+                f"s3.{region}.amazonaws.com",
+                f"s3-{region}.amazonaws.com",
+                f"s3.dualstack.{region}.amazonaws.com",
+            ]
         hosts.update((alias, 443) for alias in aliases)
     return frozenset(hosts)

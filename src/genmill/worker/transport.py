@@ -73,7 +73,7 @@ class LocalTransport:
             account_id=claim.task.account_id,
             task_id=claim.task.task_id,
         )
-        return self.files.url_for(blob.key)
+        return self.files.blob_url(blob)
 
     def wait_for_work(self, timeout: float) -> None:
         self.wakeup.wait(self._seen, timeout)
