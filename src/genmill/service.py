@@ -6,13 +6,16 @@ never waits for model work.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
-from genmill.domain.records import Account, NewTask, Task
+from genmill.domain.records import Account, Idempotency, NewTask, Task
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.timefmt import utcnow
 from genmill.errors import GenmillError, InvalidRequest, ModelNotServed
@@ -20,6 +23,8 @@ from genmill.storage.files import FileService
 from genmill.store import Store
 
 MAX_WEBHOOK_URL = 2048
+MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_SECRET = 256
 
 
@@ -112,7 +117,10 @@ class TaskService:
         task_type: str,
         raw_input: dict[str, Any],
         config: dict[str, Any] | None,
-    ) -> Task:
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[Task, bool]:
+        """Create the task; returns it and whether it is a replay of an earlier request with the same key."""
         entry = self.entry_for(model, task_type)
         inputs = self.validate_input(entry, raw_input)
         wire_config = normalise_config(config)
@@ -129,7 +137,13 @@ class TaskService:
                 detail={"served": self.served_models()},
             )
         self.check_generated_inputs(entry, inputs)
-        task = self.store.tasks.create(
+        idempotency = None
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                raise InvalidRequest(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+            canonical = json.dumps([model, task_type, raw_input, config or {}], sort_keys=True, default=str)
+            idempotency = Idempotency(idempotency_key, hashlib.sha256(canonical.encode()).hexdigest(), IDEMPOTENCY_TTL)
+        return self.store.tasks.create(
             NewTask(
                 account_id=account.account_id,
                 model=model,
@@ -141,6 +155,6 @@ class TaskService:
                 service_mode=wire_config["service_mode"],
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
-            )
+            ),
+            idempotency=idempotency,
         )
-        return task

@@ -25,18 +25,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def call(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
+def call(
+    method: str, url: str, key: str | None = None, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    return call_full(method, url, key, body, headers)[:2]
+
+
+def call_full(
+    method: str, url: str, key: str | None = None, body: Any = None, extra: dict[str, str] | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    """(status, parsed JSON or raw bytes, response headers)."""
+    headers = {"Content-Type": "application/json", **(extra or {})}
     if key:
         headers["X-API-Key"] = key
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            raw, code, ctype = r.read(), r.status, r.headers.get("content-type", "")
+        with urllib.request.urlopen(req, timeout=90) as r:
+            raw, code, got = r.read(), r.status, dict(r.headers)
     except urllib.error.HTTPError as e:
-        raw, code, ctype = e.read(), e.code, e.headers.get("content-type", "")
-    return code, json.loads(raw) if "json" in ctype else raw
+        raw, code, got = e.read(), e.code, dict(e.headers)
+    lowered = {k.lower(): v for k, v in got.items()}
+    return code, json.loads(raw) if "json" in lowered.get("content-type", "") else raw, lowered
 
 
 class Server:

@@ -52,7 +52,7 @@ def assert_reconciles(store: Store, account_id: str, total: int) -> None:
 
 def test_create_freezes_price_and_complete_consumes_it(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
-    task = store.tasks.create(new_task(acct.account_id, 300))
+    task = store.tasks.create(new_task(acct.account_id, 300))[0]
     assert task.status is TaskStatus.PENDING and task.frozen_credits == 300
     assert store.accounts.get(acct.account_id).balances.available == 700
     claim = store.leases.claim_next_task("w1", CAPS, 30)
@@ -70,7 +70,7 @@ def test_create_freezes_price_and_complete_consumes_it(store: Store) -> None:
 def test_not_enough_credits_writes_nothing(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=50)
     with pytest.raises(InsufficientCredits):
-        store.tasks.create(new_task(acct.account_id, 51))
+        store.tasks.create(new_task(acct.account_id, 51))[0]
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(tasks)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(ledger)).scalar_one() == 1  # the top-up
@@ -79,7 +79,7 @@ def test_not_enough_credits_writes_nothing(store: Store) -> None:
 
 def test_failure_releases_credits(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
-    task = store.tasks.create(new_task(acct.account_id, 400))
+    task = store.tasks.create(new_task(acct.account_id, 400))[0]
     claim = store.leases.claim_next_task("w1", CAPS, 30)
     assert claim is not None
     store.leases.fail(task.task_id, claim.lease_id, {"code": 1, "message": "m", "raw_message": "r", "detail": None})
@@ -91,7 +91,7 @@ def test_failure_releases_credits(store: Store) -> None:
 
 def test_stale_lease_cannot_complete_twice(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
-    task = store.tasks.create(new_task(acct.account_id))
+    task = store.tasks.create(new_task(acct.account_id))[0]
     claim = store.leases.claim_next_task("w1", CAPS, 30)
     assert claim is not None
     store.leases.complete(task.task_id, claim.lease_id, {"image_url": "u"})
@@ -104,7 +104,7 @@ def test_stale_lease_cannot_complete_twice(store: Store) -> None:
 
 def test_concurrency_limit_stages_and_promotes_in_order(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=10_000, max_concurrency=2)
-    made = [store.tasks.create(new_task(acct.account_id)) for _ in range(5)]
+    made = [store.tasks.create(new_task(acct.account_id))[0] for _ in range(5)]
     assert [t.status for t in made] == [TaskStatus.PENDING] * 2 + [TaskStatus.STAGED] * 3
     claim = store.leases.claim_next_task("w1", CAPS, 30)
     assert claim is not None and claim.task.task_id == made[0].task_id
@@ -120,16 +120,16 @@ def test_staged_limit_is_enforced(store: Store) -> None:
     store.tasks.max_staged = 2
     acct = store.accounts.create_account("a", credits=10_000, max_concurrency=1)
     for _ in range(3):
-        store.tasks.create(new_task(acct.account_id))
+        store.tasks.create(new_task(acct.account_id))[0]
     with pytest.raises(TooManyTasks):
-        store.tasks.create(new_task(acct.account_id))
+        store.tasks.create(new_task(acct.account_id))[0]
     assert store.accounts.get(acct.account_id).balances.frozen == 300
 
 
 def test_cancel_rules_and_isolation(store: Store) -> None:
     a = store.accounts.create_account("a", credits=1000)
     b = store.accounts.create_account("b", credits=1000)
-    task = store.tasks.create(new_task(a.account_id))
+    task = store.tasks.create(new_task(a.account_id))[0]
     with pytest.raises(NotFound):
         store.tasks.get(b.account_id, task.task_id)
     with pytest.raises(NotFound):
@@ -142,7 +142,7 @@ def test_cancel_rules_and_isolation(store: Store) -> None:
 
 def test_cancel_many_filters_by_time_and_family(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=10_000, max_concurrency=1)
-    made = [store.tasks.create(new_task(acct.account_id)) for _ in range(3)]
+    made = [store.tasks.create(new_task(acct.account_id))[0] for _ in range(3)]
     from genmill.domain.timefmt import utcnow
 
     assert store.tasks.cancel_many(acct.account_id, created_before=utcnow(), model="flux") == []
@@ -154,7 +154,7 @@ def test_cancel_many_filters_by_time_and_family(store: Store) -> None:
 
 def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
-    task = store.tasks.create(new_task(acct.account_id, 250))  # max_attempts=2
+    task = store.tasks.create(new_task(acct.account_id, 250))[0]  # max_attempts=2
     first = store.leases.claim_next_task("dead-1", CAPS, 0.05)
     assert first is not None
     time.sleep(0.1)
@@ -177,7 +177,7 @@ def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None
 
 def test_claim_only_takes_what_the_worker_can_run(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
-    store.tasks.create(new_task(acct.account_id))
+    store.tasks.create(new_task(acct.account_id))[0]
     assert store.leases.claim_next_task("w", [("Qubico/tts", "zero-shot")], 30) is None
     assert store.leases.claim_next_task("w", [], 30) is None
     assert store.leases.claim_next_task("w", CAPS, 30) is not None
@@ -192,7 +192,7 @@ def test_random_mix_reconciles(store: Store) -> None:
         action = rng.random()
         if action < 0.45:
             with contextlib.suppress(InsufficientCredits, TooManyTasks):
-                live.append(store.tasks.create(new_task(acct.account_id, rng.randint(0, 3000))).task_id)
+                live.append(store.tasks.create(new_task(acct.account_id, rng.randint(0, 3000)))[0].task_id)
         elif action < 0.6 and live:
             with contextlib.suppress(InvalidRequest):
                 store.tasks.cancel(acct.account_id, rng.choice(live))

@@ -37,7 +37,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def create(rt: Runtime, account: Account) -> str:
     image = base64.b64encode(png_bytes(6, 4)).decode()
-    task = rt.tasks.create_task(account, *UPSCALE, {"image": image, "scale": 2}, None)
+    task, _ = rt.tasks.create_task(account, *UPSCALE, {"image": image, "scale": 2}, None)
     return task.task_id
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from genmill.domain.ledger import Balances
@@ -127,3 +127,12 @@ class TaskEvent:
     status: str
     snapshot: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An `Idempotency-Key` and a digest of the request it guards."""
+
+    key: str
+    request_hash: str
+    ttl: timedelta

@@ -13,15 +13,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from genmill.domain.ledger import LedgerKind
-from genmill.domain.records import NewTask, Task, TaskPage
+from genmill.domain.records import Account, Idempotency, NewTask, Task, TaskPage
 from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
 from genmill.domain.timefmt import utcnow
-from genmill.errors import Forbidden, InvalidRequest, NotFound, TooManyTasks
+from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound, TooManyTasks
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
 from genmill.store.mapping import to_task
 from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
-from genmill.store.tables import tasks
+from genmill.store.tables import idempotency_keys, tasks
 
 
 class TaskStore(Queries):
@@ -31,55 +31,102 @@ class TaskStore(Queries):
         super().__init__(engine, publish)
         self.max_staged = max_staged_per_account
 
-    def create(self, new: NewTask) -> Task:
-        """Insert the task as pending (or staged at the concurrency limit) and freeze its price."""
+    def create(self, new: NewTask, *, idempotency: Idempotency | None = None) -> tuple[Task, bool]:
+        """Insert the task as pending (or staged at the concurrency limit) and freeze its price.
+
+        With an idempotency key, a repeat of the same request within the key's lifetime returns the task the
+        first one made (and `True`), and a different request under the same key is a 409. The account row lock
+        taken first serialises creates of one account, so two racing repeats cannot both insert.
+        """
         now = utcnow()
-        task_id = str(uuid.uuid4())
         with self.tx() as conn:
             account = lock_account(conn, new.account_id)
             if not account.is_enabled:
                 raise Forbidden("this account is disabled")
-            status = TaskStatus.PENDING
-            if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
-                staged = count_tasks(conn, account.account_id, (TaskStatus.STAGED.value,))
-                if staged >= self.max_staged:
-                    raise TooManyTasks(
-                        f"the account already has {staged} staged tasks (the limit is {self.max_staged}); "
-                        "wait for some to finish",
-                        detail={"staged_count": staged, "limit": self.max_staged},
+            if idempotency is not None:
+                existing = self._replay(conn, new.account_id, idempotency, now)
+                if existing is not None:
+                    return existing, True
+            task_id = self._insert(conn, new, account, now)
+            if idempotency is not None:
+                conn.execute(
+                    sa.insert(idempotency_keys).values(
+                        account_id=new.account_id,
+                        key=idempotency.key,
+                        request_hash=idempotency.request_hash,
+                        task_id=task_id,
+                        created_at=now,
+                        expires_at=now + idempotency.ttl,
                     )
-                status = TaskStatus.STAGED
-            # Freeze before the insert: InsufficientCredits leaves nothing written.
-            move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
+                )
+            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
+        return to_task(row), False
+
+    @staticmethod
+    def _replay(conn: sa.Connection, account_id: str, idempotency: Idempotency, now: datetime) -> Task | None:
+        row = conn.execute(
+            sa.select(idempotency_keys).where(
+                idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == idempotency.key
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        if row.expires_at <= now:
             conn.execute(
-                sa.insert(tasks).values(
-                    task_id=task_id,
-                    account_id=new.account_id,
-                    model=new.model,
-                    task_type=new.task_type,
-                    family=new.family,
-                    status=status.value,
-                    input=new.input,
-                    config=new.config,
-                    output=None,
-                    detail=None,
-                    logs=[],
-                    error=None,
-                    price=new.price,
-                    frozen_credits=new.price,
-                    consumed_credits=0,
-                    service_mode=new.service_mode,
-                    priority=new.priority,
-                    attempts=0,
-                    max_attempts=new.max_attempts,
-                    retention_seconds=new.retention_seconds,
-                    created_at=now,
-                    updated_at=now,
+                sa.delete(idempotency_keys).where(
+                    idempotency_keys.c.account_id == account_id, idempotency_keys.c.key == idempotency.key
                 )
             )
-            emit(conn, task_id, STATUS, now)
-            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
-        return to_task(row)
+            return None
+        if row.request_hash != idempotency.request_hash:
+            raise Conflict(
+                "Idempotency-Key: this key was already used with a different request body; use a new key",
+                detail={"task_id": row.task_id},
+            )
+        return to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == row.task_id)).one())
+
+    def _insert(self, conn: sa.Connection, new: NewTask, account: Account, now: datetime) -> str:
+        task_id = str(uuid.uuid4())
+        status = TaskStatus.PENDING
+        if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
+            staged = count_tasks(conn, account.account_id, (TaskStatus.STAGED.value,))
+            if staged >= self.max_staged:
+                raise TooManyTasks(
+                    f"the account already has {staged} staged tasks (the limit is {self.max_staged}); "
+                    "wait for some to finish",
+                    detail={"staged_count": staged, "limit": self.max_staged},
+                )
+            status = TaskStatus.STAGED
+        # Freeze before the insert: InsufficientCredits leaves nothing written.
+        move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
+        conn.execute(
+            sa.insert(tasks).values(
+                task_id=task_id,
+                account_id=new.account_id,
+                model=new.model,
+                task_type=new.task_type,
+                family=new.family,
+                status=status.value,
+                input=new.input,
+                config=new.config,
+                output=None,
+                detail=None,
+                logs=[],
+                error=None,
+                price=new.price,
+                frozen_credits=new.price,
+                consumed_credits=0,
+                service_mode=new.service_mode,
+                priority=new.priority,
+                attempts=0,
+                max_attempts=new.max_attempts,
+                retention_seconds=new.retention_seconds,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        emit(conn, task_id, STATUS, now)
+        return task_id
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
