@@ -1,0 +1,75 @@
+"""Webhook deliveries on SQLite and PostgreSQL: written with the change, claimed once, in order per task."""
+
+from __future__ import annotations
+
+import threading
+
+from genmill.domain.records import NewTask
+from genmill.domain.timefmt import utcnow
+from genmill.domain.webhooks import Decision, DeliveryState
+from genmill.store import Store
+
+CAPS = [("Qubico/image-toolkit", "upscale")]
+
+
+def task_with_hook(store: Store, account_id: str) -> str:
+    config = {"service_mode": "", "webhook_config": {"endpoint": "http://127.0.0.1:9/hook", "secret": "s"}}
+    new = NewTask(
+        account_id=account_id,
+        model="Qubico/image-toolkit",
+        task_type="upscale",
+        family="image-toolkit",
+        input={"image": "x", "scale": 2},
+        config=config,
+        price=1,
+        service_mode="",
+        retention_seconds=60,
+    )
+    return store.tasks.create(new)[0].task_id
+
+
+def test_deliveries_follow_each_change_in_order(store: Store) -> None:
+    account = store.accounts.create_account("a", credits=100)
+    task_id = task_with_hook(store, account.account_id)
+    claim = store.leases.claim_next_task("w", CAPS, 30)
+    assert claim is not None
+    store.leases.complete(task_id, claim.lease_id, {"image_url": "u"})
+    listed = store.webhooks.for_task(account.account_id, task_id)
+    assert [item["row"].task_status for item in listed] == ["pending", "processing", "completed"]
+    first = store.webhooks.claim_due("d1", limit=10)
+    assert [d.snapshot["status"] for d in first] == ["pending"]  # later events wait behind the first
+    assert store.webhooks.claim_due("d2", limit=10) == []  # the first is locked by d1
+    store.webhooks.record_attempt(
+        first[0].delivery_id,
+        status_code=200,
+        latency_ms=3,
+        error=None,
+        decision=Decision(DeliveryState.DELIVERED),
+        at=utcnow(),
+    )
+    second = store.webhooks.claim_due("d2", limit=10)
+    assert [d.snapshot["status"] for d in second] == ["processing"]
+    assert second[0].task_secret == "s" and second[0].signing_secret.startswith("whsec_")
+
+
+def test_concurrent_dispatchers_never_claim_the_same_delivery(store: Store) -> None:
+    account = store.accounts.create_account("a", credits=1000)
+    for _ in range(40):
+        task_with_hook(store, account.account_id)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def dispatcher(name: str) -> None:
+        while True:
+            got = store.webhooks.claim_due(name, limit=3)
+            if not got:
+                return
+            with lock:
+                claimed.extend(d.delivery_id for d in got)
+
+    threads = [threading.Thread(target=dispatcher, args=(f"d{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == 40 and len(set(claimed)) == 40
