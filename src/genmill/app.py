@@ -7,6 +7,7 @@ only settings.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, models, tasks, webhooks
+from genmill.api import account, files, models, tasks, webhooks, workers
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
@@ -24,6 +25,8 @@ from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
+from genmill.domain.records import PUBLIC_POOL
+from genmill.domain.timefmt import utcnow
 from genmill.net.fetch import GuardedFetcher
 from genmill.service import TaskService
 from genmill.settings import Settings
@@ -79,8 +82,14 @@ class Runtime:
         self.store.set_publisher(self.bus.publish)
         self.wakeup = self.bus.workers
         self.tasks = TaskService(
-            self.store, self.files, self.catalog, self.backends.can_run, max_attempts=settings.max_attempts
+            self.store,
+            self.files,
+            self.catalog,
+            self.serves,
+            max_attempts=settings.max_attempts,
+            private_price_factor=settings.private_pool_price_factor,
         )
+        self._remote_served: dict[str, tuple[float, set[tuple[str, str]]]] = {}
         self.webhooks = WebhookDispatcher(
             self.store.webhooks,
             GuardedFetcher(
@@ -109,9 +118,31 @@ class Runtime:
             heartbeat_seconds=self.settings.heartbeat_seconds,
         )
 
+    def serves(self, model: str, task_type: str, pool: str) -> bool:
+        """Whether some worker can run the entry for `pool`: an in-process backend (public pool only) or a remote
+        worker of that pool seen within `worker_seen_seconds` (cached for a second per pool)."""
+        if pool == PUBLIC_POOL and self.settings.workers > 0 and self.backends.can_run(model, task_type):
+            return True
+        now = time.monotonic()
+        cached = self._remote_served.get(pool)
+        if cached is None or now - cached[0] > 1.0:
+            since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
+            cached = (now, self.store.workers.served(pool, since))
+            self._remote_served[pool] = cached
+        return (model, task_type) in cached[1]
+
     def services(self) -> Services:
         return Services(
-            self.store, self.files, self.catalog, self.backends, self.tasks, self.settings.max_upload_bytes, self.bus
+            store=self.store,
+            files=self.files,
+            catalog=self.catalog,
+            backends=self.backends,
+            tasks=self.tasks,
+            max_upload_bytes=self.settings.max_upload_bytes,
+            bus=self.bus,
+            inputs=self.inputs,
+            lease_seconds=self.settings.lease_seconds,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
         )
 
     def log_backends(self) -> None:
@@ -154,12 +185,16 @@ def create_app(
     app.state.services = rt.services()
     app.state.runtime = rt
     install_error_handlers(app)
-    for router in (tasks.router, webhooks.router, account.router, files.router, models.router):
+    for router in (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
         return ok({"version": __version__, "served": len(rt.backends.capabilities())})
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        overrides={"/api/v1/workers/tasks/": workers.MAX_OUTPUT_BYTES},
+    )
     return app

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from genmill.domain.records import EventRef
 from genmill.worker.wakeup import Wakeup
 
+PENDING_WORK = "*pending*"
+"""Watch this key to be woken whenever some task becomes pending (remote workers' long-polls)."""
+
 
 class EventBus:
     def __init__(self) -> None:
@@ -26,6 +29,7 @@ class EventBus:
     def publish(self, events: list[EventRef]) -> None:
         if any(e.status == "pending" for e in events):
             self.workers.notify()
+            events = [*events, EventRef(0, PENDING_WORK, "", "pending", "status", False)]
         if any(e.has_delivery for e in events):
             self.webhooks.notify()
         with self._lock:

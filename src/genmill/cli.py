@@ -131,6 +131,81 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A remote worker: the same Worker and backends as the in-process pool, over the HTTP worker protocol."""
+    import signal
+    import socket
+    import threading
+
+    from genmill.backends.registry import discover_backends
+    from genmill.catalog import build_catalog
+    from genmill.worker.backendset import BackendSet
+    from genmill.worker.http_transport import HttpTransport
+    from genmill.worker.runtime import Worker
+
+    catalog = build_catalog()
+    backends = BackendSet(discover_backends(), catalog)
+    capabilities = backends.capabilities()
+    if args.models:
+        wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+        capabilities = [c for c in capabilities if f"{c[0]}/{c[1]}" in wanted or c[0] in wanted]
+    if not capabilities:
+        for status in backends.statuses:
+            if not status.available:
+                _say(f"backend {status.name}: unavailable: {status.reason}")
+        _say("this machine can run none of the requested models")
+        return 2
+    name = args.name or socket.gethostname()
+    transports = [HttpTransport(args.server, args.token) for _ in range(args.concurrency)]
+    for transport in transports:
+        registered = transport.register(name, capabilities)
+    _say(f"worker {name} registered for pool {registered.pool}: {', '.join(f'{m}/{t}' for m, t in capabilities)}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = []
+    for index, transport in enumerate(transports):
+        worker = Worker(
+            transport.worker_id,
+            transport,
+            backends,
+            catalog,
+            lease_seconds=registered.lease_seconds,
+            heartbeat_seconds=registered.heartbeat_seconds,
+            capabilities=capabilities,
+        )
+        thread = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{index}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    stop.wait()
+    _say("stopping: finishing running tasks")
+    for thread in threads:
+        thread.join(60)
+    return 0
+
+
+def cmd_worker_token_create(args: argparse.Namespace) -> int:
+    store = _store(_settings(args))
+    plaintext, token = store.workers.create_token(args.name or "", args.account)
+    pool = f"private pool of account {args.account}" if args.account else "the public pool"
+    _say(f"worker token {token.token_id} for {pool}; it is shown once, store it now:")
+    print(plaintext)
+    return 0
+
+
+def cmd_worker_token_list(args: argparse.Namespace) -> int:
+    for t in _store(_settings(args)).workers.list_tokens():
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+        print(f"{t.token_id}  {t.prefix}…  pool={t.pool}  name={t.name!r}  {state}")
+    return 0
+
+
+def cmd_worker_token_revoke(args: argparse.Namespace) -> int:
+    _store(_settings(args)).workers.revoke_token(args.token_id)
+    _say(f"worker token {args.token_id} revoked")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genmill", description=__doc__.splitlines()[0] if __doc__ else "")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_data(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)
+
+    worker = sub.add_parser("worker", help="run a remote worker that pulls tasks from a genmill server")
+    worker.add_argument("--server", required=True, help="the genmill API, e.g. https://genmill.example.com")
+    worker.add_argument("--token", required=True, help="a worker token from `genmill workers token create`")
+    worker.add_argument("--models", default="", help="comma-separated models or model/task_type to offer")
+    worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
+    worker.add_argument("--name", default="", help="shown in logs (default: the host name)")
+    worker.set_defaults(func=cmd_worker)
+
+    workers_cmd = sub.add_parser("workers", help="remote worker tokens").add_subparsers(
+        dest="workers_command", required=True
+    )
+    token = workers_cmd.add_parser("token", help="worker tokens").add_subparsers(dest="token_command", required=True)
+    token_create = with_data(token.add_parser("create", help="create a worker token (last line of stdout)"))
+    token_create.add_argument("--account", default=None, help="bind to this account's private pool")
+    token_create.add_argument("--name", default="")
+    token_create.set_defaults(func=cmd_worker_token_create)
+    with_data(token.add_parser("list")).set_defaults(func=cmd_worker_token_list)
+    token_revoke = with_data(token.add_parser("revoke"))
+    token_revoke.add_argument("token_id")
+    token_revoke.set_defaults(func=cmd_worker_token_revoke)
 
     models = sub.add_parser("models", help="list catalog entries and whether they run here")
     models.set_defaults(func=cmd_models)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
-from genmill.domain.records import Account, Idempotency, NewTask, Task
+from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, Task
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.timefmt import utcnow
 from genmill.errors import GenmillError, InvalidRequest, ModelNotServed
@@ -64,18 +64,26 @@ class TaskService:
         store: Store,
         files: FileService,
         catalog: Catalog,
-        can_run: Callable[[str, str], bool],
+        can_run: Callable[[str, str, str], bool],
         *,
         max_attempts: int,
+        private_price_factor: float = 0.0,
     ) -> None:
         self.store = store
         self.files = files
         self.catalog = catalog
         self.can_run = can_run
         self.max_attempts = max_attempts
+        self.private_price_factor = private_price_factor
 
-    def served_models(self) -> list[str]:
-        return sorted({f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type)})
+    def served_models(self, pool: str = PUBLIC_POOL) -> list[str]:
+        """`model/task_type` of every catalog entry some worker of `pool` can run."""
+        return sorted(f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type, pool))
+
+    def price(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> int:
+        """The list price; tasks on an account's own private pool pay `private_price_factor` of it."""
+        list_price = entry.price_of(inputs)
+        return list_price if pool == PUBLIC_POOL else round(list_price * self.private_price_factor)
 
     def entry_for(self, model: str, task_type: str) -> CatalogEntry:
         entry = self.catalog.get(model, task_type)
@@ -124,17 +132,15 @@ class TaskService:
         entry = self.entry_for(model, task_type)
         inputs = self.validate_input(entry, raw_input)
         wire_config = normalise_config(config)
-        if wire_config["service_mode"] == "private":
-            raise InvalidRequest(
-                "config.service_mode: this deployment has no private worker pool for this account; "
-                "use 'public' or leave it empty"
-            )
-        if not self.can_run(model, task_type):
-            served = ", ".join(self.served_models()) or "none"
+        pool = account.account_id if wire_config["service_mode"] == "private" else PUBLIC_POOL
+        if not self.can_run(model, task_type, pool):
+            served = self.served_models(pool)
+            where = "this account's private pool" if pool != PUBLIC_POOL else "this deployment"
+            field = "config.service_mode" if pool != PUBLIC_POOL else "model"
             raise ModelNotServed(
-                f"{model}/{task_type} is in the catalog but no worker in this deployment can run it; "
-                f"this deployment serves: {served}",
-                detail={"served": self.served_models()},
+                f"{field}: {model}/{task_type} is in the catalog but no worker of {where} can run it; "
+                f"{where} serves: {', '.join(served) or 'nothing yet'}",
+                detail={"served": served},
             )
         self.check_generated_inputs(entry, inputs)
         idempotency = None
@@ -151,8 +157,9 @@ class TaskService:
                 family=entry.family,
                 input=inputs.model_dump(mode="json"),
                 config=wire_config,
-                price=entry.price_of(inputs),
+                price=self.price(entry, inputs, pool),
                 service_mode=wire_config["service_mode"],
+                pool=pool,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
             ),

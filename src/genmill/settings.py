@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Claims a task gets before it fails with a refund.")
     reaper_seconds: float = Field(5.0, gt=0, description="How often expired leases and blobs are swept.")
 
+    private_pool_price_factor: float = Field(
+        0.0, ge=0, description="Share of the list price charged for tasks run on an account's own workers."
+    )
+    worker_seen_seconds: float = Field(
+        3600.0, gt=0, description="A remote worker counts as serving its models this long after it was last seen."
+    )
+
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
     fetch_timeout: float = 20.0
     max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")

@@ -15,6 +15,7 @@ from genmill.service import TaskService
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.worker.backendset import BackendSet
+from genmill.worker.inputs import InputResolver
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Services:
     tasks: TaskService
     max_upload_bytes: int
     bus: EventBus
+    inputs: InputResolver
+    lease_seconds: float
+    heartbeat_seconds: float
 
 
 def get_services(request: Request) -> Services:

@@ -16,22 +16,29 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+        """`overrides` maps path prefixes to their own caps (worker output uploads are larger than requests)."""
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        cap = next((limit for prefix, limit in self.overrides.items() if path.startswith(prefix)), self.max_bytes)
+        await self._limited(scope, receive, send, cap)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(send)
+                if declared > cap:
+                    await self._reject(send, cap)
                     return
         seen = 0
         started = False
@@ -41,8 +48,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > cap:
+                    raise BodyTooLarge(cap)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -55,12 +62,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, cap)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"code": 413, "data": None, "message": f"request body larger than {self.max_bytes} bytes"}
-        ).encode()
+    async def _reject(self, send: Send, cap: int) -> None:
+        body = json.dumps({"code": 413, "data": None, "message": f"request body larger than {cap} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from genmill.api.deps import ServicesDep
 from genmill.api.envelope import ok
+from genmill.domain.records import PUBLIC_POOL
 
 router = APIRouter(tags=["models"])
 
@@ -21,7 +22,7 @@ def list_models(services: ServicesDep) -> dict[str, Any]:
                 "model": entry.model,
                 "task_type": entry.task_type,
                 "family": entry.family,
-                "available": services.backends.can_run(entry.model, entry.task_type),
+                "available": services.tasks.can_run(entry.model, entry.task_type, PUBLIC_POOL),
                 "output_retention_seconds": int(entry.retention.total_seconds()),
                 "description": entry.description,
                 "input_schema": entry.input_model.model_json_schema(),

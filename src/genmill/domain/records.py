@@ -60,6 +60,7 @@ class Task:
     lease_expires_at: datetime | None = None
     worker_id: str | None = None
     retention_seconds: int = 0
+    pool: str = "public"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class NewTask:
     retention_seconds: int
     priority: int = 0
     max_attempts: int = 3
+    pool: str = "public"
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,20 @@ class Idempotency:
     key: str
     request_hash: str
     ttl: timedelta
+
+
+@dataclass(frozen=True)
+class WorkerToken:
+    token_id: str
+    name: str
+    account_id: str | None  # set for a private-pool token
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def pool(self) -> str:
+        return self.account_id or PUBLIC_POOL
+
+
+PUBLIC_POOL = "public"

@@ -37,7 +37,7 @@ def task_public(task: Task) -> dict[str, Any]:
             "started_at": rfc3339(task.started_at),
             "ended_at": rfc3339(task.ended_at),
             "usage": {"type": "quota", "frozen": task.frozen_credits, "consume": task.consumed_credits},
-            "is_using_private_pool": False,
+            "is_using_private_pool": task.pool != "public",
         },
         "detail": detail,
         "logs": logs,

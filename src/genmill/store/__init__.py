@@ -12,6 +12,7 @@ from genmill.store.events import EventLog
 from genmill.store.leases import LeaseStore
 from genmill.store.tasks import TaskStore
 from genmill.store.webhooks import WebhookStore
+from genmill.store.workers import WorkerRegistry
 
 
 class Store:
@@ -25,6 +26,7 @@ class Store:
         self.blobs = BlobIndex(engine)
         self.events = EventLog(engine)
         self.webhooks = WebhookStore(engine)
+        self.workers = WorkerRegistry(engine)
 
     def set_publisher(self, publish: Publisher) -> None:
         """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
@@ -39,4 +41,14 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["AccountStore", "BlobIndex", "EventLog", "LeaseStore", "Store", "TaskStore", "WebhookStore", "create_engine"]
+__all__ = [
+    "AccountStore",
+    "BlobIndex",
+    "EventLog",
+    "LeaseStore",
+    "Store",
+    "TaskStore",
+    "WebhookStore",
+    "WorkerRegistry",
+    "create_engine",
+]

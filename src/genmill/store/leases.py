@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genmill.domain.records import Claim, Task
+from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.domain.timefmt import utcnow
 from genmill.errors import Conflict
@@ -38,20 +38,36 @@ class SweepResult:
 
 class LeaseStore(Queries):
     def claim_next_task(
-        self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float
+        self,
+        worker_id: str,
+        capabilities: Iterable[tuple[str, str]],
+        lease_seconds: float,
+        *,
+        pool: str = PUBLIC_POOL,
     ) -> Claim | None:
+        """Lease the next task this worker can run, fairly across accounts.
+
+        Among runnable pending tasks of the worker's pool, the account with the fewest tasks already processing
+        goes first (so one busy account cannot starve the others), then higher priority, then the oldest.
+        """
         caps = list(capabilities)
         if not caps:
             return None
         can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
+        running = tasks.alias("running")
+        load = (
+            sa.select(sa.func.count())
+            .where(running.c.account_id == tasks.c.account_id, running.c.status == TaskStatus.PROCESSING.value)
+            .scalar_subquery()
+        )
         now = utcnow()
         with self.tx() as conn:
             row = conn.execute(
                 sa.select(tasks)
-                .where(tasks.c.status == TaskStatus.PENDING.value, can_run)
-                .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
+                .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.pool == pool, can_run)
+                .order_by(load, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
                 .limit(1)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=tasks, skip_locked=True)
             ).one_or_none()
             if row is None:
                 return None

@@ -54,4 +54,5 @@ def to_task(row: sa.Row[Any]) -> Task:
         lease_expires_at=m["lease_expires_at"],
         worker_id=m["worker_id"],
         retention_seconds=m["retention_seconds"],
+        pool=m["pool"],
     )

@@ -116,6 +116,8 @@ tasks = sa.Table(
     sa.Column("lease_id", sa.String(36), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime, nullable=True),
     sa.Column("worker_id", sa.String(100), nullable=True),
+    # "public", or the account id whose private pool must run this task.
+    sa.Column("pool", sa.String(36), nullable=False, server_default="public"),
     sa.Column("retention_seconds", sa.Integer, nullable=False),
     sa.Column("outputs_deleted_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -124,7 +126,7 @@ tasks = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_tasks_account_created", "account_id", "created_at"),
     sa.Index("ix_tasks_account_status", "account_id", "status"),
-    sa.Index("ix_tasks_claim", "status", "priority", "created_at"),
+    sa.Index("ix_tasks_claim", "status", "pool", "priority", "created_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
 )
 
@@ -201,4 +203,30 @@ idempotency_keys = sa.Table(
     sa.Column("task_id", sa.String(36), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# Remote workers: tokens are separate from API keys, stored hashed, revocable. A token bound to an account is a
+# private-pool token: its workers run only that account's `service_mode: private` tasks.
+worker_tokens = sa.Table(
+    "worker_tokens",
+    metadata,
+    sa.Column("token_id", sa.String(36), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.account_id"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("token_id", sa.String(36), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("pool", sa.String(36), nullable=False),  # "public" or the private pool's account id
+    sa.Column("capabilities", JSONType, nullable=False),
+    sa.Column("registered_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False, index=True),
 )

@@ -121,6 +121,7 @@ class TaskStore(Queries):
                 attempts=0,
                 max_attempts=new.max_attempts,
                 retention_seconds=new.retention_seconds,
+                pool=new.pool,
                 created_at=now,
                 updated_at=now,
             )

@@ -74,6 +74,7 @@ class Worker:
         lease_seconds: float,
         heartbeat_seconds: float,
         idle_wait_seconds: float = 5.0,
+        capabilities: list[tuple[str, str]] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.transport = transport
@@ -82,9 +83,10 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.idle_wait_seconds = idle_wait_seconds
+        self.capabilities = capabilities if capabilities is not None else backends.capabilities()
 
     def run_forever(self, stop: threading.Event) -> None:
-        capabilities = self.backends.capabilities()
+        capabilities = self.capabilities
         while not stop.is_set():
             try:
                 claim = self.transport.claim(self.worker_id, capabilities, self.lease_seconds)
@@ -99,7 +101,7 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one task if there is one (used by tests and by batch tools)."""
-        claim = self.transport.claim(self.worker_id, self.backends.capabilities(), self.lease_seconds)
+        claim = self.transport.claim(self.worker_id, self.capabilities, self.lease_seconds)
         if claim is None:
             return False
         self.execute(claim)
