@@ -120,16 +120,17 @@ class Runtime:
 
     def serves(self, model: str, task_type: str, pool: str) -> bool:
         """Whether some worker can run the entry for `pool`: an in-process backend (public pool only) or a remote
-        worker of that pool seen within `worker_seen_seconds` (cached for a second per pool)."""
+        worker of that pool seen within `worker_seen_seconds` (a yes is cached for a second per pool)."""
         if pool == PUBLIC_POOL and self.settings.workers > 0 and self.backends.can_run(model, task_type):
             return True
         now = time.monotonic()
         cached = self._remote_served.get(pool)
-        if cached is None or now - cached[0] > 1.0:
-            since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
-            cached = (now, self.store.workers.served(pool, since))
-            self._remote_served[pool] = cached
-        return (model, task_type) in cached[1]
+        if cached is not None and now - cached[0] <= 1.0 and (model, task_type) in cached[1]:
+            return True  # only positive answers are cached: a newly registered worker counts at once
+        since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
+        served = self.store.workers.served(pool, since)
+        self._remote_served[pool] = (now, served)
+        return (model, task_type) in served
 
     def services(self) -> Services:
         return Services(

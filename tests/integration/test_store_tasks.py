@@ -206,3 +206,24 @@ def test_random_mix_reconciles(store: Store) -> None:
         assert_reconciles(store, acct.account_id, total)
     page = store.tasks.history(acct.account_id, page=1, page_size=100)
     assert page.total == len(live)
+
+
+def test_claims_are_fair_across_accounts(store: Store) -> None:
+    busy = store.accounts.create_account("busy", credits=10_000, max_concurrency=10)
+    quiet = store.accounts.create_account("quiet", credits=10_000)
+    busy_tasks = [store.tasks.create(new_task(busy.account_id))[0].task_id for _ in range(5)]
+    quiet_task = store.tasks.create(new_task(quiet.account_id))[0].task_id
+    first = store.leases.claim_next_task("w1", CAPS, 30)
+    second = store.leases.claim_next_task("w2", CAPS, 30)
+    assert first is not None and second is not None
+    assert first.task.task_id == busy_tasks[0]  # the oldest task overall
+    assert second.task.task_id == quiet_task  # then the account with nothing processing, ahead of older tasks
+
+
+def test_private_pool_tasks_are_claimed_only_from_that_pool(store: Store) -> None:
+    acct = store.accounts.create_account("a", credits=1000)
+    private = NewTask(**{**new_task(acct.account_id).__dict__, "pool": acct.account_id})
+    task = store.tasks.create(private)[0]
+    assert store.leases.claim_next_task("public", CAPS, 30) is None
+    claim = store.leases.claim_next_task("own", CAPS, 30, pool=acct.account_id)
+    assert claim is not None and claim.task.task_id == task.task_id and claim.task.pool == acct.account_id
