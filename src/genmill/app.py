@@ -35,6 +35,7 @@ from genmill.storage.blobstore import BlobStore
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.store.migrate import upgrade
+from genmill.store.notify import PgListener
 from genmill.webhooks.dispatcher import WebhookDispatcher
 from genmill.worker.backendset import BackendSet
 from genmill.worker.inputs import InputResolver
@@ -80,6 +81,11 @@ class Runtime:
         self.inputs = InputResolver(self.files, self.fetcher, max_bytes=settings.max_input_bytes)
         self.bus = EventBus()
         self.store.set_publisher(self.bus.publish)
+        self.listener = (
+            PgListener(self.store.engine.url.render_as_string(hide_password=False), self.bus.publish)
+            if self.store.engine.dialect.name == "postgresql"
+            else None
+        )
         self.wakeup = self.bus.workers
         self.tasks = TaskService(
             self.store,
@@ -167,6 +173,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         rt.log_backends()
+        if rt.listener is not None:
+            rt.listener.start()
         if run_workers:
             rt.pool.start()
             rt.webhooks.start()
@@ -176,6 +184,8 @@ def create_app(
             if run_workers:
                 rt.pool.stop()
                 rt.webhooks.stop()
+            if rt.listener is not None:
+                rt.listener.stop()
 
     app = FastAPI(
         title="genmill",

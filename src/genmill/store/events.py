@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from genmill.store.base import PENDING_EVENTS, Queries
 from genmill.store.mapping import to_task
 from genmill.store.tables import task_events, tasks, webhook_deliveries
 
+NOTIFY_CHANNEL = "genmill_events"
 STATUS = "status"
 PROGRESS = "progress"
 
@@ -49,9 +51,21 @@ def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> int:
                 created_at=now,
             )
         )
-    pending = conn.info.setdefault(PENDING_EVENTS, [])
-    pending.append(EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, bool(endpoint)))
+    ref = EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, bool(endpoint))
+    conn.info.setdefault(PENDING_EVENTS, []).append(ref)
+    if conn.dialect.name == "postgresql":
+        # Delivered by PostgreSQL at commit, to every replica listening (see genmill.store.notify).
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, encode_ref(ref))))
     return event_id
+
+
+def encode_ref(ref: EventRef) -> str:
+    return json.dumps([ref.event_id, ref.task_id, ref.account_id, ref.status, ref.kind, ref.has_delivery])
+
+
+def decode_ref(payload: str) -> EventRef:
+    event_id, task_id, account_id, status, kind, has_delivery = json.loads(payload)
+    return EventRef(int(event_id), str(task_id), str(account_id), str(status), str(kind), bool(has_delivery))
 
 
 def _to_event(row: sa.Row[Any]) -> TaskEvent:

@@ -27,6 +27,7 @@ from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged
 from genmill.store.tables import accounts, tasks
 
 LOST_WORKER_CODE = 10002
+SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
 
 
 @dataclass
@@ -180,6 +181,11 @@ class LeaseStore(Queries):
         now = utcnow()
         result = SweepResult()
         with self.tx() as conn:
+            if (
+                conn.dialect.name == "postgresql"
+                and not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(SWEEP_LOCK_KEY))).scalar_one()
+            ):
+                return result  # another replica is sweeping right now
             rows = conn.execute(
                 sa.select(tasks)
                 .where(tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.lease_expires_at < now)
