@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from tests.support import PillowUpscale, png_bytes
+
 from genmill.app import Runtime
 from genmill.settings import Settings
-from tests.support import PillowUpscale, png_bytes
 
 
 def replica(pg_url: str, data: Path) -> Runtime:
