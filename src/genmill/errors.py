@@ -80,6 +80,10 @@ class FetchError(InvalidRequest):
     """An input URL or base64 payload could not be fetched or decoded safely."""
 
 
+class FetchRefused(FetchError):
+    """The URL is against policy (scheme, private address): trying again cannot help."""
+
+
 class BackendError(GenmillError):
     """A backend could not do what the task asked; the task fails and its credits are released.
 

@@ -73,3 +73,37 @@ def test_concurrent_dispatchers_never_claim_the_same_delivery(store: Store) -> N
     for t in threads:
         t.join()
     assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+def test_promotion_from_staged_is_an_event(store: Store) -> None:
+    account = store.accounts.create_account("a", credits=100, max_concurrency=1)
+    first = task_with_hook(store, account.account_id)
+    second = task_with_hook(store, account.account_id)
+    store.tasks.cancel(account.account_id, first)
+    statuses = [item["row"].task_status for item in store.webhooks.for_task(account.account_id, second)]
+    assert statuses == ["staged", "pending"]
+
+
+def test_pruning_removes_settled_deliveries_and_their_events(store: Store) -> None:
+    from datetime import timedelta
+
+    import pytest
+
+    from genmill.errors import NotFound
+
+    account = store.accounts.create_account("a", credits=100)
+    task_id = task_with_hook(store, account.account_id)
+    due = store.webhooks.claim_due("d", limit=1)
+    store.webhooks.record_attempt(
+        due[0].delivery_id,
+        status_code=200,
+        latency_ms=1,
+        error=None,
+        decision=Decision(DeliveryState.DELIVERED),
+        at=utcnow(),
+    )
+    store.events.prune(utcnow() + timedelta(seconds=1))
+    assert store.webhooks.for_task(account.account_id, task_id) == []
+    assert store.events.events_after(task_id) == []
+    with pytest.raises(NotFound):
+        store.webhooks.replay(account.account_id, task_id, due[0].delivery_id)

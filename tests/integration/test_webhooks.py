@@ -147,7 +147,8 @@ def test_410_stops_and_4xx_is_recorded_without_retry_then_replayed(hooks: Hooks)
         assert r.status_code == 200
         hooks.drain()
         replayed = hooks.deliveries(refused)[0]
-        assert replayed["state"] == "delivered" and replayed["attempts"] == 2
+        assert replayed["state"] == "delivered" and replayed["attempts"] == 1  # a replay starts a fresh schedule
+        assert [h["status_code"] for h in replayed["history"]] == [400, 200]  # the history keeps both
         assert rx.requests[-1].headers["webhook-id"] == delivery["delivery_id"]
 
 
@@ -158,7 +159,9 @@ def test_private_endpoints_are_refused_unless_allowed(hooks: Hooks) -> None:
         hooks.runtime.webhooks.run_once()
         assert rx.requests == []
     delivery = hooks.deliveries(task_id)[0]
-    assert delivery["state"] == "pending" and "private or loopback" in delivery["last_error"]
+    assert delivery["state"] == "failed" and "private or loopback" in delivery["last_error"]  # not retried
+    hooks.runtime.webhooks.run_once()  # the task's next event is no longer held back behind it
+    assert hooks.deliveries(task_id)[0]["attempts"] == 1
 
 
 def test_other_accounts_cannot_see_deliveries(hooks: Hooks) -> None:

@@ -13,7 +13,7 @@ from genmill.domain.records import EventRef, TaskEvent
 from genmill.domain.wire import task_public
 from genmill.store.base import PENDING_EVENTS, Queries
 from genmill.store.mapping import to_task
-from genmill.store.tables import task_events, tasks, webhook_deliveries
+from genmill.store.tables import task_events, tasks, webhook_attempts, webhook_deliveries
 
 NOTIFY_CHANNEL = "genmill_events"
 STATUS = "status"
@@ -87,8 +87,18 @@ class EventLog(Queries):
         return [_to_event(r) for r in rows]
 
     def prune(self, older_than: datetime) -> int:
-        """Delete events whose deliveries are all settled and that are older than the cut-off."""
+        """Delete settled webhook deliveries (with their attempts) and events older than the cut-off; an event
+        with a delivery still pending is kept."""
         with self.engine.begin() as conn:
+            settled = sa.select(webhook_deliveries.c.delivery_id).where(
+                webhook_deliveries.c.state != "pending", webhook_deliveries.c.created_at < older_than
+            )
+            conn.execute(sa.delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(settled)))
+            conn.execute(
+                sa.delete(webhook_deliveries).where(
+                    webhook_deliveries.c.state != "pending", webhook_deliveries.c.created_at < older_than
+                )
+            )
             unsettled = sa.select(webhook_deliveries.c.event_id).where(webhook_deliveries.c.state == "pending")
             result = conn.execute(
                 sa.delete(task_events).where(

@@ -76,6 +76,7 @@ def promote_staged(conn: sa.Connection, account_id: str, now: datetime) -> list[
     for task_id, status in rows:
         new_status = transition(status, TaskEvent.PROMOTE)
         conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(status=new_status.value, updated_at=now))
+        emit(conn, task_id, STATUS, now)  # announces the new pending task: workers wake, webhooks fire
         promoted.append(task_id)
     return promoted
 

@@ -114,7 +114,10 @@ class WebhookStore(Queries):
         error: str | None,
         decision: Decision,
         at: datetime,
+        settled_at: datetime | None = None,
     ) -> None:
+        """Record one attempt made at `at`; the next retry counts from when the answer came (`settled_at`)."""
+        settled = settled_at or at
         with self.tx() as conn:
             conn.execute(
                 sa.insert(webhook_attempts).values(
@@ -134,9 +137,9 @@ class WebhookStore(Queries):
                 "last_error": (error or None) and error[:500],
             }
             if decision.state is DeliveryState.DELIVERED:
-                values["delivered_at"] = at
+                values["delivered_at"] = settled
             if decision.retry_in is not None:
-                values["next_attempt_at"] = at + decision.retry_in
+                values["next_attempt_at"] = settled + decision.retry_in
             conn.execute(
                 sa.update(webhook_deliveries).where(webhook_deliveries.c.delivery_id == delivery_id).values(**values)
             )
@@ -173,7 +176,7 @@ class WebhookStore(Queries):
         """Send a settled delivery again (same webhook-id, so receivers can de-duplicate)."""
         with self.tx() as conn:
             row = conn.execute(
-                sa.select(webhook_deliveries.c.state)
+                sa.select(webhook_deliveries.c.state, webhook_deliveries.c.event_id)
                 .where(
                     webhook_deliveries.c.delivery_id == delivery_id,
                     webhook_deliveries.c.task_id == task_id,
@@ -185,8 +188,20 @@ class WebhookStore(Queries):
                 raise NotFound(f"delivery {delivery_id} not found")
             if row.state == DeliveryState.PENDING.value:
                 raise InvalidRequest(f"delivery {delivery_id} is still pending; it will be sent on its schedule")
+            if (
+                conn.execute(sa.select(task_events.c.event_id).where(task_events.c.event_id == row.event_id)).first()
+                is None
+            ):
+                raise InvalidRequest(f"delivery {delivery_id} is too old to replay: its event was removed")
+            # A replay gets the whole retry schedule again; its earlier attempts stay in the history.
             conn.execute(
                 sa.update(webhook_deliveries)
                 .where(webhook_deliveries.c.delivery_id == delivery_id)
-                .values(state=DeliveryState.PENDING.value, next_attempt_at=utcnow(), locked_until=None)
+                .values(
+                    state=DeliveryState.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    locked_until=None,
+                    locked_by=None,
+                )
             )

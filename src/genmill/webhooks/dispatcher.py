@@ -15,8 +15,8 @@ import time
 from datetime import UTC, datetime
 
 from genmill.domain.timefmt import utcnow
-from genmill.domain.webhooks import decide, parse_retry_after, sign, signing_key
-from genmill.errors import GenmillError
+from genmill.domain.webhooks import Decision, DeliveryState, decide, parse_retry_after, sign, signing_key
+from genmill.errors import FetchRefused, GenmillError
 from genmill.net.fetch import GuardedFetcher
 from genmill.store.webhooks import DueDelivery, WebhookStore
 from genmill.worker.wakeup import Wakeup
@@ -59,6 +59,7 @@ class WebhookDispatcher:
         self.concurrency = concurrency
         self.retry_scale = retry_scale
         self.idle_wait_seconds = idle_wait_seconds
+        self.held_wait_seconds = 5.0
         self.dispatcher_id = f"webhooks-{os.getpid()}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -88,10 +89,13 @@ class WebhookDispatcher:
                 self.wakeup.wait(seen, self._idle_seconds())
 
     def _idle_seconds(self) -> float:
+        """Until the next retry is due. A due time in the past means that delivery is held (locked by another
+        thread, or behind an earlier event of its task); the thread that settles it wakes us, so wait long."""
         due = self.store.next_due_at()
         if due is None:
             return self.idle_wait_seconds
-        return max(0.01, min(self.idle_wait_seconds, (due - utcnow()).total_seconds()))
+        until = (due - utcnow()).total_seconds()
+        return min(self.idle_wait_seconds, until) if until > 0 else self.held_wait_seconds
 
     def run_once(self) -> bool:
         """Claim and send one due delivery; False when none was due."""
@@ -108,19 +112,33 @@ class WebhookDispatcher:
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
+        refused = False
         try:
             result = self.sender.post(delivery.endpoint, body=body, headers=headers, field="webhook_config.endpoint")
             status = result.status_code
             retry_after = parse_retry_after(result.headers.get("retry-after"))
             if not 200 <= status < 300:
                 error = f"the endpoint answered HTTP {status}"
+        except FetchRefused as exc:  # against policy: retrying cannot help
+            error, refused = exc.message, True
         except GenmillError as exc:
             error = exc.message
         latency_ms = int((time.perf_counter() - started) * 1000)
-        decision = decide(status, delivery.attempts + 1, retry_after=retry_after, scale=self.retry_scale)
+        if refused:
+            decision = Decision(DeliveryState.FAILED)
+        else:
+            decision = decide(status, delivery.attempts + 1, retry_after=retry_after, scale=self.retry_scale)
         self.store.record_attempt(
-            delivery.delivery_id, status_code=status, latency_ms=latency_ms, error=error, decision=decision, at=now
+            delivery.delivery_id,
+            status_code=status,
+            latency_ms=latency_ms,
+            error=error,
+            decision=decision,
+            at=now,
+            settled_at=utcnow(),
         )
+        # Settling a delivery may release the next event of the same task: let the other threads look.
+        self.wakeup.notify()
         log.info(
             "webhook %s for task %s: %s -> %s",
             delivery.delivery_id,
