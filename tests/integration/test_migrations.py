@@ -7,9 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
+from tests.conftest import PG_ADMIN_URL
 
 from genmill.store.migrate import alembic_config, check, upgrade
-from tests.conftest import PG_ADMIN_URL
 
 
 def roundtrip(url: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
 from genmill.backends.base import Backend
@@ -23,7 +24,6 @@ from genmill.settings import Settings
 from genmill.worker.backendset import BackendSet
 from genmill.worker.http_transport import HttpTransport
 from genmill.worker.runtime import Worker
-from tests.support import PillowUpscale, png_bytes
 
 UPSCALE = ("Qubico/image-toolkit", "upscale")
 
