@@ -201,11 +201,11 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
-        return ok({"version": __version__, "served": len(rt.backends.capabilities())})
+        return ok({"version": __version__, "served": len(rt.tasks.served_models())})
 
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
-        overrides={"/api/v1/workers/tasks/": workers.MAX_OUTPUT_BYTES},
+        overrides={("/api/v1/workers/tasks/", "/outputs"): workers.MAX_OUTPUT_BYTES},
     )
     return app

@@ -143,8 +143,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from genmill.worker.http_transport import HttpTransport
     from genmill.worker.runtime import Worker
 
+    settings = Settings()
+    server = args.server or settings.server_url
+    token = args.token or settings.worker_token
+    if not server or not token:
+        _say("genmill worker needs --server and --token (or GENMILL_SERVER_URL and GENMILL_WORKER_TOKEN)")
+        return 2
+    if args.concurrency < 1:
+        _say("--concurrency must be at least 1")
+        return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     catalog = build_catalog()
-    backends = BackendSet(discover_backends(), catalog)
+    enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
+    backends = BackendSet(discover_backends(), catalog, enabled=enabled)
     capabilities = backends.capabilities()
     if args.models:
         wanted = {m.strip() for m in args.models.split(",") if m.strip()}
@@ -156,7 +167,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _say("this machine can run none of the requested models")
         return 2
     name = args.name or socket.gethostname()
-    transports = [HttpTransport(args.server, args.token) for _ in range(args.concurrency)]
+    transports = [HttpTransport(server, token) for _ in range(args.concurrency)]
     for transport in transports:
         registered = transport.register(name, capabilities)
     _say(f"worker {name} registered for pool {registered.pool}: {', '.join(f'{m}/{t}' for m, t in capabilities)}")
@@ -245,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_data(db.add_parser("upgrade", help="apply migrations")).set_defaults(func=cmd_db_upgrade)
 
     worker = sub.add_parser("worker", help="run a remote worker that pulls tasks from a genmill server")
-    worker.add_argument("--server", required=True, help="the genmill API, e.g. https://genmill.example.com")
-    worker.add_argument("--token", required=True, help="a worker token from `genmill workers token create`")
+    worker.add_argument("--server", default=None, help="the genmill API (env GENMILL_SERVER_URL)")
+    worker.add_argument(
+        "--token", default=None, help="a worker token from `genmill workers token create` (env GENMILL_WORKER_TOKEN)"
+    )
     worker.add_argument("--models", default="", help="comma-separated models or model/task_type to offer")
     worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
     worker.add_argument("--name", default="", help="shown in logs (default: the host name)")

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="A remote worker counts as serving its models this long after it was last seen."
     )
 
+    server_url: str = Field("", description="For `genmill worker`: the genmill API it pulls work from.")
+    worker_token: str = Field("", repr=False, description="For `genmill worker`: its worker token.")
+
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
     fetch_timeout: float = 20.0
     max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")

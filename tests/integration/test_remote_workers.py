@@ -174,3 +174,26 @@ def test_revoked_tokens_are_refused(served: Served) -> None:
     r = httpx.post(served.url + "/api/v1/workers/claim", json={"worker_id": "x"}, headers={"X-API-Key": "k"})
     assert r.status_code == 401 and r.json()["code"] == 401
     transport.close()
+
+
+def test_workers_may_only_read_their_own_inputs_and_store_media(served: Served) -> None:
+    _, key = served.account()
+    token, _ = served.runtime.store.workers.create_token()
+    worker, transport = remote_worker(served.url, token)
+    served.create(key)
+    claim = transport.claim(worker.worker_id, [UPSCALE], 30)
+    assert claim is not None
+    own = transport.read_input(claim, claim.task.input["image"], "image")
+    assert own.content_type == "image/png"
+    with pytest.raises(Exception, match="only read references that appear in its task"):
+        transport.read_input(claim, "https://example.com/other.png", "image")
+    headers = {"Authorization": f"Bearer {token}"}
+    params = {"lease_id": claim.lease_id, "ext": "html", "content_type": "text/html"}
+    r = httpx.put(
+        f"{served.url}/api/v1/workers/tasks/{claim.task.task_id}/outputs",
+        params=params,
+        content=b"<script>",
+        headers=headers,
+    )
+    assert r.status_code == 400 and "content_type" in r.json()["message"]
+    transport.close()

@@ -16,8 +16,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
-        """`overrides` maps path prefixes to their own caps (worker output uploads are larger than requests)."""
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[tuple[str, str], int] | None = None) -> None:
+        """`overrides` maps (path prefix, path suffix) to its own cap (worker output uploads exceed requests)."""
         self.app = app
         self.max_bytes = max_bytes
         self.overrides = overrides or {}
@@ -27,7 +27,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        cap = next((limit for prefix, limit in self.overrides.items() if path.startswith(prefix)), self.max_bytes)
+        cap = next(
+            (limit for (head, tail), limit in self.overrides.items() if path.startswith(head) and path.endswith(tail)),
+            self.max_bytes,
+        )
         await self._limited(scope, receive, send, cap)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:

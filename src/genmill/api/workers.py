@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from genmill.api.deps import Services, ServicesDep
 from genmill.bus import PENDING_WORK
-from genmill.domain.records import Claim, WorkerToken
-from genmill.errors import Conflict, Unauthorized
+from genmill.domain.records import Claim, Task, WorkerToken
+from genmill.errors import Conflict, InvalidRequest, Unauthorized
 from genmill.worker.protocol import (
     ClaimedTask,
     ClaimRequest,
@@ -51,8 +51,6 @@ def register(body: RegisterRequest, token: TokenDep, services: ServicesDep) -> R
     capabilities = [(c.model, c.task_type) for c in body.capabilities]
     unknown = [f"{m}/{t}" for m, t in capabilities if services.catalog.get(m, t) is None]
     if unknown:
-        from genmill.errors import InvalidRequest
-
         raise InvalidRequest(f"capabilities: not in the catalog: {', '.join(unknown[:10])}")
     worker_id = services.store.workers.register(token, body.name, capabilities)
     return RegisterResponse(
@@ -86,16 +84,33 @@ async def claim(body: ClaimRequest, token: TokenDep, services: ServicesDep) -> C
                 return ClaimResponse(task=None)
 
 
-def _check_lease(services: Services, token: WorkerToken, task_id: str, lease_id: str) -> None:
+OUTPUT_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
+
+
+def _check_lease(services: Services, token: WorkerToken, task_id: str, lease_id: str) -> Task:
     """The lease must be current and the task in the token's pool (a foreign lease is refused like a stale one)."""
     task = services.store.tasks.get_any(task_id)
     if task.lease_id != lease_id or task.pool != token.pool:
         raise Conflict(f"lease {lease_id} on task {task_id} is not current")
+    return task
+
+
+def _mentions(value: object, ref: str) -> bool:
+    """Whether `ref` appears as a string anywhere in the task's input (nested lists and objects included)."""
+    if isinstance(value, str):
+        return value == ref
+    if isinstance(value, dict):
+        return any(_mentions(v, ref) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, ref) for v in value)
+    return False
 
 
 @router.post("/tasks/{task_id}/heartbeat", response_model=HeartbeatResponse, summary="Renew a lease")
 def heartbeat(task_id: str, body: Heartbeat, token: TokenDep, services: ServicesDep) -> HeartbeatResponse:
-    _check_lease(services, token, task_id, body.lease_id)
+    task = _check_lease(services, token, task_id, body.lease_id)
+    if task.worker_id:
+        services.store.workers.touch(task.worker_id)
     expires = services.store.leases.heartbeat(
         task_id, body.lease_id, services.lease_seconds, logs=body.logs, detail=body.detail
     )
@@ -118,7 +133,9 @@ def fail(task_id: str, body: Failure, token: TokenDep, services: ServicesDep) ->
 
 @router.post("/tasks/{task_id}/input", summary="Resolve one input reference of a leased task to bytes")
 def read_input(task_id: str, body: InputRequest, token: TokenDep, services: ServicesDep) -> Response:
-    _check_lease(services, token, task_id, body.lease_id)
+    task = _check_lease(services, token, task_id, body.lease_id)
+    if not _mentions(task.input, body.ref):
+        raise InvalidRequest("ref: a worker may only read references that appear in its task's input")
     found = services.inputs.resolve(body.ref, field=body.field)
     return Response(found.data, media_type=found.content_type, headers={"X-Genmill-Name": found.name})
 
@@ -140,8 +157,9 @@ async def store_output(
 def _store_output(
     services: Services, token: WorkerToken, task_id: str, lease_id: str, ext: str, content_type: str, data: bytes
 ) -> OutputStored:
-    _check_lease(services, token, task_id, lease_id)
-    task = services.store.tasks.get_any(task_id)
+    if not content_type.lower().startswith(OUTPUT_TYPES):
+        raise InvalidRequest(f"content_type: outputs must be media ({', '.join(OUTPUT_TYPES)}), not {content_type!r}")
+    task = _check_lease(services, token, task_id, lease_id)
     entry = services.catalog.get(task.model, task.task_type)
     assert entry is not None
     blob = services.files.save(

@@ -30,6 +30,14 @@ LOST_WORKER_CODE = 10002
 SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
 
 
+MAX_LOG_LINE = 500
+
+
+def clip(lines: list[str]) -> list[str]:
+    """Log lines as stored: at most MAX_LOG_LINES of them, each at most MAX_LOG_LINE characters."""
+    return [str(line)[:MAX_LOG_LINE] for line in lines[-MAX_LOG_LINES:]]
+
+
 @dataclass
 class SweepResult:
     requeued: list[str] = field(default_factory=list)
@@ -121,7 +129,7 @@ class LeaseStore(Queries):
             task = self._locked_lease(conn, task_id, lease_id)
             values: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now}
             if logs:
-                values["logs"] = (task.logs + logs)[-MAX_LOG_LINES:]
+                values["logs"] = (task.logs + clip(logs))[-MAX_LOG_LINES:]
             if detail is not None:
                 values["detail"] = detail
             conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(**values))
@@ -163,7 +171,7 @@ class LeaseStore(Queries):
     def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> None:
         values: dict[str, Any] = {}
         if logs:
-            values["logs"] = (task.logs + logs)[-MAX_LOG_LINES:]
+            values["logs"] = (task.logs + clip(logs))[-MAX_LOG_LINES:]
         if detail is not None:
             values["detail"] = detail
         if values:

@@ -109,9 +109,16 @@ class WorkerRegistry(Queries):
         """Entries that workers of `pool` seen since `since` registered."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(workers.c.capabilities).where(workers.c.pool == pool, workers.c.last_seen_at >= since)
+                sa.select(workers.c.capabilities)
+                .join(worker_tokens, worker_tokens.c.token_id == workers.c.token_id)
+                .where(workers.c.pool == pool, workers.c.last_seen_at >= since, worker_tokens.c.revoked_at.is_(None))
             ).all()
         return {(str(m), str(t)) for (caps,) in rows for m, t in caps}
+
+    def touch(self, worker_id: str) -> None:
+        """Mark a worker seen (heartbeats count, so a long task does not make its worker look gone)."""
+        with self.tx() as conn:
+            conn.execute(sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=utcnow()))
 
     def forget_idle(self, older_than: timedelta) -> int:
         with self.tx() as conn:

@@ -46,11 +46,14 @@ class HttpTransport:
         for attempt in range(retries + 1):
             try:
                 response = self.client.request(method, path, **kwargs)
-                break
             except RETRYABLE as exc:
                 if attempt == retries:
                     raise GenmillError(f"cannot reach the genmill server at {self.server}: {exc}") from exc
-                time.sleep(min(30.0, 0.5 * 2**attempt))
+            else:
+                # A load balancer's 502/503/504 while a replica restarts is as transient as a refused connection.
+                if response.status_code not in (502, 503, 504) or attempt == retries:
+                    break
+            time.sleep(min(30.0, 0.5 * 2**attempt))
         if response.status_code == 401:
             raise Unauthorized("the server refused this worker token")
         if response.status_code == 409:

@@ -30,6 +30,7 @@ class Reaper:
         result = self.store.leases.sweep_expired_leases()
         deleted = self.files.reap()
         self.store.events.prune(utcnow() - self.retain_events)
+        self.store.workers.forget_idle(self.retain_events)
         if result.requeued or result.failed or deleted:
             log.info(
                 "reaper: requeued %d, failed %d, promoted %d, deleted %d files",

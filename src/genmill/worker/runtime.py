@@ -6,7 +6,6 @@ the store or the event loop directly.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from genmill.backends.base import InputFile
 from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.domain.records import Claim
-from genmill.errors import BackendError, Conflict, GenmillError
+from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.worker.backendset import BackendSet
 from genmill.worker.transport import WorkerTransport
 
@@ -90,6 +89,10 @@ class Worker:
         while not stop.is_set():
             try:
                 claim = self.transport.claim(self.worker_id, capabilities, self.lease_seconds)
+            except Unauthorized:
+                log.error("worker %s: the server refused this worker's token (revoked?); stopping", self.worker_id)
+                stop.set()
+                return
             except Exception:
                 log.exception("worker %s: claim failed", self.worker_id)
                 stop.wait(1.0)
@@ -173,11 +176,17 @@ class Worker:
                 )
         except Conflict:
             log.warning("task %s: lease expired before the result was recorded", task.task_id)
+        except Exception:
+            # The server could not record the result (unreachable, 5xx after retries). The slot lives on; the
+            # lease will expire and the task be retried, so nothing is lost and nothing is billed twice.
+            log.exception("task %s: could not record the result; the task will be retried", task.task_id)
 
     def _finish_failed(self, claim: Claim, ctx: TaskContext | None, message: str) -> None:
         error = {"code": INTERNAL_ERROR_CODE, "message": message, "raw_message": message, "detail": None}
-        with contextlib.suppress(Conflict):
+        try:
             self.transport.fail(claim, error, [], None)
+        except Exception:
+            log.exception("task %s: could not record the failure", claim.task.task_id)
 
     def _heartbeat(self, claim: Claim, ctx: TaskContext, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_seconds):

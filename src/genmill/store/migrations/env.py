@@ -11,6 +11,10 @@ url = context.config.get_main_option("sqlalchemy.url")
 assert url
 engine = create_engine(url)
 with engine.connect() as connection:
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together on a fresh database take turns; the later ones find nothing to do.
+        connection.exec_driver_sql("SELECT pg_advisory_lock(1735288173)")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=metadata,
