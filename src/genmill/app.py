@@ -71,7 +71,7 @@ class Runtime:
 
             backends = discover_backends()
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
-        self.backends = BackendSet(backends, self.catalog, enabled=enabled)
+        self.backends = BackendSet(backends, self.catalog, enabled=enabled, memory_budgets=settings.memory_budgets())
         self.files = FileService(self.blobs, self.store.blobs, settings.base_url())
         self.fetcher = GuardedFetcher(
             max_bytes=settings.max_input_bytes,
@@ -122,6 +122,7 @@ class Runtime:
             self.catalog,
             lease_seconds=self.settings.lease_seconds,
             heartbeat_seconds=self.settings.heartbeat_seconds,
+            batch_wait_seconds=self.settings.batch_wait_ms / 1000,
         )
 
     def serves(self, model: str, task_type: str, pool: str) -> bool:

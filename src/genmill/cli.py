@@ -155,7 +155,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
-    backends = BackendSet(discover_backends(), catalog, enabled=enabled)
+    backends = BackendSet(discover_backends(), catalog, enabled=enabled, memory_budgets=settings.memory_budgets())
     capabilities = backends.capabilities()
     if args.models:
         wanted = {m.strip() for m in args.models.split(",") if m.strip()}
@@ -184,6 +184,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             lease_seconds=registered.lease_seconds,
             heartbeat_seconds=registered.heartbeat_seconds,
             capabilities=capabilities,
+            batch_wait_seconds=settings.batch_wait_ms / 1000,
         )
         thread = threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{index}", daemon=True)
         thread.start()

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
     backends: str = Field("", description="Comma-separated backend names to enable; empty means all available.")
+    cpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in CPU RAM; 0 means unlimited.")
+    gpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in GPU memory; 0 means unlimited.")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a worker waits to fill a batch.")
     lease_seconds: float = Field(60.0, gt=0, description="How long a claim lasts without a heartbeat.")
     heartbeat_seconds: float = Field(10.0, gt=0)
     max_attempts: int = Field(3, ge=1, description="Claims a task gets before it fails with a refund.")
@@ -59,6 +62,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: str = Field("", repr=False, description="Empty means boto3's credential chain.")
     s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
     s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
+
+    def memory_budgets(self) -> dict[str, int]:
+        mib = 1024 * 1024
+        return {"cpu": self.cpu_memory_budget_mb * mib, "cuda": self.gpu_memory_budget_mb * mib}
 
     def resolved_database_url(self) -> str:
         if self.database_url:

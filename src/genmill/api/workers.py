@@ -19,6 +19,8 @@ from genmill.domain.records import Claim, Task, WorkerToken
 from genmill.errors import Conflict, InvalidRequest, Unauthorized
 from genmill.worker.protocol import (
     ClaimedTask,
+    ClaimMoreRequest,
+    ClaimMoreResponse,
     ClaimRequest,
     ClaimResponse,
     Completion,
@@ -85,6 +87,23 @@ async def claim(body: ClaimRequest, token: TokenDep, services: ServicesDep) -> C
 
 
 OUTPUT_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
+
+
+@router.post("/claim_more", response_model=ClaimMoreResponse, summary="Lease more tasks for a batch (no waiting)")
+def claim_more(body: ClaimMoreRequest, token: TokenDep, services: ServicesDep) -> ClaimMoreResponse:
+    pool, capabilities = services.store.workers.worker(token, body.worker_id)
+    if (body.model, body.task_type) not in capabilities:
+        raise InvalidRequest(f"model: this worker did not register {body.model}/{body.task_type}")
+    claims = services.store.leases.claim_matching(
+        body.worker_id,
+        body.model,
+        body.task_type,
+        match=body.match,
+        limit=body.limit,
+        lease_seconds=services.lease_seconds,
+        pool=pool,
+    )
+    return ClaimMoreResponse(tasks=[ClaimedTask.from_claim(c) for c in claims])
 
 
 def _check_lease(services: Services, token: WorkerToken, task_id: str, lease_id: str) -> Task:

@@ -59,6 +59,16 @@ class Backend(ABC):
     name: str = ""
     entries: tuple[tuple[str, str], ...] = ()
     """The (model, task_type) catalog keys this backend runs."""
+    device: str = "cpu"
+    """Where the loaded model lives ("cpu" or "cuda"); its memory counts against that device's budget."""
+    memory_bytes: int = 0
+    """An estimate of the loaded model's footprint, used by the worker's model cache (0: negligible)."""
+    requirements: tuple[str, ...] = ()
+    """Extra packages the backend needs (shown by `genmill models` when missing)."""
+    max_batch_size: int = 1
+    """More than 1: the worker may gather compatible pending tasks and hand them to `run_batch` together."""
+    batch_keys: tuple[str, ...] = ()
+    """Input fields whose values must be equal for tasks to share a batch (e.g. width, height, steps)."""
 
     @abstractmethod
     def availability(self) -> Availability:
@@ -67,6 +77,24 @@ class Backend(ABC):
     @abstractmethod
     def load(self) -> None:
         """Load the model into memory. Called once per worker before the first task; must be idempotent."""
+
+    def unload(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Free the model (the cache calls this for the least recently used model when memory runs short)."""
+
+    def run_batch(
+        self, entry: CatalogEntry, inputs: list[TaskInput], ctxs: list[RunContext]
+    ) -> list[dict[str, Any] | Exception]:
+        """Run compatible tasks together; one output or exception per task, in order.
+
+        The default runs them one by one; batching backends override it to make one model call.
+        """
+        results: list[dict[str, Any] | Exception] = []
+        for one, ctx in zip(inputs, ctxs, strict=True):
+            try:
+                results.append(self.run(entry, one, ctx))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     @abstractmethod
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:

@@ -80,25 +80,63 @@ class LeaseStore(Queries):
             ).one_or_none()
             if row is None:
                 return None
-            task = to_task(row)
-            status = transition(task.status, TaskEvent.CLAIM)
-            lease_id = str(uuid.uuid4())
-            expires = now + timedelta(seconds=lease_seconds)
-            conn.execute(
-                sa.update(tasks)
-                .where(tasks.c.task_id == task.task_id)
-                .values(
-                    status=status.value,
-                    attempts=task.attempts + 1,
-                    lease_id=lease_id,
-                    lease_expires_at=expires,
-                    worker_id=worker_id,
-                    started_at=task.started_at or now,
-                    updated_at=now,
+            return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+
+    def claim_matching(
+        self,
+        worker_id: str,
+        model: str,
+        task_type: str,
+        *,
+        match: dict[str, Any],
+        limit: int,
+        lease_seconds: float,
+        pool: str = PUBLIC_POOL,
+    ) -> list[Claim]:
+        """Lease up to `limit` more pending tasks of one entry whose inputs agree on `match` (dynamic batching).
+
+        Candidates are locked with SKIP LOCKED and filtered here, so the rule is the same on every engine; the
+        ones that do not match are left as they were.
+        """
+        if limit <= 0:
+            return []
+        now = utcnow()
+        with self.tx() as conn:
+            rows = conn.execute(
+                sa.select(tasks)
+                .where(
+                    tasks.c.status == TaskStatus.PENDING.value,
+                    tasks.c.pool == pool,
+                    tasks.c.model == model,
+                    tasks.c.task_type == task_type,
                 )
+                .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
+                .limit(limit * 4)
+                .with_for_update(skip_locked=True)
+            ).all()
+            chosen = [t for t in map(to_task, rows) if all(t.input.get(k) == v for k, v in match.items())][:limit]
+            return [self._lease(conn, task, worker_id, lease_seconds, now) for task in chosen]
+
+    @staticmethod
+    def _lease(conn: sa.Connection, task: Task, worker_id: str, lease_seconds: float, now: datetime) -> Claim:
+        status = transition(task.status, TaskEvent.CLAIM)
+        lease_id = str(uuid.uuid4())
+        expires = now + timedelta(seconds=lease_seconds)
+        conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.task_id == task.task_id)
+            .values(
+                status=status.value,
+                attempts=task.attempts + 1,
+                lease_id=lease_id,
+                lease_expires_at=expires,
+                worker_id=worker_id,
+                started_at=task.started_at or now,
+                updated_at=now,
             )
-            emit(conn, task.task_id, STATUS, now)
-            claimed = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task.task_id)).one())
+        )
+        emit(conn, task.task_id, STATUS, now)
+        claimed = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task.task_id)).one())
         return Claim(claimed, lease_id, expires)
 
     def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:

@@ -17,7 +17,7 @@ from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import Claim
 from genmill.errors import BackendError, Conflict, FetchError, GenmillError, Unauthorized
-from genmill.worker.protocol import ClaimResponse, HeartbeatResponse, OutputStored, RegisterResponse
+from genmill.worker.protocol import ClaimMoreResponse, ClaimResponse, HeartbeatResponse, OutputStored, RegisterResponse
 
 log = logging.getLogger("genmill.worker")
 RETRYABLE = (httpx.TransportError,)
@@ -74,6 +74,19 @@ class HttpTransport:
         body = {"worker_id": self.worker_id or worker_id, "wait_seconds": self.claim_wait}
         answer = ClaimResponse.model_validate(self._post("/claim", json=body).json())
         return answer.task.to_claim() if answer.task else None
+
+    def claim_more(
+        self, worker_id: str, first: Claim, match: dict[str, Any], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        body = {
+            "worker_id": self.worker_id or worker_id,
+            "model": first.task.model,
+            "task_type": first.task.task_type,
+            "match": match,
+            "limit": limit,
+        }
+        answer = ClaimMoreResponse.model_validate(self._post("/claim_more", json=body).json())
+        return [t.to_claim() for t in answer.tasks]
 
     def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "logs": logs, "detail": detail}

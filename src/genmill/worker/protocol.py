@@ -41,6 +41,14 @@ class ClaimRequest(BaseModel):
     wait_seconds: float = Field(20.0, ge=0, le=MAX_CLAIM_WAIT, description="Long-poll up to this long.")
 
 
+class ClaimMoreRequest(BaseModel):
+    worker_id: str
+    model: str
+    task_type: str
+    match: dict[str, Any] = Field(default_factory=dict)
+    limit: int = Field(..., ge=1, le=64)
+
+
 class ClaimedTask(BaseModel):
     task_id: str
     account_id: str
@@ -101,6 +109,10 @@ class ClaimedTask(BaseModel):
 
 class ClaimResponse(BaseModel):
     task: ClaimedTask | None = None
+
+
+class ClaimMoreResponse(BaseModel):
+    tasks: list[ClaimedTask] = Field(default_factory=list)
 
 
 class Heartbeat(BaseModel):

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from genmill.backends.base import InputFile
-from genmill.domain.catalog import Catalog, CatalogEntry
+from pydantic import ValidationError
+
+from genmill.backends.base import Backend, InputFile
+from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import Claim
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
+from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet
 from genmill.worker.transport import WorkerTransport
 
@@ -74,6 +78,7 @@ class Worker:
         heartbeat_seconds: float,
         idle_wait_seconds: float = 5.0,
         capabilities: list[tuple[str, str]] | None = None,
+        batch_wait_seconds: float = 0.005,
     ) -> None:
         self.worker_id = worker_id
         self.transport = transport
@@ -83,6 +88,7 @@ class Worker:
         self.heartbeat_seconds = heartbeat_seconds
         self.idle_wait_seconds = idle_wait_seconds
         self.capabilities = capabilities if capabilities is not None else backends.capabilities()
+        self.batch_wait_seconds = batch_wait_seconds
 
     def run_forever(self, stop: threading.Event) -> None:
         capabilities = self.capabilities
@@ -111,75 +117,115 @@ class Worker:
         return True
 
     def execute(self, claim: Claim) -> None:
+        """Run a claimed task, with compatible pending tasks gathered into one batch when its backend batches."""
         task = claim.task
         entry = self.catalog.get(task.model, task.task_type)
-        ctx = TaskContext(claim, entry, self.transport) if entry else None
-        if entry is None or ctx is None:
-            self._finish_failed(claim, None, f"{task.model}/{task.task_type} is not in this worker's catalog")
+        if entry is None or not self.backends.can_run(task.model, task.task_type):
+            self._finish_failed(claim, None, f"{task.model}/{task.task_type} is not served by this worker")
             return
+        backend = self.backends.backend_for(task.model, task.task_type)
+        claims = [claim]
+        if backend.max_batch_size > 1:
+            claims += self._gather(claim, backend)
+        self._run_group(entry, backend, claims)
+
+    def _gather(self, first: Claim, backend: Backend) -> list[Claim]:
+        """Lease more pending tasks that can share `first`'s batch, waiting at most `batch_wait_seconds`."""
+        match = {key: first.task.input.get(key) for key in backend.batch_keys}
+        deadline = time.monotonic() + self.batch_wait_seconds
+        more: list[Claim] = []
+        while len(more) + 1 < backend.max_batch_size:
+            try:
+                more += self.transport.claim_more(
+                    self.worker_id, first, match, backend.max_batch_size - 1 - len(more), self.lease_seconds
+                )
+            except Exception:
+                log.exception("task %s: could not gather a batch; running what we have", first.task.task_id)
+                break
+            if len(more) + 1 >= backend.max_batch_size or time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
+        return more
+
+    def _run_group(self, entry: CatalogEntry, backend: Backend, claims: list[Claim]) -> None:
+        ctxs = [TaskContext(c, entry, self.transport) for c in claims]
         stop_beat = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(claim, ctx, stop_beat), daemon=True)
-        beat.start()
-        output: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
+        beats = [
+            threading.Thread(target=self._heartbeat, args=(c, ctx, stop_beat), daemon=True)
+            for c, ctx in zip(claims, ctxs, strict=True)
+        ]
+        for beat in beats:
+            beat.start()
+        results: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(claims)
+        runnable: list[int] = []
+        inputs: list[TaskInput] = []
+        for i, (c, ctx) in enumerate(zip(claims, ctxs, strict=True)):
+            try:
+                inputs.append(entry.input_model.model_validate(c.task.input))
+                runnable.append(i)
+            except Exception as exc:
+                results[i] = exc
+                continue
+            if c.task.attempts > 1:
+                ctx.log(f"attempt {c.task.attempts} of {c.task.max_attempts}")
+            if len(claims) > 1:
+                ctx.log(f"ran in a batch of {len(claims)} tasks")
         try:
-            backend = self.backends.backend_for(task.model, task.task_type)
-            inputs = entry.input_model.model_validate(task.input)
-            if task.attempts > 1:
-                ctx.log(f"attempt {task.attempts} of {task.max_attempts}")
-            self.backends.ensure_loaded(backend)
-            output = backend.run(entry, inputs, ctx)
-        except BackendError as exc:
-            error = {
-                "code": exc.code,
-                "message": exc.message,
-                "raw_message": exc.raw_message,
-                "detail": exc.detail,
-            }
-        except GenmillError as exc:
-            error = {
-                "code": INPUT_ERROR_CODE,
-                "message": exc.message,
-                "raw_message": exc.message,
-                "detail": exc.detail,
-            }
-        except Exception as exc:
-            log.exception("task %s: backend crashed", task.task_id)
-            error = {
-                "code": INTERNAL_ERROR_CODE,
-                "message": "the model backend failed unexpectedly",
-                "raw_message": f"{type(exc).__name__}: {exc}",
-                "detail": None,
-            }
+            with self.backends.using(backend):
+                if len(runnable) == 1:
+                    i = runnable[0]
+                    try:
+                        results[i] = backend.run(entry, inputs[0], ctxs[i])
+                    except Exception as exc:
+                        results[i] = exc
+                elif runnable:
+                    outs = backend.run_batch(entry, inputs, [ctxs[i] for i in runnable])
+                    for i, out in zip(runnable, outs, strict=True):
+                        results[i] = out
+        except Exception as exc:  # loading the model failed: every task of the group fails with it
+            for i in runnable:
+                results[i] = exc
         finally:
             stop_beat.set()
-            beat.join()
+            for beat in beats:
+                beat.join()
+        for c, ctx, result in zip(claims, ctxs, results, strict=True):
+            self._settle(c, ctx, result)
+
+    def _settle(self, claim: Claim, ctx: TaskContext, result: dict[str, Any] | Exception) -> None:
+        task = claim.task
         if ctx.lost.is_set():
             log.warning("task %s: lease lost while running; result discarded", task.task_id)
             return
         logs, detail = ctx.drain()
         try:
-            if error is None and output is not None:
-                self.transport.complete(claim, output, logs, detail)
+            if isinstance(result, Exception):
+                self.transport.fail(claim, self._error(task.task_id, result), logs, detail)
             else:
-                self.transport.fail(
-                    claim,
-                    error
-                    or {
-                        "code": INTERNAL_ERROR_CODE,
-                        "message": "no output",
-                        "raw_message": "",
-                        "detail": None,
-                    },
-                    logs,
-                    detail,
-                )
+                self.transport.complete(claim, result, logs, detail)
         except Conflict:
             log.warning("task %s: lease expired before the result was recorded", task.task_id)
         except Exception:
             # The server could not record the result (unreachable, 5xx after retries). The slot lives on; the
             # lease will expire and the task be retried, so nothing is lost and nothing is billed twice.
             log.exception("task %s: could not record the result; the task will be retried", task.task_id)
+
+    @staticmethod
+    def _error(task_id: str, exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, BackendError):
+            return {"code": exc.code, "message": exc.message, "raw_message": exc.raw_message, "detail": exc.detail}
+        if isinstance(exc, GenmillError):
+            return {"code": INPUT_ERROR_CODE, "message": exc.message, "raw_message": exc.message, "detail": exc.detail}
+        if isinstance(exc, ValidationError):
+            message = describe_validation_error(exc, "input")
+            return {"code": INPUT_ERROR_CODE, "message": message, "raw_message": message, "detail": None}
+        log.error("task %s: backend crashed", task_id, exc_info=exc)
+        return {
+            "code": INTERNAL_ERROR_CODE,
+            "message": "the model backend failed unexpectedly",
+            "raw_message": f"{type(exc).__name__}: {exc}",
+            "detail": None,
+        }
 
     def _finish_failed(self, claim: Claim, ctx: TaskContext | None, message: str) -> None:
         error = {"code": INTERNAL_ERROR_CODE, "message": message, "raw_message": message, "detail": None}

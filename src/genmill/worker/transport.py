@@ -21,6 +21,11 @@ from genmill.worker.wakeup import Wakeup
 class WorkerTransport(Protocol):
     def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None: ...
 
+    def claim_more(
+        self, worker_id: str, first: Claim, match: dict[str, Any], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        """Lease up to `limit` more pending tasks like `first` whose inputs agree on `match` (no waiting)."""
+
     def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
         """Renew the lease; raises `genmill.errors.Conflict` when the lease was lost."""
 
@@ -50,6 +55,14 @@ class LocalTransport:
     def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None:
         self._seen = self.wakeup.generation
         return self.store.leases.claim_next_task(worker_id, capabilities, lease_seconds)
+
+    def claim_more(
+        self, worker_id: str, first: Claim, match: dict[str, Any], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        task = first.task
+        return self.store.leases.claim_matching(
+            worker_id, task.model, task.task_type, match=match, limit=limit, lease_seconds=lease_seconds
+        )
 
     def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
         self.store.leases.heartbeat(claim.task.task_id, claim.lease_id, lease_seconds, logs=logs, detail=detail)
