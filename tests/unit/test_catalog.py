@@ -153,15 +153,19 @@ def price(catalog: Catalog, model: str, task_type: str, **overrides: Any) -> int
 # ------------------------------------------------------------------------------------------------------------
 
 
+OWN_MODELS = {"genmill/echo"}  # genmill's own diagnostic model (docs/echo.md), not part of API.md
+
+
 def test_every_api_md_pair_is_in_the_catalog(catalog: Catalog) -> None:
     missing = [key for key in MINIMAL_INPUTS if key not in catalog]
     assert missing == []
-    assert set(catalog.models()) == set(FAMILIES)
+    assert set(catalog.models()) - OWN_MODELS == set(FAMILIES)
 
 
 def test_no_pair_outside_api_md(catalog: Catalog) -> None:
-    assert {e.key for e in catalog} == set(MINIMAL_INPUTS)
-    assert len(catalog) == len(MINIMAL_INPUTS)
+    qubico = {e.key for e in catalog if e.model not in OWN_MODELS}
+    assert qubico == set(MINIMAL_INPUTS)
+    assert {e.key for e in catalog if e.model in OWN_MODELS} == {("genmill/echo", "echo")}
 
 
 def test_build_catalog_returns_a_fresh_catalog_and_modules_do_not_overlap() -> None:

@@ -14,19 +14,42 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from genmill.backends.base import Backend
+from genmill.backends.echo import EchoBackend
+from genmill.backends.faces import FaceSwapBackend
+from genmill.backends.flux import flux_backends
 from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
 
 ENTRY_POINT_GROUP = "genmill.backends"
 
 log = logging.getLogger("genmill.backends")
 
+MODELS_DIR = Path("genmill-models")
+"""Where the weights of the model backends live (one diffusers-format folder per model), relative to the
+working directory like the data folder; see docs/backends.md for the layout."""
+
+
+def model_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:
+    """Backends whose weights are folders under `models_dir`: only folders that exist become backends, so a
+    server without weights does not list every model it could serve."""
+    return flux_backends(models_dir)
+
 
 def builtin_backends() -> list[Backend]:
     """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
-    return [RealEsrganUpscaleBackend(), SelfieBackgroundRemoveBackend(), PiperTtsBackend()]
+    return [
+        RealEsrganUpscaleBackend(),
+        SelfieBackgroundRemoveBackend(),
+        FaceSwapBackend(),
+        SegmentBackend(),
+        PiperTtsBackend(),
+        EchoBackend(),
+        *model_backends(),
+    ]
 
 
 def discover_backends() -> list[Backend]:

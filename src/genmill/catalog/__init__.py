@@ -5,10 +5,10 @@ Each module exposes `ENTRIES`; `build_catalog()` indexes them all. Backends say 
 
 from __future__ import annotations
 
-from genmill.catalog import audio, flux, image_toolkit, trellis, tts, video_models, video_toolkit, wanx
+from genmill.catalog import audio, echo, flux, image_toolkit, trellis, tts, video_models, video_toolkit, wanx
 from genmill.domain.catalog import Catalog, CatalogEntry
 
-MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio)
+MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
 
 
 def all_entries() -> list[CatalogEntry]:

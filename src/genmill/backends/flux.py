@@ -1,0 +1,445 @@
+"""Flux image generation with diffusers: `Qubico/flux1-dev`, `Qubico/flux1-schnell`, `Qubico/flux1-dev-advanced`.
+
+Weights are never downloaded: each model reads a diffusers-format folder under a configured models folder
+(`genmill-models/` by default, see `genmill.backends.registry`):
+
+    flux1-dev/                    FLUX.1-dev       dev and dev-advanced: txt2img, img2img, *-lora
+    flux1-schnell/                FLUX.1-schnell   schnell: txt2img, img2img, txt2img-lora
+    flux1-fill-dev/               FLUX.1-Fill-dev  dev-advanced: fill-inpaint, fill-outpaint
+    flux1-kontext-dev/            FLUX.1-Kontext-dev  dev-advanced: kontext
+    flux1-redux-dev/              FLUX.1-Redux-dev (the prior; generation uses flux1-dev)  redux-variation
+    flux1-dev-controlnet-<control_type>/   a FluxControlNetModel per control_type (canny, depth)  controlnet-lora
+    depth-anything/               a transformers depth estimator, for control_type depth
+    flux-loras/<lora_type>.safetensors   LoRA files named by `lora_settings[].lora_type`
+
+One `FluxBackend` serves one model and one of those weight sets (a "variant"), so that `genmill models` shows
+exactly which entries have weights here and why the others do not. The instances of one server share a
+`FluxShared`: one lock (one accelerator runs one denoising loop at a time, and LoRA state lives in modules the
+pipelines share), the loaded FLUX.1-dev pipeline (dev and dev-advanced use the same weights), and the text
+encoders and VAE, which every FLUX.1 variant ships identically, so T5-XXL is held in memory once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.flux_tasks import (
+    SHARED_COMPONENTS,
+    FluxShared,
+    Prefetched,
+    StepCancelled,
+    StepReporter,
+    control_map,
+    fit_pixels,
+    generation_size,
+    number,
+    outpaint_canvas,
+    pick_seed,
+    positive_int,
+    prompt_text,
+    read_model_index,
+    resolve_loras,
+    same_components,
+    save_images,
+    white_mask,
+)
+from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
+from genmill.catalog.flux import ADVANCED, DEV, SCHNELL
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
+INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"
+
+FILL_GUIDANCE_FACTOR = 30 / 3.5
+"""FLUX.1-Fill-dev is distilled for a guidance of about 30, while the API's guidance_scale is 1.5-5 (default
+3.5); scaling by 30/3.5 keeps the API's default on the model's recommended value and its range meaningful."""
+
+KONTEXT_GUIDANCE = 2.5
+"""The kontext input has no guidance_scale; 2.5 is FLUX.1-Kontext-dev's recommended guidance."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    folder: str
+    weights: str
+    max_sequence_length: int
+
+
+MODELS: dict[str, ModelSpec] = {
+    DEV: ModelSpec("flux1-dev", "FLUX.1-dev", 512),
+    SCHNELL: ModelSpec("flux1-schnell", "FLUX.1-schnell", 256),  # schnell was trained with 256 T5 tokens
+    ADVANCED: ModelSpec("flux1-dev", "FLUX.1-dev", 512),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One weight set a backend instance needs, and the task types it serves with them."""
+
+    folder: str | None
+    """Its own folder under models_dir; None means the model's base folder (`ModelSpec.folder`)."""
+    weights: str
+    pipeline_class: str
+    task_types: tuple[str, ...]
+    needs_base: bool = False
+    """Also generates with the model's base FLUX.1 pipeline (redux feeds it image embeddings)."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "base": Variant(None, "", "FluxPipeline", ("txt2img", "img2img", "txt2img-lora", "img2img-lora")),
+    "fill": Variant("flux1-fill-dev", "FLUX.1-Fill-dev", "FluxFillPipeline", ("fill-inpaint", "fill-outpaint")),
+    "kontext": Variant("flux1-kontext-dev", "FLUX.1-Kontext-dev", "FluxKontextPipeline", ("kontext",)),
+    "redux": Variant(
+        "flux1-redux-dev", "FLUX.1-Redux-dev", "FluxPriorReduxPipeline", ("redux-variation",), needs_base=True
+    ),
+    "controlnet": Variant(None, "", "FluxPipeline", ("controlnet-lora",)),
+}
+ADVANCED_ONLY = ("fill", "kontext", "redux", "controlnet")
+
+CONTROL_PREFIX = "flux1-dev-controlnet-"
+PREPROCESSED = ("canny", "depth")
+"""control_types whose control map this server can derive from control_image; soft_edge (HED/PiDiNet) and
+openpose need annotator models that no package here ships."""
+DEPTH_FOLDER = "depth-anything"
+
+log = logging.getLogger("genmill.backends.flux")
+
+
+class FluxBackend(Backend):
+    """One Flux model with one weight set (see `VARIANTS`), generating through diffusers' own pipelines."""
+
+    def __init__(
+        self,
+        model: str,
+        models_dir: Path,
+        *,
+        variant: str = "base",
+        shared: FluxShared | None = None,
+        true_cfg_scale: float = 1.5,
+    ) -> None:
+        """`models_dir` holds the weight folders named in the module docstring; `shared` is the state shared
+        with the other Flux backends of this server (a private one when None); `true_cfg_scale` is the real
+        classifier-free guidance used when a task gives a negative_prompt (Flux's own guidance is distilled
+        and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts)."""
+        if model not in MODELS:
+            raise ValueError(f"unknown Flux model {model!r}; choose one of {sorted(MODELS)}")
+        if variant not in VARIANTS or (variant in ADVANCED_ONLY and model != ADVANCED):
+            raise ValueError(f"variant {variant!r} is not offered for {model}")
+        self.model = model
+        self.spec = MODELS[model]
+        self.variant = VARIANTS[variant]
+        self.models_dir = models_dir
+        self.loras_dir = models_dir / "flux-loras"
+        self.base_path = models_dir / self.spec.folder
+        self.path = models_dir / (self.variant.folder or self.spec.folder)
+        self.shared = shared or FluxShared()
+        self.true_cfg_scale = true_cfg_scale
+        self.name = model.split("/", 1)[1] + ("" if variant == "base" else f"-{variant}")
+        task_types = self.variant.task_types
+        if variant == "base" and model != ADVANCED:
+            task_types = tuple(t for t in task_types if t != "img2img-lora")
+        self.entries = tuple((model, task_type) for task_type in task_types)
+        self._pipes: dict[str, Any] = {}
+        self._controlnets: dict[str, Any] = {}
+        self._depth: tuple[Any, Any] | None = None
+
+    def control_folders(self) -> dict[str, Path]:
+        """The ControlNet folders present, by control_type (controlnet variant only)."""
+        if self.variant is not VARIANTS["controlnet"]:
+            return {}
+        return {
+            kind: self.models_dir / f"{CONTROL_PREFIX}{kind}"
+            for kind in PREPROCESSED
+            if (self.models_dir / f"{CONTROL_PREFIX}{kind}" / "config.json").is_file()
+        }
+
+    # --- availability and loading -----------------------------------------------------------------------------
+
+    def availability(self) -> Availability:
+        missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            return Availability(False, f"{', '.join(missing)} not installed: {INSTALL_HINT}")
+        needed = [(self.path, self.variant.weights or self.spec.weights, self.variant.pipeline_class)]
+        if self.variant.needs_base:
+            needed.append((self.base_path, self.spec.weights, "FluxPipeline"))
+        for path, weights, class_name in needed:
+            if not (path / "model_index.json").is_file():
+                return Availability(
+                    False,
+                    f"weights for {self.model} not found at {path}; put a diffusers-format {weights} folder there",
+                )
+            found, missing = read_model_index(path)
+            if class_name != "FluxPipeline" and found != class_name:
+                return Availability(False, f"{path} holds a {found}, not a {class_name} ({weights})")
+            if missing:
+                return Availability(False, f"{path} is incomplete: its {', '.join(missing)} folder(s) are missing")
+        if self.variant is VARIANTS["controlnet"] and not self.control_folders():
+            return Availability(
+                False,
+                f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(PREPROCESSED)}}}; "
+                "put a diffusers-format FluxControlNetModel folder there",
+            )
+        return Availability(True)
+
+    def load(self) -> None:
+        with self.shared.lock:
+            if self._pipes:
+                return
+            from diffusers import FluxImg2ImgPipeline
+
+            kind = self.variant.pipeline_class
+            if kind == "FluxPipeline":
+                base = self.shared.base(self.path)
+                pipes = {"txt2img": base, "img2img": same_components(FluxImg2ImgPipeline, base)}
+            elif kind == "FluxPriorReduxPipeline":
+                base = self.shared.base(self.base_path)
+                text = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+                pipes = {"txt2img": base, "prior": self.shared.load(kind, self.path, share=text)}
+            else:
+                pipes = {"main": self.shared.load(kind, self.path, share=SHARED_COMPONENTS)}
+            self._load_controls()
+            for pipe in pipes.values():
+                pipe.set_progress_bar_config(disable=True)
+            self._pipes = pipes
+
+    def _load_controls(self) -> None:
+        """The ControlNets present, and the depth estimator when there is a depth ControlNet to feed."""
+        folders = self.control_folders()
+        if not folders:
+            return
+        import diffusers
+        import transformers
+
+        # Any-typed handles: these libraries' loaders are untyped, which strict mypy refuses to call.
+        controlnet_class: Any = diffusers.FluxControlNetModel
+        device, dtype = self.shared.placement()
+        self._controlnets = {
+            kind: controlnet_class.from_pretrained(str(path), dtype=dtype).to(device) for kind, path in folders.items()
+        }
+        depth = self.models_dir / DEPTH_FOLDER
+        if "depth" in folders and (depth / "config.json").is_file():
+            model_class: Any = transformers.AutoModelForDepthEstimation
+            processor_class: Any = transformers.AutoImageProcessor
+            self._depth = (
+                model_class.from_pretrained(str(depth)).to(device).eval(),
+                processor_class.from_pretrained(str(depth)),
+            )
+
+    # --- running ----------------------------------------------------------------------------------------------
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        task_type = entry.task_type
+        if (entry.model, task_type) not in self.entries:
+            raise BackendError(f"task_type: {self.name} does not run {entry.model} {task_type}")
+        seed = pick_seed(inputs)
+        reporter = StepReporter(ctx, seed)
+        reporter.check()
+        self.load()
+        ctx.log(f"{self.model} {task_type}, seed {seed}")
+        runner = getattr(self, "_" + task_type.replace("-", "_").replace("_lora", ""))
+        ctx = Prefetched(ctx, inputs)  # fetch input URLs now, not while holding the accelerator
+        with self.shared.lock:
+            reporter.check()
+            started = time.perf_counter()
+            try:
+                images, size, *extra = runner(inputs, ctx, reporter, task_type.endswith("-lora"))
+            except StepCancelled:
+                raise cancelled_error() from None
+            ctx.log(f"generated {len(images)} image(s) in {time.perf_counter() - started:.1f}s")
+        output = save_images(images, size, ctx)
+        if extra and extra[0]:
+            output["preprocessed_image_urls"] = [save_images([m], m.size, ctx)["image_url"] for m in extra[0]]
+        ctx.progress(1.0, note=f"done, seed {seed}")
+        return output
+
+    def _common(
+        self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, pipe: Any, *, negatives: bool = True
+    ) -> dict[str, Any]:
+        """The pipeline arguments every Flux task shares: prompt, steps, guidance, seed, batch, progress."""
+        import torch
+
+        max_steps = 10 if self.model == SCHNELL else 50
+        default_steps = 4 if self.model == SCHNELL else 28
+        kwargs: dict[str, Any] = {
+            "prompt": prompt_text(inputs),
+            "num_inference_steps": positive_int(inputs, "steps", default_steps, max_steps),
+            "guidance_scale": number(inputs, "guidance_scale", 3.5, 1.5, 5.0),
+            "num_images_per_prompt": positive_int(inputs, "batch_size", 1, 4),
+            "generator": torch.Generator("cpu").manual_seed(reporter.seed),
+            "max_sequence_length": self.spec.max_sequence_length,
+            "callback_on_step_end": reporter,
+            "output_type": "pil",
+        }
+        if not getattr(pipe.transformer.config, "guidance_embeds", True) and field_value(inputs, "guidance_scale"):
+            ctx.log(f"guidance_scale: {self.spec.weights} is guidance-distilled and ignores it")
+        negative = field_value(inputs, "negative_prompt", "")
+        if negative:
+            accepts = negatives and "negative_prompt" in inspect.signature(pipe.__call__).parameters
+            if accepts and self.true_cfg_scale > 1:
+                kwargs.update(negative_prompt=negative, true_cfg_scale=self.true_cfg_scale)
+                ctx.log(f"negative_prompt: applied with true CFG scale {self.true_cfg_scale:g} (two passes per step)")
+            else:
+                ctx.log("negative_prompt: not supported for this task type here; ignored")
+        return kwargs
+
+    def _loras(self, pipe: Any, inputs: TaskInput, ctx: RunContext, use: bool) -> None:
+        if use:
+            choices = resolve_loras(field_value(inputs, "lora_settings"), self.loras_dir)
+            self.shared.quiet_loras()
+            self.shared.lora_state(pipe).apply(pipe, choices, ctx)
+        else:
+            self.shared.quiet_loras()
+
+    def _generate(self, pipe: Any, kwargs: dict[str, Any]) -> list[Image.Image]:
+        try:
+            result = pipe(**kwargs)
+        except (StepCancelled, BackendError):
+            raise
+        except (ValueError, RuntimeError) as exc:  # diffusers' input checks; torch's shape and memory errors
+            raise BackendError("the Flux pipeline could not run these inputs", raw_message=f"{exc}") from exc
+        return list(result.images)
+
+    def _sized(self, inputs: TaskInput, pipe: Any, kwargs: dict[str, Any], ctx: RunContext) -> tuple[int, int]:
+        width = positive_int(inputs, "width", 1024, 2048)
+        height = positive_int(inputs, "height", 1024, 2048)
+        if width * height > 1_048_576:
+            raise BackendError(f"width*height: {width}x{height} is more than 1,048,576 pixels")
+        kwargs["width"], kwargs["height"] = generation_size(width, height, pipe.vae_scale_factor * 2)
+        if (kwargs["width"], kwargs["height"]) != (width, height):
+            ctx.log(f"generating {kwargs['width']}x{kwargs['height']}, resized to {width}x{height}")
+        return width, height
+
+    def _input_image(self, inputs: TaskInput, ctx: RunContext) -> Image.Image:
+        image = load_image(ctx, inputs, "image").convert("RGB")
+        size = fit_pixels(*image.size)
+        if size != image.size:
+            ctx.log(f"image: {image.width}x{image.height} scaled to {size[0]}x{size[1]} (at most 1,048,576 pixels)")
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return image
+
+    def _txt2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        pipe = self._pipes["txt2img"]
+        kwargs = self._common(inputs, ctx, reporter, pipe)
+        size = self._sized(inputs, pipe, kwargs, ctx)
+        self._loras(pipe, inputs, ctx, lora)
+        return self._generate(pipe, kwargs), size
+
+    def _img2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        pipe = self._pipes["img2img"]
+        kwargs = self._common(inputs, ctx, reporter, pipe)
+        image = self._input_image(inputs, ctx)
+        kwargs["width"], kwargs["height"] = generation_size(*image.size, pipe.vae_scale_factor * 2)
+        kwargs["image"] = image.resize((kwargs["width"], kwargs["height"]), Image.Resampling.LANCZOS)
+        kwargs["strength"] = number(inputs, "denoise", 0.7, 0.01, 1.0)
+        self._loras(pipe, inputs, ctx, lora)
+        return self._generate(pipe, kwargs), image.size
+
+    def _fill(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, image: Image.Image, mask: Any) -> Any:
+        pipe = self._pipes["main"]
+        kwargs = self._common(inputs, ctx, reporter, pipe)
+        kwargs["guidance_scale"] *= FILL_GUIDANCE_FACTOR
+        size = fit_pixels(*image.size)
+        kwargs["width"], kwargs["height"] = generation_size(*size, pipe.vae_scale_factor * 2)
+        gen = (kwargs["width"], kwargs["height"])
+        kwargs["image"] = image.resize(gen, Image.Resampling.LANCZOS)
+        kwargs["mask_image"] = mask.resize(gen, Image.Resampling.NEAREST)
+        self._loras(pipe, inputs, ctx, False)
+        return self._generate(pipe, kwargs), size
+
+    def _fill_inpaint(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        image = load_image(ctx, inputs, "image")
+        mask = white_mask(image)
+        return self._fill(inputs, ctx, reporter, image.convert("RGB"), mask)
+
+    def _fill_outpaint(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        settings = field_value(inputs, "custom_settings")
+        if not isinstance(settings, list) or len(settings) != 1:
+            raise BackendError('custom_settings: exactly one {"setting_type": "outpaint", ...} entry is required')
+        if getattr(settings[0], "setting_type", "outpaint") != "outpaint":
+            raise BackendError('custom_settings[0].setting_type: must be "outpaint"')
+        canvas, mask = outpaint_canvas(load_image(ctx, inputs, "image"), settings[0])
+        ctx.log(f"outpainting to {canvas.width}x{canvas.height}")
+        return self._fill(inputs, ctx, reporter, canvas, mask)
+
+    def _kontext(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        pipe = self._pipes["main"]
+        kwargs = self._common(inputs, ctx, reporter, pipe)
+        kwargs["guidance_scale"] = KONTEXT_GUIDANCE
+        size = self._sized(inputs, pipe, kwargs, ctx)
+        image = load_image(ctx, inputs, "image").convert("RGB")
+        # The pipeline would resize the image to one of its preferred ~1 MP sizes; the API asks for width x height.
+        kwargs["image"] = image.resize((kwargs["width"], kwargs["height"]), Image.Resampling.LANCZOS)
+        kwargs["_auto_resize"] = False
+        self._loras(pipe, inputs, ctx, False)
+        return self._generate(pipe, kwargs), size
+
+    def _redux_variation(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        pipe, prior = self._pipes["txt2img"], self._pipes["prior"]
+        kwargs = self._common(inputs, ctx, reporter, pipe, negatives=False)
+        size = self._sized(inputs, pipe, kwargs, ctx)
+        image = self._input_image(inputs, ctx)
+        self._loras(pipe, inputs, ctx, False)
+        try:
+            embeds = prior(image=image, prompt=kwargs.pop("prompt"), return_dict=True)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError("image: the Redux prior could not encode it", raw_message=str(exc)) from exc
+        reporter.check()
+        kwargs.update(prompt_embeds=embeds.prompt_embeds, pooled_prompt_embeds=embeds.pooled_prompt_embeds)
+        return self._generate(pipe, kwargs), size
+
+    def _controlnet(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
+        from diffusers import FluxControlNetPipeline
+
+        base = self._pipes["txt2img"]
+        settings = field_value(inputs, "control_net_settings")
+        if not isinstance(settings, list) or not settings:
+            raise BackendError("control_net_settings: at least one ControlNet setting is required")
+        kwargs = self._common(inputs, ctx, reporter, base)
+        size = self._sized(inputs, base, kwargs, ctx)
+        models, maps, scales = [], [], []
+        for index, setting in enumerate(settings):
+            where = f"control_net_settings[{index}]"
+            if setting.control_type not in self._controlnets:
+                installed = ", ".join(sorted(self._controlnets))
+                raise BackendError(
+                    f"{where}.control_type: {setting.control_type!r} is not available; installed: {installed}"
+                )
+            models.append(self._controlnets[setting.control_type])
+            maps.append(control_map(setting, where, ctx, self._depth))
+            scales.append(float(getattr(setting, "control_strength", 0.5)))
+            reporter.check()
+        gen = (kwargs["width"], kwargs["height"])
+        kwargs["control_image"] = [image.resize(gen, Image.Resampling.LANCZOS) for image in maps]
+        kwargs["controlnet_conditioning_scale"] = scales
+        pipe = same_components(FluxControlNetPipeline, base, controlnet=models)
+        self._loras(base, inputs, ctx, bool(field_value(inputs, "lora_settings")))
+        images = self._generate(pipe, kwargs)
+        wanted = [m for m, s in zip(maps, settings, strict=True) if getattr(s, "return_preprocessed_image", False)]
+        return images, size, wanted
+
+
+def flux_backends(models_dir: Path, *, shared: FluxShared | None = None) -> list[Backend]:
+    """A backend for every Flux model and variant whose weight folder exists under `models_dir`.
+
+    Missing folders are left out rather than listed as unavailable, so a server without Flux weights does not
+    report a dozen Flux backends; a folder that exists but cannot be used (no diffusers, wrong pipeline class)
+    is listed, and its `availability()` says why.
+    """
+    shared = shared or FluxShared()
+    backends: list[Backend] = []
+    for model in (DEV, SCHNELL, ADVANCED):
+        for variant in ("base", *(ADVANCED_ONLY if model == ADVANCED else ())):
+            backend = FluxBackend(model, models_dir, variant=variant, shared=shared)
+            if backend.path.is_dir() if variant != "controlnet" else backend.control_folders():
+                backends.append(backend)
+    return backends

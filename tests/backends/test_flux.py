@@ -1,0 +1,600 @@
+"""The Flux backend through diffusers' real pipelines, on tiny randomly initialised models.
+
+Every model is built from a config (one transformer block, 4-channel VAE, 2-layer CLIP and T5 encoders), saved
+with `save_pretrained` into a models folder laid out like production's, and loaded by the backend's own
+`from_pretrained` calls; the tokenizers are built from a few words, so nothing touches the network. The images
+are noise, but sizes, seeds, batches, progress, cancellation, LoRA switching and every input path are real.
+Skipped where the `diffusers` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+import torch
+
+from genmill.backends.base import InputFile
+from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
+from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
+from genmill.backends.registry import model_backends
+from genmill.catalog import build_catalog
+from genmill.catalog.flux import ADVANCED, DEV
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+pytestmark = [
+    pytest.mark.backends,
+    # diffusers' own FluxControlNetModel still imports FluxPosEmbed from the place it deprecated.
+    pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning"),
+]
+
+CATALOG = build_catalog()
+WORDS = ["a", "red", "fox", "cat", "dog", "on", "green", "grass", "blue", "sky", "photo", "painting", "make", "it"]
+
+
+class MemoryContext:
+    """A `RunContext` keeping logs, progress and outputs in memory; cancels itself after `cancel_after` steps."""
+
+    def __init__(self, cancel_after: int | None = None) -> None:
+        self.task_id = "test-task"
+        self.logs: list[str] = []
+        self.fractions: list[float] = []
+        self.notes: list[str] = []
+        self.outputs: dict[str, bytes] = {}
+        self.cancel_after = cancel_after
+
+    def log(self, line: str) -> None:
+        self.logs.append(line)
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        self.fractions.append(fraction)
+        self.notes.append(note)
+
+    def read_input(self, ref: str, *, field: str) -> InputFile:
+        return InputFile(data=base64.b64decode(ref.split(",", 1)[-1]), content_type="image/png")
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        assert (ext, content_type) == ("png", "image/png")
+        url = f"memory://{len(self.outputs)}.png"
+        self.outputs[url] = data
+        return url
+
+    def cancelled(self) -> bool:
+        steps = sum(1 for note in self.notes if note.startswith("step "))
+        return self.cancel_after is not None and steps >= self.cancel_after
+
+
+# --- tiny models ---------------------------------------------------------------------------------------------
+
+
+def tiny_text_parts() -> dict[str, Any]:
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
+
+    letters = sorted(set("".join(WORDS)))
+    clip_vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*letters, *(f"{c}</w>" for c in letters)]:
+        clip_vocab[token] = len(clip_vocab)
+    tokenizer = CLIPTokenizer(vocab=clip_vocab, merges=[], model_max_length=77)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(f"\u2581{word}", -1.0) for word in WORDS] + [(c, -3.0) for c in letters]
+    tokenizer_2 = T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(clip_vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            projection_dim=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            max_position_embeddings=77,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(pieces),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+    return {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "text_encoder": clip, "text_encoder_2": t5}
+
+
+def tiny_transformer(*, guidance: bool, in_channels: int = 16) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=guidance,
+        axes_dims_rope=(4, 4, 8),
+    )
+
+
+def tiny_vae() -> Any:
+    """Four levels like FLUX.1's VAE, so the latent is 8x smaller and sizes round to multiples of 16."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+
+
+def save_tiny_lora(transformer: Any, folder: Path) -> Path:
+    """A LoRA on the tiny transformer's attention, with non-zero weights so that it visibly changes images."""
+    from diffusers import FluxPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    transformer.add_adapter(config, adapter_name="tiny")
+    layers = get_peft_model_state_dict(transformer, adapter_name="tiny")
+    FluxPipeline.save_lora_weights(folder, transformer_lora_layers=layers, safe_serialization=True)
+    transformer.delete_adapters("tiny")
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def tiny_controlnet() -> Any:
+    from diffusers import FluxControlNetModel
+
+    return FluxControlNetModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8],
+    )
+
+
+def save_tiny_depth_estimator(folder: Path) -> None:
+    """Depth Anything's architecture (a DINOv2 backbone and a DPT head) at toy size, with its image processor."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=28,
+        patch_size=14,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 8, 8, 8],
+        fusion_hidden_size=8,
+        head_hidden_size=8,
+        patch_size=14,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    size = {"height": 28, "width": 28}
+    DPTImageProcessor(size=size, keep_aspect_ratio=True, ensure_multiple_of=14, do_pad=False).save_pretrained(folder)
+
+
+def build_models(root: Path) -> None:
+    """The production layout (see genmill.backends.flux) with tiny models in each folder."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxFillPipeline,
+        FluxKontextPipeline,
+        FluxPipeline,
+        FluxPriorReduxPipeline,
+    )
+    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    torch.manual_seed(0)
+    text = tiny_text_parts()
+    vae = tiny_vae()
+    scheduler = FlowMatchEulerDiscreteScheduler()
+    dev = tiny_transformer(guidance=True)
+    FluxPipeline(scheduler=scheduler, vae=vae, transformer=dev, **text).save_pretrained(root / "flux1-dev")
+    schnell = tiny_transformer(guidance=False)
+    FluxPipeline(scheduler=scheduler, vae=vae, transformer=schnell, **text).save_pretrained(root / "flux1-schnell")
+    # The fill transformer also reads the masked image's latents (16) and the 8x8 mask per latent pixel (4 x 64).
+    fill = tiny_transformer(guidance=True, in_channels=16 + 16 + 256)
+    FluxFillPipeline(scheduler=scheduler, vae=vae, transformer=fill, **text).save_pretrained(root / "flux1-fill-dev")
+    kontext = tiny_transformer(guidance=True)
+    FluxKontextPipeline(scheduler=scheduler, vae=vae, transformer=kontext, **text).save_pretrained(
+        root / "flux1-kontext-dev"
+    )
+    siglip = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=16,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+    )
+    FluxPriorReduxPipeline(
+        image_encoder=siglip,
+        feature_extractor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+        image_embedder=ReduxImageEncoder(redux_dim=16, txt_in_features=32),
+    ).save_pretrained(root / "flux1-redux-dev")
+    for kind in ("canny", "depth"):
+        tiny_controlnet().save_pretrained(root / f"flux1-dev-controlnet-{kind}")
+    save_tiny_depth_estimator(root / "depth-anything")
+    lora = save_tiny_lora(dev, root / "lora-build")
+    (root / "flux-loras").mkdir()
+    lora.rename(root / "flux-loras" / "tiny-style.safetensors")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("genmill-models")
+    started = time.perf_counter()
+    build_models(root)
+    print(f"\ntiny Flux models built in {time.perf_counter() - started:.2f}s")
+    return root
+
+
+@pytest.fixture(scope="session")
+def backends(models_dir: Path) -> Iterator[dict[str, FluxBackend]]:
+    found = flux_backends(models_dir, shared=FluxShared(device="cpu"))
+    by_name = {backend.name: backend for backend in found if isinstance(backend, FluxBackend)}
+    for backend in by_name.values():
+        availability = backend.availability()
+        assert availability.ok, availability.reason
+    yield by_name
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def run(backend: FluxBackend, task_type: str, *, ctx: MemoryContext | None = None, **fields: Any) -> tuple[Any, Any]:
+    """Validate `fields` with the catalog's own input model and run the task; returns (output, context)."""
+    entry = CATALOG.get(backend.model, task_type)
+    assert isinstance(entry, CatalogEntry)
+    inputs = entry.input_model.model_validate(fields)
+    ctx = ctx or MemoryContext()
+    started = time.perf_counter()
+    output = backend.run(entry, inputs, ctx)
+    print(f"\n{backend.name} {task_type}: {time.perf_counter() - started:.2f}s")
+    return output, ctx
+
+
+def image_ref(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def png(ctx: MemoryContext, url: str) -> Image.Image:
+    return Image.open(io.BytesIO(ctx.outputs[url]))
+
+
+def picture(width: int = 48, height: int = 40) -> Image.Image:
+    image = Image.new("RGB", (width, height), (40, 90, 160))
+    ImageDraw.Draw(image).ellipse((8, 6, 30, 28), fill=(230, 200, 40))
+    return image
+
+
+DEV_FIELDS: dict[str, Any] = {"prompt": "a red fox on green grass", "width": 64, "height": 64, "steps": 3}
+
+
+# --- availability --------------------------------------------------------------------------------------------
+
+
+def test_availability_names_the_missing_folder(tmp_path: Path) -> None:
+    reason = FluxBackend(DEV, tmp_path).availability().reason
+    assert str(tmp_path / "flux1-dev") in reason and "FLUX.1-dev" in reason
+    assert flux_backends(tmp_path) == []
+
+
+def test_availability_refuses_wrong_or_incomplete_folders(tmp_path: Path, models_dir: Path) -> None:
+    (tmp_path / "flux1-fill-dev").mkdir()
+    (tmp_path / "flux1-fill-dev" / "model_index.json").write_bytes(
+        (models_dir / "flux1-dev/model_index.json").read_bytes()
+    )
+    reason = FluxBackend(ADVANCED, tmp_path, variant="fill").availability().reason
+    assert "FluxFillPipeline" in reason
+    (tmp_path / "flux1-dev").mkdir()
+    (tmp_path / "flux1-dev" / "model_index.json").write_bytes((models_dir / "flux1-dev/model_index.json").read_bytes())
+    reason = FluxBackend(DEV, tmp_path).availability().reason
+    assert "is incomplete" in reason and "transformer" in reason and "vae" in reason
+
+
+def test_each_present_folder_becomes_a_backend(backends: dict[str, FluxBackend], models_dir: Path) -> None:
+    assert sorted(backends) == [
+        "flux1-dev",
+        "flux1-dev-advanced",
+        "flux1-dev-advanced-controlnet",
+        "flux1-dev-advanced-fill",
+        "flux1-dev-advanced-kontext",
+        "flux1-dev-advanced-redux",
+        "flux1-schnell",
+    ]
+    assert {backend.name for backend in model_backends(models_dir)} == set(backends)
+    served = {key for backend in backends.values() for key in backend.entries}
+    flux_entries = {entry.key for entry in CATALOG if entry.family == "flux"}
+    assert served <= flux_entries
+    assert served == flux_entries
+
+
+def test_size_rules() -> None:
+    assert generation_size(64, 64, 16) == (64, 64)
+    assert generation_size(72, 56, 16) == (80, 64)
+    assert generation_size(1000, 1000, 16) == (1008, 1008)
+    assert fit_pixels(2048, 1024) == (1448, 724)
+    assert fit_pixels(800, 600) == (800, 600)
+
+
+def test_inpaint_mask_and_outpaint_canvas() -> None:
+    image = picture()
+    ImageDraw.Draw(image).rectangle((0, 0, 9, 9), fill=(255, 255, 255))
+    mask = white_mask(image)
+    assert mask.getpixel((5, 5)) == 255 and mask.getpixel((20, 20)) == 0
+    with pytest.raises(BackendError, match="image: it has no white pixels"):
+        white_mask(picture())
+    setting = type("S", (), {"outpaint_left": 8, "outpaint_right": 0, "outpaint_top": 4, "outpaint_bottom": 0})()
+    canvas, border = outpaint_canvas(picture(), setting)
+    assert canvas.size == border.size == (56, 44)
+    assert border.getpixel((0, 0)) == 255 and border.getpixel((30, 30)) == 0
+
+
+# --- txt2img -------------------------------------------------------------------------------------------------
+
+
+def test_txt2img_size_seed_and_progress(backends: dict[str, FluxBackend]) -> None:
+    dev = backends["flux1-dev"]
+    first, ctx = run(dev, "txt2img", **DEV_FIELDS, seed=7)
+    assert set(first) == {"image_url"}
+    assert png(ctx, first["image_url"]).size == (64, 64)
+    steps = [note for note in ctx.notes if note.startswith("step ")]
+    assert steps == [f"step {i}/3, seed 7" for i in (1, 2, 3)]
+    assert ctx.fractions == sorted(ctx.fractions) and ctx.fractions[-1] == 1.0
+    again, ctx2 = run(dev, "txt2img", **DEV_FIELDS, seed=7)
+    other, ctx3 = run(dev, "txt2img", **DEV_FIELDS, seed=8)
+    assert ctx2.outputs[again["image_url"]] == ctx.outputs[first["image_url"]]
+    assert ctx3.outputs[other["image_url"]] != ctx.outputs[first["image_url"]]
+
+
+def test_random_seed_is_reported_and_reproduces(backends: dict[str, FluxBackend]) -> None:
+    dev = backends["flux1-dev"]
+    output, ctx = run(dev, "txt2img", **DEV_FIELDS)
+    seed = int(ctx.notes[-1].rsplit(" ", 1)[1])
+    assert any(f"seed {seed}" in line for line in ctx.logs)
+    again, ctx2 = run(dev, "txt2img", **DEV_FIELDS, seed=seed)
+    assert ctx2.outputs[again["image_url"]] == ctx.outputs[output["image_url"]]
+
+
+def test_sizes_flux_cannot_generate_are_resized_exactly(backends: dict[str, FluxBackend]) -> None:
+    output, ctx = run(backends["flux1-dev"], "txt2img", **{**DEV_FIELDS, "width": 72, "height": 64}, seed=1)
+    assert png(ctx, output["image_url"]).size == (72, 64)
+    assert any("generating 80x64" in line for line in ctx.logs)
+
+
+def test_schnell_batch_gives_image_urls(backends: dict[str, FluxBackend]) -> None:
+    output, ctx = run(backends["flux1-schnell"], "txt2img", prompt="a cat", width=64, height=64, batch_size=2, seed=3)
+    assert set(output) == {"image_urls"} and len(output["image_urls"]) == 2
+    first, second = (ctx.outputs[url] for url in output["image_urls"])
+    assert first != second
+    assert all(png(ctx, url).size == (64, 64) for url in output["image_urls"])
+    assert any("ignores it" in line for line in ctx.logs)  # schnell has no guidance input
+
+
+def test_negative_prompt_uses_true_cfg(backends: dict[str, FluxBackend]) -> None:
+    plain, ctx = run(backends["flux1-dev"], "txt2img", **DEV_FIELDS, seed=5)
+    negative, ctx2 = run(backends["flux1-dev"], "txt2img", **DEV_FIELDS, seed=5, negative_prompt="blue sky")
+    assert any("true CFG" in line for line in ctx2.logs)
+    assert ctx.outputs[plain["image_url"]] != ctx2.outputs[negative["image_url"]]
+
+
+def test_cancellation_stops_between_steps(backends: dict[str, FluxBackend]) -> None:
+    ctx = MemoryContext(cancel_after=1)
+    with pytest.raises(BackendError, match="cancelled"):
+        run(backends["flux1-dev"], "txt2img", ctx=ctx, **{**DEV_FIELDS, "steps": 20}, seed=1)
+    assert [note for note in ctx.notes if note.startswith("step ")] == ["step 1/20, seed 1"]
+    assert ctx.outputs == {}
+
+
+def test_bad_inputs_fail_naming_the_field(backends: dict[str, FluxBackend]) -> None:
+    dev = backends["flux1-dev"]
+    entry = CATALOG.get(DEV, "txt2img")
+    assert entry is not None
+    with pytest.raises(BackendError, match="prompt"):
+        dev.run(entry, TaskInput.model_validate({"prompt": " ", "steps": 2}), MemoryContext())
+    kontext = CATALOG.get(ADVANCED, "kontext")
+    assert kontext is not None
+    with pytest.raises(BackendError, match="task_type"):
+        dev.run(kontext, TaskInput.model_validate({"prompt": "x"}), MemoryContext())
+
+
+# --- img2img -------------------------------------------------------------------------------------------------
+
+
+def test_img2img_keeps_the_input_size_and_seed(backends: dict[str, FluxBackend]) -> None:
+    fields: dict[str, Any] = {
+        "prompt": "a painting",
+        "image": image_ref(picture(48, 40)),
+        "steps": 4,
+        "denoise": 0.5,
+        "seed": 2,
+    }
+    output, ctx = run(backends["flux1-dev"], "img2img", **fields)
+    assert png(ctx, output["image_url"]).size == (48, 40)
+    assert [n for n in ctx.notes if n.startswith("step ")] == ["step 1/2, seed 2", "step 2/2, seed 2"]
+    again, ctx2 = run(backends["flux1-dev"], "img2img", **fields)
+    stronger, ctx3 = run(backends["flux1-dev"], "img2img", **{**fields, "denoise": 1.0})
+    assert ctx2.outputs[again["image_url"]] == ctx.outputs[output["image_url"]]
+    assert ctx3.outputs[stronger["image_url"]] != ctx.outputs[output["image_url"]]
+
+
+def test_schnell_img2img_batch(backends: dict[str, FluxBackend]) -> None:
+    fields: dict[str, Any] = {"prompt": "a dog", "image": image_ref(picture(32, 32)), "batch_size": 2, "seed": 4}
+    output, ctx = run(backends["flux1-schnell"], "img2img", **fields)
+    assert len(output["image_urls"]) == 2
+    assert all(png(ctx, url).size == (32, 32) for url in output["image_urls"])
+
+
+# --- LoRA ----------------------------------------------------------------------------------------------------
+
+
+def test_lora_changes_the_image_and_never_leaks(backends: dict[str, FluxBackend]) -> None:
+    dev = backends["flux1-dev-advanced"]
+    plain, ctx = run(dev, "txt2img", **DEV_FIELDS, seed=9)
+    lora = {"lora_type": "tiny-style", "lora_strength": 1.0}
+    styled, ctx2 = run(dev, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[lora])
+    muted, ctx3 = run(dev, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[{**lora, "lora_strength": 0.0}])
+    after, ctx4 = run(dev, "txt2img", **DEV_FIELDS, seed=9)
+    base = ctx.outputs[plain["image_url"]]
+    assert ctx2.outputs[styled["image_url"]] != base
+    assert ctx3.outputs[muted["image_url"]] == base
+    assert ctx4.outputs[after["image_url"]] == base
+    assert any("tiny-style x1" in line for line in ctx2.logs)
+    image_lora, ctx5 = run(
+        dev, "img2img-lora", prompt="a fox", image=image_ref(picture()), steps=2, seed=9, lora_settings=[lora]
+    )
+    assert png(ctx5, image_lora["image_url"]).size == (48, 40)
+
+
+def test_unknown_lora_names_the_field(backends: dict[str, FluxBackend]) -> None:
+    with pytest.raises(BackendError, match=r"lora_settings\[0\]\.lora_type: no LoRA named 'nope'.*tiny-style"):
+        run(backends["flux1-dev"], "txt2img-lora", **DEV_FIELDS, lora_settings=[{"lora_type": "nope"}])
+    with pytest.raises(BackendError, match=r"lora_settings\[0\]\.lora_type"):
+        run(backends["flux1-dev"], "txt2img-lora", **DEV_FIELDS, lora_settings=[{"lora_type": "../flux1-dev"}])
+
+
+# --- fill, kontext, redux ------------------------------------------------------------------------------------
+
+
+def test_fill_inpaint_repaints_white_pixels(backends: dict[str, FluxBackend]) -> None:
+    image = picture(48, 40)
+    ImageDraw.Draw(image).rectangle((20, 10, 40, 30), fill=(255, 255, 255))
+    output, ctx = run(
+        backends["flux1-dev-advanced-fill"], "fill-inpaint", prompt="a cat", image=image_ref(image), steps=2
+    )
+    assert png(ctx, output["image_url"]).size == (48, 40)
+    with pytest.raises(BackendError, match="white pixels"):
+        run(backends["flux1-dev-advanced-fill"], "fill-inpaint", prompt="a cat", image=image_ref(picture()), steps=2)
+
+
+def test_fill_outpaint_extends_the_canvas(backends: dict[str, FluxBackend]) -> None:
+    setting = {"setting_type": "outpaint", "outpaint_left": 16, "outpaint_bottom": 8}
+    output, ctx = run(
+        backends["flux1-dev-advanced-fill"],
+        "fill-outpaint",
+        prompt="green grass",
+        image=image_ref(picture(48, 40)),
+        steps=2,
+        custom_settings=[setting],
+    )
+    assert png(ctx, output["image_url"]).size == (64, 48)
+
+
+def test_kontext_edits_to_the_requested_size(backends: dict[str, FluxBackend]) -> None:
+    fields: dict[str, Any] = {
+        "prompt": "make it blue",
+        "image": image_ref(picture()),
+        "width": 64,
+        "height": 80,
+        "steps": 2,
+    }
+    output, ctx = run(backends["flux1-dev-advanced-kontext"], "kontext", **fields, seed=1)
+    assert png(ctx, output["image_url"]).size == (64, 80)
+    again, ctx2 = run(backends["flux1-dev-advanced-kontext"], "kontext", **fields, seed=1)
+    assert ctx2.outputs[again["image_url"]] == ctx.outputs[output["image_url"]]
+    # Kontext was loaded from its own folder but holds the text encoders and VAE FLUX.1-dev loaded first.
+    backends["flux1-dev"].load()
+    kontext, dev = backends["flux1-dev-advanced-kontext"]._pipes["main"], backends["flux1-dev"]._pipes["txt2img"]
+    assert kontext.text_encoder_2 is dev.text_encoder_2 and kontext.vae is dev.vae
+
+
+def test_redux_variation(backends: dict[str, FluxBackend]) -> None:
+    fields: dict[str, Any] = {
+        "prompt": "a photo",
+        "image": image_ref(picture()),
+        "width": 64,
+        "height": 64,
+        "steps": 2,
+        "seed": 3,
+    }
+    output, ctx = run(backends["flux1-dev-advanced-redux"], "redux-variation", **fields)
+    assert png(ctx, output["image_url"]).size == (64, 64)
+    other, ctx2 = run(
+        backends["flux1-dev-advanced-redux"], "redux-variation", **{**fields, "image": image_ref(picture(32, 32))}
+    )
+    assert ctx2.outputs[other["image_url"]] != ctx.outputs[output["image_url"]]
+
+
+# --- ControlNet ----------------------------------------------------------------------------------------------
+
+
+def test_controlnet_with_canny_and_depth(backends: dict[str, FluxBackend]) -> None:
+    control = image_ref(picture(64, 64))
+    settings = [
+        {"control_type": "canny", "control_image": control, "control_strength": 0.6, "return_preprocessed_image": True},
+        {"control_type": "depth", "control_image": control, "control_strength": 0.4},
+    ]
+    fields = {**DEV_FIELDS, "steps": 2, "seed": 6, "control_net_settings": settings}
+    output, ctx = run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **fields)
+    assert png(ctx, output["image_url"]).size == (64, 64)
+    (edges,) = output["preprocessed_image_urls"]
+    assert png(ctx, edges).convert("L").getextrema() == (0, 255)  # the disc's outline, on black
+    with_lora, ctx2 = run(
+        backends["flux1-dev-advanced-controlnet"],
+        "controlnet-lora",
+        **fields,
+        lora_settings=[{"lora_type": "tiny-style"}],
+    )
+    assert ctx2.outputs[with_lora["image_url"]] != ctx.outputs[output["image_url"]]
+
+
+def test_controlnet_refuses_types_it_cannot_preprocess(backends: dict[str, FluxBackend]) -> None:
+    settings = [{"control_type": "openpose", "control_image": image_ref(picture())}]
+    with pytest.raises(BackendError, match=r"control_net_settings\[0\]\.control_type: 'openpose' is not available"):
+        run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **DEV_FIELDS, control_net_settings=settings)
