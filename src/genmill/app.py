@@ -65,7 +65,7 @@ class Runtime:
             store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account)
         self.store = store
         self.blobs = blobs if blobs is not None else build_blob_store(settings)
-        self.catalog = catalog if catalog is not None else build_catalog()
+        self.catalog = catalog if catalog is not None else build_catalog(echo_price_credits=settings.echo_price_credits)
         if backends is None:
             from genmill.backends.registry import discover_backends
 

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
 
     workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
     backends: str = Field("", description="Comma-separated backend names to enable; empty means all available.")
+    echo_price_credits: int = Field(0, ge=0, description="Price of a genmill/echo task (free by default).")
     cpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in CPU RAM; 0 means unlimited.")
     gpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in GPU memory; 0 means unlimited.")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a worker waits to fill a batch.")

@@ -15,9 +15,15 @@ def all_entries() -> list[CatalogEntry]:
     return [entry for module in MODULES for entry in module.ENTRIES]
 
 
-def build_catalog() -> Catalog:
-    """A fresh catalog of every entry; raises ValueError if two modules define the same pair."""
-    return Catalog(all_entries())
+def build_catalog(*, echo_price_credits: int = 0) -> Catalog:
+    """A fresh catalog of every entry; raises ValueError if two modules define the same pair.
+
+    `echo_price_credits` meters the `genmill/echo` diagnostic model (free by default), e.g. to exercise billing.
+    """
+    entries = all_entries()
+    if echo_price_credits:
+        entries = [e for e in entries if e.model != echo.MODEL] + [echo.echo_entry(price_credits=echo_price_credits)]
+    return Catalog(entries)
 
 
 __all__ = ["all_entries", "build_catalog"]
