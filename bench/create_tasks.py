@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/create_tasks.py [--requests 2000] [--clients 8]
 
-Starts `genmill serve --no-workers` on a free port with a fresh SQLite data folder, so the numbers are the API
+Starts `genmill serve --no-workers` (with one registered remote worker that never claims) on a free port with a
+fresh SQLite data folder, so the numbers are the API
 and store alone (no model work). Throughput is reported next to `GET /healthz` measured in the same run, as a
 baseline for what the HTTP stack alone does on this machine.
 """
@@ -80,6 +81,17 @@ def main() -> int:
         .stdout.strip()
         .splitlines()[-1]
     )
+    token = (
+        subprocess.run(
+            [*GENMILL, "workers", "token", "create", "--name", "bench"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
@@ -99,6 +111,13 @@ def main() -> int:
             except httpx.TransportError:
                 time.sleep(0.05)
         startup = time.perf_counter() - started
+        # An API-only server accepts what its registered workers serve: register one that never claims, so the
+        # created tasks simply queue up and the figures are the API and store alone.
+        httpx.post(
+            url + "/api/v1/workers/register",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"name": "idle", "capabilities": [{"model": "Qubico/image-toolkit", "task_type": "upscale"}]},
+        ).raise_for_status()
         body = json.dumps(
             {"model": "Qubico/image-toolkit", "task_type": "upscale", "input": {"image": TINY_PNG, "scale": 2}}
         )

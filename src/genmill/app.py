@@ -69,7 +69,8 @@ class Runtime:
         if backends is None:
             from genmill.backends.registry import discover_backends
 
-            backends = discover_backends()
+            # An API-only replica runs no model: it does not even import the model libraries (hundreds of MB).
+            backends = discover_backends() if settings.workers > 0 else []
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
         self.backends = BackendSet(backends, self.catalog, enabled=enabled, memory_budgets=settings.memory_budgets())
         self.files = FileService(self.blobs, self.store.blobs, settings.base_url())
@@ -92,6 +93,7 @@ class Runtime:
             self.files,
             self.catalog,
             self.serves,
+            served=self.served_entries,
             max_attempts=settings.max_attempts,
             private_price_factor=settings.private_pool_price_factor,
         )
@@ -125,19 +127,23 @@ class Runtime:
             batch_wait_seconds=self.settings.batch_wait_ms / 1000,
         )
 
-    def serves(self, model: str, task_type: str, pool: str) -> bool:
-        """Whether some worker can run the entry for `pool`: an in-process backend (public pool only) or a remote
-        worker of that pool seen within `worker_seen_seconds` (a yes is cached for a second per pool)."""
-        if pool == PUBLIC_POOL and self.settings.workers > 0 and self.backends.can_run(model, task_type):
-            return True
+    def served_entries(self, pool: str, *, fresh: bool = False) -> set[tuple[str, str]]:
+        """Entries some worker can run for `pool`: in-process backends (public pool, when this process runs
+        workers) and remote workers of that pool seen within `worker_seen_seconds` (one query, cached 1 s)."""
         now = time.monotonic()
         cached = self._remote_served.get(pool)
-        if cached is not None and now - cached[0] <= 1.0 and (model, task_type) in cached[1]:
-            return True  # only positive answers are cached: a newly registered worker counts at once
-        since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
-        served = self.store.workers.served(pool, since)
-        self._remote_served[pool] = (now, served)
-        return (model, task_type) in served
+        if fresh or cached is None or now - cached[0] > 1.0:
+            since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
+            cached = (now, self.store.workers.served(pool, since))
+            self._remote_served[pool] = cached
+        local = set(self.backends.capabilities()) if pool == PUBLIC_POOL and self.settings.workers > 0 else set()
+        return local | cached[1]
+
+    def serves(self, model: str, task_type: str, pool: str) -> bool:
+        if (model, task_type) in self.served_entries(pool):
+            return True
+        # A miss is checked afresh: a worker that registered a moment ago counts at once.
+        return (model, task_type) in self.served_entries(pool, fresh=True)
 
     def services(self) -> Services:
         return Services(
@@ -202,7 +208,7 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
-        return ok({"version": __version__, "served": len(rt.tasks.served_models())})
+        return ok({"version": __version__, "served": len(rt.served_entries(PUBLIC_POOL))})
 
     app.add_middleware(
         BodySizeLimit,

@@ -66,6 +66,7 @@ class TaskService:
         catalog: Catalog,
         can_run: Callable[[str, str, str], bool],
         *,
+        served: Callable[[str], set[tuple[str, str]]] | None = None,
         max_attempts: int,
         private_price_factor: float = 0.0,
     ) -> None:
@@ -73,11 +74,14 @@ class TaskService:
         self.files = files
         self.catalog = catalog
         self.can_run = can_run
+        self.served = served
         self.max_attempts = max_attempts
         self.private_price_factor = private_price_factor
 
     def served_models(self, pool: str = PUBLIC_POOL) -> list[str]:
         """`model/task_type` of every catalog entry some worker of `pool` can run."""
+        if self.served is not None:
+            return sorted(f"{m}/{t}" for m, t in self.served(pool) if (m, t) in self.catalog)
         return sorted(f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type, pool))
 
     def price(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> int:

@@ -227,3 +227,30 @@ def test_private_pool_tasks_are_claimed_only_from_that_pool(store: Store) -> Non
     assert store.leases.claim_next_task("public", CAPS, 30) is None
     claim = store.leases.claim_next_task("own", CAPS, 30, pool=acct.account_id)
     assert claim is not None and claim.task.task_id == task.task_id and claim.task.pool == acct.account_id
+
+
+def test_sqlite_reads_do_not_wait_for_writers(sqlite_store: Store) -> None:
+    import threading
+
+    acct = sqlite_store.accounts.create_account("a", credits=1000)
+    task = sqlite_store.tasks.create(new_task(acct.account_id))[0]
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with sqlite_store.tasks.tx() as conn:  # BEGIN IMMEDIATE: holds SQLite's write lock
+            conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id).values(priority=1))
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert holding.wait(10)
+    read: list[object] = []
+    reader = threading.Thread(target=lambda: read.append(sqlite_store.tasks.get(acct.account_id, task.task_id)))
+    reader.start()
+    reader.join(5)
+    finished_while_writer_held_the_lock = not reader.is_alive()
+    release.set()
+    thread.join(10)
+    reader.join(10)
+    assert finished_while_writer_held_the_lock and read

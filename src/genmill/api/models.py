@@ -16,13 +16,14 @@ router = APIRouter(tags=["models"])
 @router.get("/api/v1/models", summary="The model catalog and what this deployment serves")
 def list_models(services: ServicesDep) -> dict[str, Any]:
     entries = []
+    served = set(services.tasks.served_models(PUBLIC_POOL))
     for entry in sorted(services.catalog, key=lambda e: e.key):
         entries.append(
             {
                 "model": entry.model,
                 "task_type": entry.task_type,
                 "family": entry.family,
-                "available": services.tasks.can_run(entry.model, entry.task_type, PUBLIC_POOL),
+                "available": f"{entry.model}/{entry.task_type}" in served,
                 "output_retention_seconds": int(entry.retention.total_seconds()),
                 "description": entry.description,
                 "input_schema": entry.input_model.model_json_schema(),

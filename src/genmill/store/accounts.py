@@ -19,6 +19,7 @@ from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind, balances_fr
 from genmill.domain.records import Account, ApiKey
 from genmill.domain.timefmt import utcnow
 from genmill.errors import InvalidRequest, NotFound
+from genmill.store.base import Queries
 from genmill.store.mapping import to_account
 from genmill.store.rows import lock_account, move_credits
 from genmill.store.tables import accounts, api_keys, ledger
@@ -36,10 +37,7 @@ def _to_key(row: sa.Row[Any]) -> ApiKey:
     return ApiKey(m["key_id"], m["account_id"], m["name"], m["prefix"], m["created_at"], m["revoked_at"])
 
 
-class AccountStore:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
+class AccountStore(Queries):
     def create_account(
         self, name: str, *, credits: int = 0, max_concurrency: int = 5, plan: str = "self-hosted"
     ) -> Account:
@@ -49,7 +47,7 @@ class AccountStore:
             raise InvalidRequest("max_concurrency: must be at least 1")
         now = utcnow()
         account_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             conn.execute(
                 sa.insert(accounts).values(
                     account_id=account_id,
@@ -70,21 +68,21 @@ class AccountStore:
         return account
 
     def get(self, account_id: str) -> Account:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(sa.select(accounts).where(accounts.c.account_id == account_id)).one_or_none()
         if row is None:
             raise NotFound(f"account {account_id} not found")
         return to_account(row)
 
     def list_accounts(self) -> list[Account]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(sa.select(accounts).order_by(accounts.c.created_at)).all()
         return [to_account(r) for r in rows]
 
     def topup(self, account_id: str, credits: int) -> Account:
         if credits <= 0:
             raise InvalidRequest("credits: must be a positive integer")
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             account = lock_account(conn, account_id)
             return move_credits(conn, account, LedgerKind.TOPUP, credits, None, utcnow())
 
@@ -93,7 +91,7 @@ class AccountStore:
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         now = utcnow()
         key = ApiKey(str(uuid.uuid4()), account_id, name, plaintext[:10], now, None)
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             lock_account(conn, account_id)
             conn.execute(
                 sa.insert(api_keys).values(
@@ -108,12 +106,12 @@ class AccountStore:
         return plaintext, key
 
     def list_keys(self) -> list[ApiKey]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
         return [_to_key(r) for r in rows]
 
     def revoke_key(self, key_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             result = conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
@@ -125,7 +123,7 @@ class AccountStore:
     def authenticate(self, plaintext: str) -> Account | None:
         """The enabled account owning this key, or None. Never says which part failed."""
         digest = hash_key(plaintext)
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(
                 sa.select(api_keys.c.key_hash, accounts)
                 .join(accounts, accounts.c.account_id == api_keys.c.account_id)
@@ -138,7 +136,7 @@ class AccountStore:
 
     def ledger_balances(self, account_id: str) -> Balances:
         """The account's buckets rebuilt from its ledger alone (for reconciliation checks)."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(ledger.c.kind, ledger.c.amount, ledger.c.task_id)
                 .where(ledger.c.account_id == account_id)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from genmill.domain.records import EventRef
 
 PENDING_EVENTS = "genmill.pending_events"
+READ_ONLY = "genmill_read_only"
 Publisher = Callable[[list[EventRef]], None]
 
 
@@ -26,6 +27,13 @@ class Queries:
     def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
         self.engine = engine
         self.publish: Publisher = publish or _no_publisher
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction: on SQLite a deferred BEGIN, so readers never queue behind writers (WAL)."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            yield conn
 
     @contextmanager
     def tx(self) -> Iterator[sa.Connection]:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from genmill.domain.records import Blob
+from genmill.store.base import Queries
 from genmill.store.tables import blobs, tasks
 
 
@@ -30,21 +31,18 @@ def _to_blob(row: sa.Row[Any]) -> Blob:
     )
 
 
-class BlobIndex:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-
+class BlobIndex(Queries):
     def record(self, blob: Blob) -> None:
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             conn.execute(sa.insert(blobs).values(**blob.__dict__))
 
     def get(self, key: str) -> Blob | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(sa.select(blobs).where(blobs.c.key == key)).one_or_none()
         return _to_blob(row) if row is not None else None
 
     def due_for_deletion(self, now: datetime, *, limit: int = 500) -> list[Blob]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(blobs)
                 .where(blobs.c.deleted_at.is_(None), blobs.c.expires_at <= now)
@@ -55,7 +53,7 @@ class BlobIndex:
 
     def mark_deleted(self, blob: Blob, now: datetime) -> None:
         """Record the deletion, and on the owning task say that its outputs were removed."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             conn.execute(sa.update(blobs).where(blobs.c.key == blob.key).values(deleted_at=now))
             if blob.task_id and blob.kind == "output":
                 conn.execute(

@@ -35,6 +35,9 @@ def create_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (Queries.read) take a snapshot without the write lock; everything else writes, and takes the
+        # lock up front so a read-check-write transaction cannot fail on lock upgrade.
+        read_only = conn.get_execution_options().get("genmill_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

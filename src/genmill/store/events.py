@@ -77,7 +77,7 @@ class EventLog(Queries):
     """Reads of the outbox for live progress streams and replay."""
 
     def events_after(self, task_id: str, after_event_id: int = 0, *, limit: int = 500) -> list[TaskEvent]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(task_events)
                 .where(task_events.c.task_id == task_id, task_events.c.event_id > after_event_id)
@@ -89,7 +89,7 @@ class EventLog(Queries):
     def prune(self, older_than: datetime) -> int:
         """Delete settled webhook deliveries (with their attempts) and events older than the cut-off; an event
         with a delivery still pending is kept."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             settled = sa.select(webhook_deliveries.c.delivery_id).where(
                 webhook_deliveries.c.state != "pending", webhook_deliveries.c.created_at < older_than
             )

@@ -131,7 +131,7 @@ class TaskStore(Queries):
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(
                 sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.account_id == account_id)
             ).one_or_none()
@@ -141,7 +141,7 @@ class TaskStore(Queries):
 
     def get_any(self, task_id: str) -> Task:
         """Operator/worker read without the account check."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one_or_none()
         if row is None:
             raise NotFound(f"task {task_id} not found")
@@ -202,7 +202,7 @@ class TaskStore(Queries):
             conditions.append(tasks.c.created_at >= start)
         if end is not None:
             conditions.append(tasks.c.created_at <= end)
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
             rows = conn.execute(
                 sa.select(tasks)
@@ -214,7 +214,7 @@ class TaskStore(Queries):
         return TaskPage([to_task(r) for r in rows], int(total))
 
     def active(self, account_id: str) -> list[Task]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(tasks)
                 .where(tasks.c.account_id == account_id, tasks.c.status.in_([s.value for s in LIVE]))

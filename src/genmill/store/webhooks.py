@@ -145,7 +145,7 @@ class WebhookStore(Queries):
             )
 
     def next_due_at(self) -> datetime | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             value: datetime | None = conn.execute(
                 sa.select(sa.func.min(webhook_deliveries.c.next_attempt_at)).where(
                     webhook_deliveries.c.state == DeliveryState.PENDING.value
@@ -154,7 +154,7 @@ class WebhookStore(Queries):
         return value
 
     def for_task(self, account_id: str, task_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(webhook_deliveries, task_events.c.status.label("task_status"), task_events.c.kind)
                 .join(task_events, task_events.c.event_id == webhook_deliveries.c.event_id)

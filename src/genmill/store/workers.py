@@ -53,7 +53,7 @@ class WorkerRegistry(Queries):
         return plaintext, token
 
     def list_tokens(self) -> list[WorkerToken]:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(sa.select(worker_tokens).order_by(worker_tokens.c.created_at)).all()
         return [_to_token(r) for r in rows]
 
@@ -69,7 +69,7 @@ class WorkerRegistry(Queries):
 
     def authenticate(self, plaintext: str) -> WorkerToken:
         digest = hash_key(plaintext)
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             row = conn.execute(sa.select(worker_tokens).where(worker_tokens.c.token_hash == digest)).one_or_none()
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
             raise Unauthorized("invalid or revoked worker token")
@@ -107,7 +107,7 @@ class WorkerRegistry(Queries):
 
     def served(self, pool: str, since: datetime) -> set[tuple[str, str]]:
         """Entries that workers of `pool` seen since `since` registered."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             rows = conn.execute(
                 sa.select(workers.c.capabilities)
                 .join(worker_tokens, worker_tokens.c.token_id == workers.c.token_id)
