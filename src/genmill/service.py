@@ -137,6 +137,9 @@ class TaskService:
         inputs = self.validate_input(entry, raw_input)
         wire_config = normalise_config(config)
         pool = account.account_id if wire_config["service_mode"] == "private" else PUBLIC_POOL
+        priority = int((config or {}).get("priority") or 0)
+        if not -100 <= priority <= 100:
+            raise InvalidRequest("config.priority: must be an integer from -100 to 100")
         if not self.can_run(model, task_type, pool):
             served = self.served_models(pool)
             where = "this account's private pool" if pool != PUBLIC_POOL else "this deployment"
@@ -164,6 +167,7 @@ class TaskService:
                 price=self.price(entry, inputs, pool),
                 service_mode=wire_config["service_mode"],
                 pool=pool,
+                priority=priority,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
             ),

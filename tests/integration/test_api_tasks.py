@@ -231,3 +231,15 @@ def test_openapi_and_docs(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/api/v1/task" in spec["paths"] and "/api/ephemeral_resource" in spec["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_priority_orders_claims(api: Api) -> None:
+    low = api.client.post("/api/v1/task", headers=api.h(), json=upscale_body()).json()["data"]["task_id"]
+    high = api.client.post("/api/v1/task", headers=api.h(), json={**upscale_body(), "config": {"priority": 5}}).json()[
+        "data"
+    ]["task_id"]
+    bad = api.client.post("/api/v1/task", headers=api.h(), json={**upscale_body(), "config": {"priority": 1000}})
+    assert bad.status_code == 400 and "priority" in bad.json()["message"]
+    assert api.run_worker()
+    assert api.client.get(f"/api/v1/task/{high}", headers=api.h()).json()["data"]["status"] == "completed"
+    assert api.client.get(f"/api/v1/task/{low}", headers=api.h()).json()["data"]["status"] == "pending"

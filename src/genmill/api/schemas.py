@@ -15,6 +15,9 @@ class WebhookConfig(BaseModel):
 class TaskConfig(BaseModel):
     service_mode: str = Field("", description="'public' (shared pool), 'private' (own workers) or empty.")
     webhook_config: WebhookConfig | None = None
+    priority: int = Field(
+        0, ge=-100, le=100, description="Higher runs first among the account's peers (our addition; default 0)."
+    )
 
 
 class TaskCreate(BaseModel):
