@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from tests.backends.memory import MemoryContext
 
-from genmill.backends.base import Backend, InputFile
+from genmill.backends.base import Backend
 from genmill.backends.faces import Face, FaceFinder, FaceSwapBackend, parse_indexes
 from genmill.backends.registry import builtin_backends
 from genmill.backends.segment import SegmentBackend, grow, parse_prompt
@@ -30,32 +31,6 @@ from genmill.errors import BackendError
 pytestmark = pytest.mark.backends
 
 Pixels = np.ndarray[Any, np.dtype[np.int16]]
-
-
-class MemoryContext:
-    """A `RunContext` that keeps logs and outputs in memory and resolves base64 inputs."""
-
-    def __init__(self) -> None:
-        self.task_id = "test-task"
-        self.logs: list[str] = []
-        self.outputs: dict[str, tuple[bytes, str]] = {}
-
-    def log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        assert 0.0 <= fraction <= 1.0
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        return InputFile(data=base64.b64decode(ref.split(",", 1)[-1]), content_type="application/octet-stream")
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        url = f"memory://{len(self.outputs)}.{ext}"
-        self.outputs[url] = (data, content_type)
-        return url
-
-    def cancelled(self) -> bool:
-        return False
 
 
 def bytes_of(image: Image.Image, fmt: str) -> bytes:
