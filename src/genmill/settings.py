@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     server_url: str = Field("", description="For `genmill worker`: the genmill API it pulls work from.")
     worker_token: str = Field("", repr=False, description="For `genmill worker`: its worker token.")
 
+    upstream_url: str = Field("", description="A PiAPI-compatible API to forward GENMILL_UPSTREAM_MODELS to.")
+    upstream_api_key: str = Field("", repr=False, description="The operator's key for GENMILL_UPSTREAM_URL.")
+    upstream_models: str = Field(
+        "", description="Comma-separated `model` or `model/task_type` entries to forward; empty forwards none."
+    )
+
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
     fetch_timeout: float = 20.0
     max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")
@@ -63,6 +69,15 @@ class Settings(BaseSettings):
     s3_secret_access_key: str = Field("", repr=False, description="Empty means boto3's credential chain.")
     s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
     s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"GENMILL_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be shorter than GENMILL_LEASE_SECONDS "
+                f"({self.lease_seconds:g}), or every running task would lose its lease"
+            )
+        return self
 
     def memory_budgets(self) -> dict[str, int]:
         mib = 1024 * 1024
