@@ -67,10 +67,13 @@ class Runtime:
         self.blobs = blobs if blobs is not None else build_blob_store(settings)
         self.catalog = catalog if catalog is not None else build_catalog(echo_price_credits=settings.echo_price_credits)
         if backends is None:
-            from genmill.backends.registry import discover_backends
+            from genmill.backends.registry import discover_backends, upstream_backends
 
             # An API-only replica runs no model: it does not even import the model libraries (hundreds of MB).
-            backends = discover_backends() if settings.workers > 0 else []
+            # Upstream providers come last, so an entry this machine can run itself is never forwarded.
+            backends = (
+                [*discover_backends(), *upstream_backends(settings, self.catalog)] if settings.workers > 0 else []
+            )
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
         self.backends = BackendSet(backends, self.catalog, enabled=enabled, memory_budgets=settings.memory_budgets())
         self.files = FileService(self.blobs, self.store.blobs, settings.base_url())

@@ -112,12 +112,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from genmill.backends.registry import discover_backends
+    from genmill.backends.registry import discover_backends, upstream_backends
     from genmill.catalog import build_catalog
     from genmill.worker.backendset import BackendSet
 
     catalog = build_catalog()
-    backends = BackendSet(discover_backends(), catalog)
+    backends = BackendSet([*discover_backends(), *upstream_backends(Settings(), catalog)], catalog)
     reasons: dict[tuple[str, str], str] = {}
     for status in backends.statuses:
         for key in status.entries:
@@ -137,7 +137,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import socket
     import threading
 
-    from genmill.backends.registry import discover_backends
+    from genmill.backends.registry import discover_backends, upstream_backends
     from genmill.catalog import build_catalog
     from genmill.worker.backendset import BackendSet
     from genmill.worker.http_transport import HttpTransport
@@ -155,7 +155,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
-    backends = BackendSet(discover_backends(), catalog, enabled=enabled, memory_budgets=settings.memory_budgets())
+    backends = BackendSet(
+        [*discover_backends(), *upstream_backends(settings, catalog)],
+        catalog,
+        enabled=enabled,
+        memory_budgets=settings.memory_budgets(),
+    )
     capabilities = backends.capabilities()
     if args.models:
         wanted = {m.strip() for m in args.models.split(",") if m.strip()}

@@ -23,6 +23,11 @@ from genmill.backends.flux import flux_backends
 from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
+from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
+from genmill.backends.video_toolkit import VideoBackgroundRemoveBackend, VideoFaceSwapBackend, VideoUpscaleBackend
+from genmill.catalog import build_catalog
+from genmill.domain.catalog import Catalog
+from genmill.settings import Settings
 
 ENTRY_POINT_GROUP = "genmill.backends"
 
@@ -47,8 +52,38 @@ def builtin_backends() -> list[Backend]:
         FaceSwapBackend(),
         SegmentBackend(),
         PiperTtsBackend(),
+        VideoUpscaleBackend(),
+        VideoFaceSwapBackend(),
+        VideoBackgroundRemoveBackend(),
         EchoBackend(),
         *model_backends(),
+    ]
+
+
+def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> list[Backend]:
+    """The backend forwarding `GENMILL_UPSTREAM_MODELS` to `GENMILL_UPSTREAM_URL`, if any upstream setting is set.
+
+    Built from settings (unlike the built-ins) because it needs the operator's URL and key. Put it after the
+    local backends: the first available backend of an entry runs it, so a model this machine can run itself is
+    never forwarded. With none of the three settings set it returns nothing, so `genmill models` does not list
+    an upstream nobody configured; with some set, the backend's availability names what is missing.
+    """
+    if not (settings.upstream_url or settings.upstream_api_key or settings.upstream_models):
+        return []
+    catalog = catalog if catalog is not None else build_catalog(echo_price_credits=settings.echo_price_credits)
+    entries, unknown = parse_upstream_models(settings.upstream_models, catalog)
+    if unknown:
+        log.error("GENMILL_UPSTREAM_MODELS: no catalog entry for %s; ignored", ", ".join(unknown))
+    return [
+        UpstreamBackend(
+            base_url=settings.upstream_url,
+            api_key=settings.upstream_api_key,
+            entries=entries,
+            allow_private=settings.allow_private_urls,
+            local_url=settings.base_url(),
+            max_output_bytes=max(settings.max_input_bytes, 512 * 1024 * 1024),
+            unknown_models=unknown,
+        )
     ]
 
 

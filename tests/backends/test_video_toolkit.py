@@ -1,0 +1,251 @@
+"""The video toolkit backends, run for real on tiny videos made in the test with the bundled ffmpeg.
+
+`testsrc` clips (160x120 with a sine track) exercise the upscale path; a clip made from matplotlib's Grace Hopper
+portrait (the only photograph of a person an installed package ships) exercises the per-frame MediaPipe paths.
+A backend whose `availability()` is False is skipped with its own reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.backends.memory import MemoryContext
+
+from genmill.backends.base import Backend
+from genmill.backends.registry import builtin_backends
+from genmill.backends.video_toolkit import (
+    VideoBackgroundRemoveBackend,
+    VideoFaceSwapBackend,
+    VideoInfo,
+    VideoUpscaleBackend,
+    ffmpeg_exe,
+    probe,
+)
+from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
+
+pytestmark = pytest.mark.backends
+
+
+def ready(backend: Backend) -> Iterator[Backend]:
+    availability = backend.availability()
+    if not availability.ok:
+        pytest.skip(f"{backend.name} unavailable: {availability.reason}")
+    backend.load()
+    yield backend
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Iterator[Backend]:
+    yield from ready(VideoUpscaleBackend())
+
+
+@pytest.fixture(scope="module")
+def remover() -> Iterator[Backend]:
+    yield from ready(VideoBackgroundRemoveBackend())
+
+
+@pytest.fixture(scope="module")
+def swapper() -> Iterator[Backend]:
+    yield from ready(VideoFaceSwapBackend())
+
+
+def entry_for(backend: Backend) -> CatalogEntry:
+    model, task_type = backend.entries[0]
+    return CatalogEntry(model, task_type, TaskInput, price=lambda _: 0, family=model)
+
+
+def ref(data: bytes, kind: str = "video/mp4") -> str:
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
+
+
+def make_testsrc(tmp_path: Path, *, frames: int = 12, size: str = "160x120", audio: bool = True) -> bytes:
+    """A real H.264 MP4 from ffmpeg's test pattern at 12 fps, with an AAC sine track unless `audio` is False."""
+    out = tmp_path / f"src-{frames}-{size}-{audio}.mp4"
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={size}:rate=12",
+    ]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050", "-c:a", "aac"]
+    cmd += ["-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)]
+    subprocess.run(cmd, check=True, timeout=60)
+    return out.read_bytes()
+
+
+def make_from_image(tmp_path: Path, image: Image.Image, frames: int = 6) -> bytes:
+    """A short MP4 of one picture that drifts a pixel a frame (so frames differ), without audio."""
+    picture = tmp_path / "frame.png"
+    image.save(picture)
+    out = tmp_path / "picture.mp4"
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-loop",
+        "1",
+        "-framerate",
+        "6",
+        "-i",
+        str(picture),
+    ]
+    cmd += ["-vf", "crop=iw-8:ih:n:0,format=yuv420p", "-frames:v", str(frames), "-c:v", "libx264", str(out)]
+    subprocess.run(cmd, check=True, timeout=60)
+    return out.read_bytes()
+
+
+def portrait(width: int = 256, height: int = 300) -> Image.Image:
+    matplotlib = pytest.importorskip("matplotlib")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        pytest.skip(f"matplotlib's sample portrait is missing at {path}")
+    return Image.open(path).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def probe_output(tmp_path: Path, data: bytes, name: str = "out.mp4") -> VideoInfo:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return probe(path, "output")
+
+
+def run(backend: Backend, ctx: MemoryContext | None = None, **inputs: Any) -> tuple[dict[str, Any], MemoryContext]:
+    ctx = ctx or MemoryContext()
+    return backend.run(entry_for(backend), SimpleNamespace(**inputs), ctx), ctx  # type: ignore[arg-type]
+
+
+def test_registered() -> None:
+    names = {backend.name for backend in builtin_backends()}
+    assert {"ffmpeg-video-upscale", "mediapipe-video-face-swap", "mediapipe-video-background-remove"} <= names
+
+
+def test_upscale_doubles_size_keeps_frames_and_audio(upscaler: Backend, tmp_path: Path) -> None:
+    result, ctx = run(upscaler, video=ref(make_testsrc(tmp_path)))
+    url = result["video_url"]
+    assert ctx.outputs[url][1] == "video/mp4"
+    info = probe_output(tmp_path, ctx.output(url))
+    assert (info.width, info.height, info.frames) == (320, 240, 12)
+    assert info.codec == "h264"
+    assert info.audio_codec == "aac"
+    assert ctx.fractions[-1] == 1.0
+
+
+def test_upscale_without_audio(upscaler: Backend, tmp_path: Path) -> None:
+    result, ctx = run(upscaler, video=ref(make_testsrc(tmp_path, audio=False)))
+    info = probe_output(tmp_path, ctx.output(result["video_url"]))
+    assert (info.width, info.height, info.audio_codec) == (320, 240, None)
+
+
+def test_upscale_refuses_too_many_frames(upscaler: Backend, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"video: 250 frames, the limit is 240"):
+        run(upscaler, video=ref(make_testsrc(tmp_path, frames=250, size="32x24", audio=False)))
+
+
+def test_upscale_refuses_too_few_frames(upscaler: Backend, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"video: 5 frames, at least 10"):
+        run(upscaler, video=ref(make_testsrc(tmp_path, frames=5, audio=False)))
+
+
+def test_upscale_refuses_more_than_720p(upscaler: Backend, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"video: 1920x1080, the limit is 720p"):
+        run(upscaler, video=ref(make_testsrc(tmp_path, frames=10, size="1920x1080", audio=False)))
+
+
+def test_portrait_720p_is_accepted_by_the_limit_check(tmp_path: Path) -> None:
+    from genmill.backends.video_toolkit import check_video
+
+    check_video(VideoInfo(720, 1280, 30.0, 100, "h264", None), "video", max_frames=240)
+
+
+def test_refuses_non_video(upscaler: Backend) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buffer, format="PNG")
+    with pytest.raises(BackendError, match=r"video: not a decodable video"):
+        run(upscaler, video=ref(buffer.getvalue(), "image/png"))
+    with pytest.raises(BackendError, match=r"video: not a decodable video"):
+        run(upscaler, video=ref(b"\x00\x00\x00\x18ftypmp42 not really a video"))
+
+
+def test_refuses_oversized_file(upscaler: Backend) -> None:
+    with pytest.raises(BackendError, match=r"video: 10\.5 MB, the limit is 10 MB"):
+        run(upscaler, video=ref(b"\x00" * (10 * 1024 * 1024 + 512 * 1024)))
+
+
+class CancelAfterProgress(MemoryContext):
+    """Asks to stop as soon as the backend reports any progress (i.e. once it is under way)."""
+
+    def cancelled(self) -> bool:
+        return bool(self.fractions)
+
+
+def test_upscale_cancellation_stops(upscaler: Backend, tmp_path: Path) -> None:
+    ctx = CancelAfterProgress()
+    with pytest.raises(BackendError, match="cancelled"):
+        run(upscaler, ctx, video=ref(make_testsrc(tmp_path)))
+    assert ctx.outputs == {}
+
+
+def test_background_remove_writes_webm_with_alpha(remover: Backend, tmp_path: Path) -> None:
+    result, ctx = run(remover, video=ref(make_from_image(tmp_path, portrait())))
+    url = result["video_url"]
+    assert ctx.outputs[url][1] == "video/webm"
+    path = tmp_path / "out.webm"
+    path.write_bytes(ctx.output(url))
+    # The native VP9 decoder drops alpha; libvpx reads the alpha side data.
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-c:v", "libvpx-vp9", "-i", str(path)]
+    cmd += ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba", "-"]
+    raw = subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout
+    alpha = np.frombuffer(raw, dtype=np.uint8).reshape(300, 248, 4)[..., 3]
+    assert alpha[150, 124] > 200  # the face is kept
+    assert alpha[5, 5] < 50  # a top corner (background) is removed
+
+
+def test_background_remove_refuses_video_without_person(remover: Backend, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="video: no person was found"):
+        run(remover, video=ref(make_testsrc(tmp_path, audio=False)))
+
+
+def test_face_swap_every_frame(swapper: Backend, tmp_path: Path) -> None:
+    swap = portrait(240, 280).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    result, ctx = run(
+        swapper,
+        swap_image="data:image/png;base64," + base64.b64encode(_png(swap)).decode(),
+        target_video=ref(make_from_image(tmp_path, portrait())),
+        swap_faces_index="0",
+        target_faces_index="0",
+    )
+    info = probe_output(tmp_path, ctx.output(result["video_url"]))
+    assert (info.width, info.height, info.frames) == (248, 300, 6)
+    assert any("faces swapped in 6 frames" in line for line in ctx.logs)
+
+
+def test_face_swap_refuses_video_without_face(swapper: Backend, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="target_video: no face was found"):
+        run(
+            swapper,
+            swap_image="data:image/png;base64," + base64.b64encode(_png(portrait())).decode(),
+            target_video=ref(make_testsrc(tmp_path, audio=False)),
+        )
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
