@@ -303,6 +303,18 @@ def swap_face(source: NDArray[np.uint8], swap: Face, target: NDArray[np.uint8], 
     return result
 
 
+def face_index_pairs(inputs: TaskInput) -> tuple[list[int], list[int]]:
+    """`swap_faces_index` and `target_faces_index` parsed, checked to pair up one to one."""
+    swap_indexes = parse_indexes(field_value(inputs, "swap_faces_index", "0"), "swap_faces_index")
+    target_indexes = parse_indexes(field_value(inputs, "target_faces_index", "0"), "target_faces_index")
+    if len(swap_indexes) != len(target_indexes):
+        raise BackendError(
+            f"swap_faces_index: lists {len(swap_indexes)} faces but target_faces_index lists "
+            f"{len(target_indexes)}; they pair up one to one"
+        )
+    return swap_indexes, target_indexes
+
+
 def parse_indexes(value: Any, field: str) -> list[int]:
     """`"0,2"` -> [0, 2]; PiAPI sends face indexes as a comma-separated string (an int is accepted too)."""
     text = str(value).strip() if value is not None else "0"
@@ -341,13 +353,7 @@ class FaceSwapBackend(Backend):
         self.load()
         multi = entry.task_type == "multi-face-swap"
         if multi:
-            swap_indexes = parse_indexes(field_value(inputs, "swap_faces_index", "0"), "swap_faces_index")
-            target_indexes = parse_indexes(field_value(inputs, "target_faces_index", "0"), "target_faces_index")
-            if len(swap_indexes) != len(target_indexes):
-                raise BackendError(
-                    f"swap_faces_index: lists {len(swap_indexes)} faces but target_faces_index lists "
-                    f"{len(target_indexes)}; they pair up one to one"
-                )
+            swap_indexes, target_indexes = face_index_pairs(inputs)
             repeated = sorted({i for i in target_indexes if target_indexes.count(i) > 1})
             if repeated:
                 raise BackendError(f"target_faces_index: face {repeated[0]} is listed more than once")

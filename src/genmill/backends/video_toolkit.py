@@ -31,7 +31,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.base import Availability, Backend, RunContext
-from genmill.backends.faces import FACE_MESH_FILES, Face, FaceFinder, mediapipe_availability, parse_indexes, swap_face
+from genmill.backends.faces import (
+    FACE_MESH_FILES,
+    Face,
+    FaceFinder,
+    face_index_pairs,
+    mediapipe_availability,
+    swap_face,
+)
 from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
 from genmill.catalog._common import MAX_VIDEO_BYTES
 from genmill.catalog.video_toolkit import (
@@ -361,13 +368,7 @@ class VideoFaceSwapBackend(Backend):
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
-        swap_indexes = parse_indexes(field_value(inputs, "swap_faces_index", "0"), "swap_faces_index")
-        target_indexes = parse_indexes(field_value(inputs, "target_faces_index", "0"), "target_faces_index")
-        if len(swap_indexes) != len(target_indexes):
-            raise BackendError(
-                f"swap_faces_index: lists {len(swap_indexes)} faces but target_faces_index lists "
-                f"{len(target_indexes)}; they pair up one to one"
-            )
+        swap_indexes, target_indexes = face_index_pairs(inputs)
         source = np.asarray(load_image(ctx, inputs, "swap_image").convert("RGB"), dtype=np.uint8)
         swaps = self._finder.find(source)
         if not swaps:
