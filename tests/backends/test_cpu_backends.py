@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext
+from tests.backends.memory import MemoryContext, image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.backends.image_toolkit import (
@@ -39,23 +39,6 @@ pytestmark = pytest.mark.backends
 def entry_for(backend: Backend) -> CatalogEntry:
     model, task_type = backend.entries[0]
     return CatalogEntry(model, task_type, TaskInput, price=lambda _: 0, family=model)
-
-
-def image_ref(image: Image.Image, fmt: str = "PNG") -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def ready(backend: Backend) -> Iterator[Backend]:
-    """Skip when the backend cannot run here; otherwise load it once and report how long that took."""
-    availability = backend.availability()
-    if not availability.ok:
-        pytest.skip(f"{backend.name} unavailable: {availability.reason}")
-    started = time.perf_counter()
-    backend.load()
-    print(f"\n{backend.name}: load {time.perf_counter() - started:.2f}s")
-    yield backend
 
 
 @pytest.fixture(scope="module")

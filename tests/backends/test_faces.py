@@ -8,7 +8,6 @@ Backends that cannot run here are skipped with their own reason.
 
 from __future__ import annotations
 
-import base64
 import io
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext
+from tests.backends.memory import MemoryContext, image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.backends.faces import Face, FaceFinder, FaceSwapBackend, parse_indexes
@@ -37,20 +36,6 @@ def bytes_of(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def image_ref(image: Image.Image, fmt: str = "PNG") -> str:
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(bytes_of(image, fmt)).decode()
-
-
-def ready(backend: Backend) -> Iterator[Backend]:
-    availability = backend.availability()
-    if not availability.ok:
-        pytest.skip(f"{backend.name} unavailable: {availability.reason}")
-    started = time.perf_counter()
-    backend.load()
-    print(f"\n{backend.name}: load {time.perf_counter() - started:.2f}s")
-    yield backend
 
 
 @pytest.fixture(scope="module")
