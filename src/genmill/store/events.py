@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genmill.domain.records import EventRef, TaskEvent
+from genmill.domain.records import EventRef, Task, TaskEvent
 from genmill.domain.wire import task_public
 from genmill.store.base import PENDING_EVENTS, Queries
 from genmill.store.mapping import to_task
@@ -20,8 +20,11 @@ STATUS = "status"
 PROGRESS = "progress"
 
 
-def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> int:
-    """Snapshot the task as GET shows it now, append the event, and queue a webhook delivery if configured."""
+def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> Task:
+    """Snapshot the task as GET shows it now, append the event, and queue a webhook delivery if configured.
+
+    Returns the task as it was snapshotted, so a caller that needs it again does not read it a second time.
+    """
     task = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one())
     result = conn.execute(
         sa.insert(task_events).values(
@@ -56,7 +59,7 @@ def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> int:
     if conn.dialect.name == "postgresql":
         # Delivered by PostgreSQL at commit, to every replica listening (see genmill.store.notify).
         conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, encode_ref(ref))))
-    return event_id
+    return task
 
 
 def encode_ref(ref: EventRef) -> str:

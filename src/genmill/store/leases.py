@@ -135,9 +135,7 @@ class LeaseStore(Queries):
                 updated_at=now,
             )
         )
-        emit(conn, task.task_id, STATUS, now)
-        claimed = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task.task_id)).one())
-        return Claim(claimed, lease_id, expires)
+        return Claim(emit(conn, task.task_id, STATUS, now), lease_id, expires)
 
     def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:
         row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id).with_for_update()).one_or_none()

@@ -47,7 +47,8 @@ class TaskStore(Queries):
                 existing = self._replay(conn, new.account_id, idempotency, now)
                 if existing is not None:
                     return existing, True
-            task_id = self._insert(conn, new, account, now)
+            task = self._insert(conn, new, account, now)
+            task_id = task.task_id
             if idempotency is not None:
                 conn.execute(
                     sa.insert(idempotency_keys).values(
@@ -59,8 +60,7 @@ class TaskStore(Queries):
                         expires_at=now + idempotency.ttl,
                     )
                 )
-            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
-        return to_task(row), False
+        return task, False
 
     @staticmethod
     def _replay(conn: sa.Connection, account_id: str, idempotency: Idempotency, now: datetime) -> Task | None:
@@ -85,7 +85,7 @@ class TaskStore(Queries):
             )
         return to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == row.task_id)).one())
 
-    def _insert(self, conn: sa.Connection, new: NewTask, account: Account, now: datetime) -> str:
+    def _insert(self, conn: sa.Connection, new: NewTask, account: Account, now: datetime) -> Task:
         task_id = str(uuid.uuid4())
         status = TaskStatus.PENDING
         if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
@@ -126,8 +126,7 @@ class TaskStore(Queries):
                 updated_at=now,
             )
         )
-        emit(conn, task_id, STATUS, now)
-        return task_id
+        return emit(conn, task_id, STATUS, now)
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
