@@ -220,6 +220,27 @@ def test_claims_are_fair_across_accounts(store: Store) -> None:
     assert second.task.task_id == quiet_task  # then the account with nothing processing, ahead of older tasks
 
 
+def test_when_every_account_is_busy_the_least_loaded_goes_first(store: Store) -> None:
+    heavy = store.accounts.create_account("heavy", credits=10_000, max_concurrency=10)
+    light = store.accounts.create_account("light", credits=10_000, max_concurrency=10)
+    heavy_tasks = [store.tasks.create(new_task(heavy.account_id))[0].task_id for _ in range(4)]
+    light_tasks = [store.tasks.create(new_task(light.account_id))[0].task_id for _ in range(3)]
+    claims = [store.leases.claim_next_task(f"w{i}", CAPS, 30) for i in range(7)]
+    order = [c.task.task_id for c in claims if c is not None]
+    # heavy's oldest first (nobody busy); then light (0 processing) twice until it leads 2:1, and so on: the
+    # account with fewer processing tasks always goes next, each account's own tasks oldest first.
+    assert order == [
+        heavy_tasks[0],
+        light_tasks[0],
+        heavy_tasks[1],
+        light_tasks[1],
+        heavy_tasks[2],
+        light_tasks[2],
+        heavy_tasks[3],
+    ]
+    assert store.leases.claim_next_task("w7", CAPS, 30) is None
+
+
 def test_private_pool_tasks_are_claimed_only_from_that_pool(store: Store) -> None:
     acct = store.accounts.create_account("a", credits=1000)
     private = NewTask(**{**new_task(acct.account_id).__dict__, "pool": acct.account_id})

@@ -8,11 +8,12 @@ a change that might still roll back.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import sqlalchemy as sa
 
 from genmill.domain.records import EventRef
+from genmill.store.engine import write_lock
 
 PENDING_EVENTS = "genmill.pending_events"
 READ_ONLY = "genmill_read_only"
@@ -27,6 +28,7 @@ class Queries:
     def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
         self.engine = engine
         self.publish: Publisher = publish or _no_publisher
+        self._write_lock = write_lock(engine)
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -37,7 +39,8 @@ class Queries:
 
     @contextmanager
     def tx(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
+        """A write transaction; on SQLite, threads of this process queue for it on `write_lock` first."""
+        with self._write_lock or nullcontext(), self.engine.begin() as conn:
             conn.info[PENDING_EVENTS] = []
             yield conn
             events: list[EventRef] = conn.info.pop(PENDING_EVENTS, [])

@@ -20,21 +20,31 @@ STATUS = "status"
 PROGRESS = "progress"
 
 
-def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> Task:
+SELECT_TASK = sa.select(tasks).where(tasks.c.task_id == sa.bindparam("b_task_id"))
+_INSERT_EVENT = sa.insert(task_events)
+_INSERT_DELIVERY = sa.insert(webhook_deliveries)
+_NOTIFY = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, sa.bindparam("b_payload")))
+
+
+def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime, *, task: Task | None = None) -> Task:
     """Snapshot the task as GET shows it now, append the event, and queue a webhook delivery if configured.
 
-    Returns the task as it was snapshotted, so a caller that needs it again does not read it a second time.
+    `task` is the task as this transaction has just written it, when the caller knows it exactly (it saves
+    reading the row back); otherwise the row is read. Returns the task as it was snapshotted, so a caller that
+    needs it again does not read it a second time.
     """
-    task = to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one())
+    if task is None:
+        task = to_task(conn.execute(SELECT_TASK, {"b_task_id": task_id}).one())
     result = conn.execute(
-        sa.insert(task_events).values(
-            task_id=task.task_id,
-            account_id=task.account_id,
-            kind=kind,
-            status=task.status.value,
-            snapshot=task_public(task),
-            created_at=now,
-        )
+        _INSERT_EVENT,
+        {
+            "task_id": task.task_id,
+            "account_id": task.account_id,
+            "kind": kind,
+            "status": task.status.value,
+            "snapshot": task_public(task),
+            "created_at": now,
+        },
     )
     key = result.inserted_primary_key
     assert key is not None
@@ -42,23 +52,24 @@ def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime) -> Task:
     endpoint = str(((task.config or {}).get("webhook_config") or {}).get("endpoint") or "")
     if endpoint:
         conn.execute(
-            sa.insert(webhook_deliveries).values(
-                delivery_id=f"msg_{uuid.uuid4().hex}",
-                event_id=event_id,
-                task_id=task.task_id,
-                account_id=task.account_id,
-                endpoint=endpoint,
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            _INSERT_DELIVERY,
+            {
+                "delivery_id": f"msg_{uuid.uuid4().hex}",
+                "event_id": event_id,
+                "task_id": task.task_id,
+                "account_id": task.account_id,
+                "endpoint": endpoint,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
         )
     ref = EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, bool(endpoint))
     conn.info.setdefault(PENDING_EVENTS, []).append(ref)
     if conn.dialect.name == "postgresql":
         # Delivered by PostgreSQL at commit, to every replica listening (see genmill.store.notify).
-        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, encode_ref(ref))))
+        conn.execute(_NOTIFY, {"b_payload": encode_ref(ref)})
     return task
 
 

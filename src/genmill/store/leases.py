@@ -8,6 +8,7 @@ later call must present the lease id, so a task completes — and bills — exac
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.domain.timefmt import utcnow
 from genmill.errors import Conflict
-from genmill.store.base import Queries
+from genmill.store.base import Publisher, Queries
 from genmill.store.events import PROGRESS, STATUS, emit
 from genmill.store.mapping import to_task
-from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged
+from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
 from genmill.store.tables import accounts, tasks
 
 LOST_WORKER_CODE = 10002
@@ -45,7 +46,19 @@ class SweepResult:
     promoted: list[str] = field(default_factory=list)
 
 
+MAX_CACHED_CLAIMS = 256
+_PROCESSING_LOADS = (
+    sa.select(tasks.c.account_id, sa.func.count())
+    .where(tasks.c.status == TaskStatus.PROCESSING.value)
+    .group_by(tasks.c.account_id)
+)
+
+
 class LeaseStore(Queries):
+    def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
+        super().__init__(engine, publish)
+        self._claim_statements: dict[tuple[tuple[tuple[str, str], ...], str], sa.Select[Any]] = {}
+
     def claim_next_task(
         self,
         worker_id: str,
@@ -58,29 +71,52 @@ class LeaseStore(Queries):
 
         Among runnable pending tasks of the worker's pool, the account with the fewest tasks already processing
         goes first (so one busy account cannot starve the others), then higher priority, then the oldest.
+
+        Done as a few index seeks rather than one query that ranks every pending task: the processing tasks
+        (few: at most one per worker slot) give each busy account's load; the best task of the idle accounts is
+        taken first, and only when they have none are the busy accounts tried, least loaded first.
         """
-        caps = list(capabilities)
+        caps = tuple(sorted(set(capabilities)))
         if not caps:
             return None
-        can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
-        running = tasks.alias("running")
-        load = (
-            sa.select(sa.func.count())
-            .where(running.c.account_id == tasks.c.account_id, running.c.status == TaskStatus.PROCESSING.value)
-            .scalar_subquery()
-        )
         now = utcnow()
         with self.tx() as conn:
-            row = conn.execute(
-                sa.select(tasks)
-                .where(tasks.c.status == TaskStatus.PENDING.value, tasks.c.pool == pool, can_run)
-                .order_by(load, tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
-                .limit(1)
-                .with_for_update(of=tasks, skip_locked=True)
-            ).one_or_none()
+            loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
+            params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
+            row = conn.execute(self._claim_statement(caps, "idle" if loads else "any"), params).one_or_none()
+            for level in sorted(set(loads.values())) if row is None else ():
+                params["b_accounts"] = [account for account, load in loads.items() if load == level]
+                row = conn.execute(self._claim_statement(caps, "among"), params).one_or_none()
+                if row is not None:
+                    break
             if row is None:
                 return None
             return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+
+    def _claim_statement(self, caps: tuple[tuple[str, str], ...], accounts: str) -> sa.Select[Any]:
+        """The next-task query for one capability set, built once and reused (building costs more than running).
+
+        `accounts` is "any", "idle" (not among `b_accounts`) or "among" (`b_accounts` only).
+        """
+        key = (caps, accounts)
+        statement = self._claim_statements.get(key)
+        if statement is None:
+            can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
+            statement = sa.select(tasks).where(
+                tasks.c.status == TaskStatus.PENDING.value, tasks.c.pool == sa.bindparam("b_pool"), can_run
+            )
+            if accounts != "any":
+                chosen = tasks.c.account_id.in_(sa.bindparam("b_accounts", expanding=True))
+                statement = statement.where(chosen if accounts == "among" else sa.not_(chosen))
+            statement = (
+                statement.order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if len(self._claim_statements) >= MAX_CACHED_CLAIMS:
+                self._claim_statements.clear()
+            self._claim_statements[key] = statement
+        return statement
 
     def claim_matching(
         self,
@@ -119,29 +155,35 @@ class LeaseStore(Queries):
 
     @staticmethod
     def _lease(conn: sa.Connection, task: Task, worker_id: str, lease_seconds: float, now: datetime) -> Claim:
-        status = transition(task.status, TaskEvent.CLAIM)
-        lease_id = str(uuid.uuid4())
-        expires = now + timedelta(seconds=lease_seconds)
-        conn.execute(
-            sa.update(tasks)
-            .where(tasks.c.task_id == task.task_id)
-            .values(
-                status=status.value,
-                attempts=task.attempts + 1,
-                lease_id=lease_id,
-                lease_expires_at=expires,
-                worker_id=worker_id,
-                started_at=task.started_at or now,
-                updated_at=now,
-            )
+        leased = dataclasses.replace(
+            task,
+            status=transition(task.status, TaskEvent.CLAIM),
+            attempts=task.attempts + 1,
+            lease_id=str(uuid.uuid4()),
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id,
+            started_at=task.started_at or now,
         )
-        return Claim(emit(conn, task.task_id, STATUS, now), lease_id, expires)
+        update_task(
+            conn,
+            task.task_id,
+            {
+                "status": leased.status.value,
+                "attempts": leased.attempts,
+                "lease_id": leased.lease_id,
+                "lease_expires_at": leased.lease_expires_at,
+                "worker_id": worker_id,
+                "started_at": leased.started_at,
+                "updated_at": now,
+            },
+        )
+        assert leased.lease_id is not None and leased.lease_expires_at is not None
+        return Claim(emit(conn, task.task_id, STATUS, now, task=leased), leased.lease_id, leased.lease_expires_at)
 
     def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:
-        row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id).with_for_update()).one_or_none()
-        if row is None:
+        task = select_task(conn, task_id, lock=True)
+        if task is None:
             raise Conflict(f"task {task_id} does not exist")
-        task = to_task(row)
         if task.status is not TaskStatus.PROCESSING or task.lease_id != lease_id:
             raise Conflict(
                 f"lease {lease_id} on task {task_id} is no longer valid (task is {task.status.value})",
@@ -163,14 +205,14 @@ class LeaseStore(Queries):
         expires = now + timedelta(seconds=lease_seconds)
         with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
-            values: dict[str, Any] = {"lease_expires_at": expires, "updated_at": now}
+            values: dict[str, Any] = {"lease_expires_at": expires}
             if logs:
                 values["logs"] = (task.logs + clip(logs))[-MAX_LOG_LINES:]
             if detail is not None:
                 values["detail"] = detail
-            conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id).values(**values))
+            update_task(conn, task_id, {**values, "updated_at": now})
             if logs or detail is not None:
-                emit(conn, task_id, PROGRESS, now)
+                emit(conn, task_id, PROGRESS, now, task=dataclasses.replace(task, **values))
         return expires
 
     def complete(
@@ -184,9 +226,8 @@ class LeaseStore(Queries):
     ) -> list[str]:
         """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
         with self.tx() as conn:
-            task = self._locked_lease(conn, task_id, lease_id)
-            self._flush(conn, task, logs, detail)
-            return end_task(conn, self._reload(conn, task_id), TaskEvent.COMPLETE, utcnow(), output=output)
+            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
+            return end_task(conn, task, TaskEvent.COMPLETE, utcnow(), output=output)
 
     def fail(
         self,
@@ -199,23 +240,21 @@ class LeaseStore(Queries):
     ) -> list[str]:
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
-            task = self._locked_lease(conn, task_id, lease_id)
-            self._flush(conn, task, logs, detail)
-            return end_task(conn, self._reload(conn, task_id), TaskEvent.FAIL, utcnow(), error=error)
+            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
+            return end_task(conn, task, TaskEvent.FAIL, utcnow(), error=error)
 
     @staticmethod
-    def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> None:
+    def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
+        """Write the last logs and detail a worker sends with its result; returns the task as now stored."""
         values: dict[str, Any] = {}
         if logs:
             values["logs"] = (task.logs + clip(logs))[-MAX_LOG_LINES:]
         if detail is not None:
             values["detail"] = detail
-        if values:
-            conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id).values(**values))
-
-    @staticmethod
-    def _reload(conn: sa.Connection, task_id: str) -> Task:
-        return to_task(conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one())
+        if not values:
+            return task
+        update_task(conn, task.task_id, values)
+        return dataclasses.replace(task, **values)
 
     def sweep_expired_leases(self, *, limit: int = 100) -> SweepResult:
         """Requeue tasks whose worker stopped heartbeating; fail (with refund) those out of attempts.

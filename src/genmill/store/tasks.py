@@ -6,6 +6,7 @@ the staged limit and the credit freeze are decided on a consistent view on SQLit
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,11 @@ from genmill.store.events import STATUS, emit
 from genmill.store.mapping import to_task
 from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
 from genmill.store.tables import idempotency_keys, tasks
+
+_INSERT_TASK = sa.insert(tasks)
+_SELECT_OWN_TASK = sa.select(tasks).where(
+    tasks.c.task_id == sa.bindparam("b_task_id"), tasks.c.account_id == sa.bindparam("b_account_id")
+)
 
 
 class TaskStore(Queries):
@@ -99,41 +105,40 @@ class TaskStore(Queries):
             status = TaskStatus.STAGED
         # Freeze before the insert: InsufficientCredits leaves nothing written.
         move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
-        conn.execute(
-            sa.insert(tasks).values(
-                task_id=task_id,
-                account_id=new.account_id,
-                model=new.model,
-                task_type=new.task_type,
-                family=new.family,
-                status=status.value,
-                input=new.input,
-                config=new.config,
-                output=None,
-                detail=None,
-                logs=[],
-                error=None,
-                price=new.price,
-                frozen_credits=new.price,
-                consumed_credits=0,
-                service_mode=new.service_mode,
-                priority=new.priority,
-                attempts=0,
-                max_attempts=new.max_attempts,
-                retention_seconds=new.retention_seconds,
-                pool=new.pool,
-                created_at=now,
-                updated_at=now,
-            )
+        task = Task(
+            task_id=task_id,
+            account_id=new.account_id,
+            model=new.model,
+            task_type=new.task_type,
+            family=new.family,
+            status=status,
+            input=new.input,
+            config=new.config,
+            output=None,
+            detail=None,
+            logs=[],
+            error=None,
+            price=new.price,
+            frozen_credits=new.price,
+            consumed_credits=0,
+            service_mode=new.service_mode,
+            priority=new.priority,
+            attempts=0,
+            max_attempts=new.max_attempts,
+            created_at=now,
+            started_at=None,
+            ended_at=None,
+            retention_seconds=new.retention_seconds,
+            pool=new.pool,
         )
-        return emit(conn, task_id, STATUS, now)
+        row = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
+        conn.execute(_INSERT_TASK, {**row, "status": status.value, "updated_at": now})
+        return emit(conn, task_id, STATUS, now, task=task)
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
         with self.read() as conn:
-            row = conn.execute(
-                sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.account_id == account_id)
-            ).one_or_none()
+            row = conn.execute(_SELECT_OWN_TASK, {"b_task_id": task_id, "b_account_id": account_id}).one_or_none()
         if row is None:
             raise NotFound(f"task {task_id} not found")
         return to_task(row)
