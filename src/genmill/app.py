@@ -20,6 +20,7 @@ from genmill.api import account, files, models, tasks, webhooks, workers
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
+from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
@@ -91,6 +92,7 @@ class Runtime:
             else None
         )
         self.wakeup = self.bus.workers
+        self.keys = KeyCache(settings.auth_cache_seconds)
         self.tasks = TaskService(
             self.store,
             self.files,
@@ -160,6 +162,7 @@ class Runtime:
             inputs=self.inputs,
             lease_seconds=self.settings.lease_seconds,
             heartbeat_seconds=self.settings.heartbeat_seconds,
+            keys=self.keys,
         )
 
     def log_backends(self) -> None:

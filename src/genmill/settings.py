@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         "", description="Comma-separated `model` or `model/task_type` entries to forward; empty forwards none."
     )
 
+    auth_cache_seconds: float = Field(
+        10.0, ge=0, description="How long a process trusts a checked API key before checking it again (0: always)."
+    )
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
     fetch_timeout: float = 20.0
     max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")

@@ -32,6 +32,16 @@ def test_auth_errors_use_the_envelope(api: Api) -> None:
     assert api.client.get("/account/info", headers={"x-api-key": api.key}).status_code == 200
 
 
+def test_a_revoked_key_is_refused_once_its_cached_check_lapses(api: Api) -> None:
+    assert api.client.get("/account/info", headers=api.h()).status_code == 200  # now cached
+    key_id = next(k.key_id for k in api.runtime.store.accounts.list_keys() if k.name == "k1")
+    api.runtime.store.accounts.revoke_key(key_id)  # as `genmill keys revoke` does, from another process
+    assert api.client.get("/account/info", headers=api.h()).status_code == 200  # within the cache lifetime
+    api.runtime.keys.clear()  # the lifetime (GENMILL_AUTH_CACHE_SECONDS) has passed
+    assert api.client.get("/account/info", headers=api.h()).status_code == 401
+    assert api.client.get("/account/info", headers=api.h(api.key2)).status_code == 200
+
+
 def test_framework_errors_use_the_envelope(api: Api) -> None:
     r = api.client.get("/api/v1/nowhere", headers=api.h())
     assert r.status_code == 404 and r.json()["code"] == 404 and "detail" not in r.json()

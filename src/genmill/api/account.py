@@ -18,7 +18,8 @@ router = APIRouter(tags=["account"])
 
 
 @router.get("/account/info", summary="Account credits and limits")
-def account_info(account: AccountDep) -> dict[str, Any]:
+def account_info(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
+    account = services.store.accounts.get(account.account_id)  # fresh balances, never the key cache's copy
     b = account.balances
     return ok(
         {

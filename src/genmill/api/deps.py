@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
+from genmill.api.keycache import KeyCache
 from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
@@ -32,6 +34,7 @@ class Services:
     inputs: InputResolver
     lease_seconds: float
     heartbeat_seconds: float
+    keys: KeyCache
 
 
 def get_services(request: Request) -> Services:
@@ -39,14 +42,18 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
+async def get_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
+    """The caller's account. Async so that a cached key costs no trip through the thread pool."""
     # Starlette header lookup is case-insensitive: X-API-Key, x-api-key, X-Api-Key all match.
     key = request.headers.get("x-api-key", "").strip()
     if not key:
         raise Unauthorized("missing API key: send it in the X-API-Key header")
-    account = services.store.accounts.authenticate(key)
+    account = services.keys.get(key)
     if account is None:
-        raise Unauthorized("invalid API key")
+        account = await run_in_threadpool(services.store.accounts.authenticate, key)
+        if account is None:
+            raise Unauthorized("invalid API key")
+        services.keys.put(key, account)
     return account
 
 
