@@ -1,4 +1,4 @@
-"""The worker: claim a task, run its backend in this thread with a heartbeat beside it, then complete or fail.
+"""The worker: claim a task, run its backend in this thread while its lease is renewed, then complete or fail.
 
 The same class runs in the server's process (`LocalTransport`) and, later, on remote machines; it never touches
 the store or the event loop directly.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from genmill.domain.records import Claim
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet
+from genmill.worker.heartbeats import Heartbeats
 from genmill.worker.transport import WorkerTransport
 
 log = logging.getLogger("genmill.worker")
@@ -89,8 +91,19 @@ class Worker:
         self.idle_wait_seconds = idle_wait_seconds
         self.capabilities = capabilities if capabilities is not None else backends.capabilities()
         self.batch_wait_seconds = batch_wait_seconds
+        self.heartbeats = Heartbeats(
+            lambda claim, logs, detail: transport.heartbeat(claim, lease_seconds, logs, detail),
+            heartbeat_seconds,
+            name=f"{worker_id}-heartbeat",
+        )
 
     def run_forever(self, stop: threading.Event) -> None:
+        try:
+            self._claim_until(stop)
+        finally:
+            self.heartbeats.close()
+
+    def _claim_until(self, stop: threading.Event) -> None:
         capabilities = self.capabilities
         while not stop.is_set():
             try:
@@ -149,13 +162,16 @@ class Worker:
 
     def _run_group(self, entry: CatalogEntry, backend: Backend, claims: list[Claim]) -> None:
         ctxs = [TaskContext(c, entry, self.transport) for c in claims]
-        stop_beat = threading.Event()
-        beats = [
-            threading.Thread(target=self._heartbeat, args=(c, ctx, stop_beat), daemon=True)
-            for c, ctx in zip(claims, ctxs, strict=True)
-        ]
-        for beat in beats:
-            beat.start()
+        with ExitStack() as beating:
+            for c, ctx in zip(claims, ctxs, strict=True):
+                beating.enter_context(self.heartbeats.watch(c, ctx))
+            results = self._run_backend(entry, backend, claims, ctxs)
+        for c, ctx, result in zip(claims, ctxs, results, strict=True):
+            self._settle(c, ctx, result)
+
+    def _run_backend(
+        self, entry: CatalogEntry, backend: Backend, claims: list[Claim], ctxs: list[TaskContext]
+    ) -> list[dict[str, Any] | Exception]:
         results: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(claims)
         runnable: list[int] = []
         inputs: list[TaskInput] = []
@@ -185,12 +201,7 @@ class Worker:
         except Exception as exc:  # loading the model failed: every task of the group fails with it
             for i in runnable:
                 results[i] = exc
-        finally:
-            stop_beat.set()
-            for beat in beats:
-                beat.join()
-        for c, ctx, result in zip(claims, ctxs, results, strict=True):
-            self._settle(c, ctx, result)
+        return results
 
     def _settle(self, claim: Claim, ctx: TaskContext, result: dict[str, Any] | Exception) -> None:
         task = claim.task
@@ -233,14 +244,3 @@ class Worker:
             self.transport.fail(claim, error, [], None)
         except Exception:
             log.exception("task %s: could not record the failure", claim.task.task_id)
-
-    def _heartbeat(self, claim: Claim, ctx: TaskContext, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_seconds):
-            logs, detail = ctx.drain()
-            try:
-                self.transport.heartbeat(claim, self.lease_seconds, logs, detail)
-            except Conflict:
-                ctx.lost.set()
-                return
-            except Exception:
-                log.exception("task %s: heartbeat failed; will retry", claim.task.task_id)
