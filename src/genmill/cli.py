@@ -112,7 +112,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from genmill.backends.registry import discover_backends, upstream_backends
+    from genmill.backends.registry import discover_backends, upstream_backends, why_not_served
     from genmill.catalog import build_catalog
     from genmill.worker.backendset import BackendSet
 
@@ -126,7 +126,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if backends.can_run(entry.model, entry.task_type):
             print(f"available  {entry.model}  {entry.task_type}")
         else:
-            why = reasons.get(entry.key) or "no backend for this entry is installed"
+            why = reasons.get(entry.key) or why_not_served(entry.model, entry.task_type)
             print(f"missing    {entry.model}  {entry.task_type}  ({why})")
     return 0
 

@@ -16,6 +16,7 @@ import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from genmill.backends.audio_models import ACE_STEP_EDIT_REASON, audio_backends
 from genmill.backends.base import Backend
 from genmill.backends.echo import EchoBackend
 from genmill.backends.faces import FaceSwapBackend
@@ -24,7 +25,9 @@ from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackg
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
+from genmill.backends.video_models import video_backends
 from genmill.backends.video_toolkit import VideoBackgroundRemoveBackend, VideoFaceSwapBackend, VideoUpscaleBackend
+from genmill.backends.wan import CAMERA_REASON
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
 from genmill.settings import Settings
@@ -41,7 +44,53 @@ working directory like the data folder; see docs/backends.md for the layout."""
 def model_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:
     """Backends whose weights are folders under `models_dir`: only folders that exist become backends, so a
     server without weights does not list every model it could serve."""
-    return flux_backends(models_dir)
+    return [*flux_backends(models_dir), *video_backends(models_dir), *audio_backends(models_dir)]
+
+
+TRELLIS_REASON = (
+    "no backend: Microsoft's TRELLIS is not published on PyPI (the PyPI name `trellis` is an unrelated Python 2 "
+    "package that does not build) and needs CUDA-only extensions (spconv, kaolin, nvdiffrast); forward it to a "
+    "PiAPI-compatible API with GENMILL_UPSTREAM_MODELS=Qubico/trellis"
+)
+
+_WEIGHTS_NEEDED: dict[str, str] = {
+    # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).
+    "Qubico/flux1-dev": "flux1-dev/ (FLUX.1-dev, diffusers format)",
+    "Qubico/flux1-schnell": "flux1-schnell/ (FLUX.1-schnell)",
+    "Qubico/flux1-dev-advanced": "flux1-dev/, flux1-fill-dev/, flux1-kontext-dev/, flux1-redux-dev/ or "
+    "flux1-dev-controlnet-<type>/, by task type",
+    "Qubico/wanx/txt2video-1.3b": "wan2.1-t2v-1.3b/",
+    "Qubico/wanx/txt2video-14b": "wan2.1-t2v-14b/",
+    "Qubico/wanx/txt2video-14b-lora": "wan2.1-t2v-14b/ and wan-loras/",
+    "Qubico/wanx/img2video-14b": "wan2.1-i2v-14b/",
+    "Qubico/wanx/img2video-14b-lora": "wan2.1-i2v-14b/ and wan-loras/",
+    "Qubico/wanx/img2video-14b-keyframe": "wan2.1-flf2v-14b/ (Wan first-last-frame)",
+    "Qubico/wanx/wan22-txt2video-14b": "wan2.2-t2v-a14b/",
+    "Qubico/wanx/wan22-img2video-14b": "wan2.2-i2v-a14b/",
+    "Qubico/hug-video": "wan2.1-i2v-14b/ (AI Hug runs on Wan image-to-video)",
+    "Qubico/skyreels": "skyreels-v2-i2v/",
+    "Qubico/hunyuan": "hunyuanvideo/ (and hunyuan-loras/ for txt2video-lora)",
+    "Qubico/hunyuan/img2video-concat": "hunyuanvideo-i2v-concat/",
+    "Qubico/hunyuan/img2video-replace": "hunyuanvideo-i2v-replace/",
+    "Qubico/framepack": "framepack/ (HunyuanVideo FramePack)",
+    "Qubico/ace-step": "musicgen/ (MusicGen stands in for ACE-Step)",
+    "Qubico/diffrhythm": "musicgen/ (MusicGen stands in for DiffRhythm)",
+    "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio)",
+}
+
+
+def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
+    """Why no backend is listed for a catalog entry at all (when one is listed, its availability says why)."""
+    if model == "Qubico/trellis":
+        return TRELLIS_REASON
+    if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
+        return CAMERA_REASON
+    if (model, task_type) == ("Qubico/ace-step", "edit"):
+        return ACE_STEP_EDIT_REASON
+    folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
+    if folder:
+        return f"no weights: put {folder} under {models_dir}/ and install genmill[diffusers] (docs/backends.md)"
+    return "no backend for this entry is installed"
 
 
 def builtin_backends() -> list[Backend]:

@@ -1,0 +1,27 @@
+"""`genmill models` says, for every catalog entry, what would make it run here (or why nothing can)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genmill.backends.registry import TRELLIS_REASON, why_not_served
+from genmill.catalog import build_catalog
+
+GENERIC = "no backend for this entry is installed"
+BUILTIN_FAMILIES = {"image-toolkit", "video-toolkit", "tts", "echo"}
+
+
+def test_every_model_entry_names_its_weights_or_why_it_cannot_run() -> None:
+    for entry in build_catalog():
+        if entry.family in BUILTIN_FAMILIES:
+            continue  # served by the CPU backends that ship with genmill
+        why = why_not_served(entry.model, entry.task_type, Path("weights"))
+        assert why != GENERIC, entry.key
+        assert "weights/" in why or "not served" in why or "no backend:" in why or "camera" in why, (entry.key, why)
+
+
+def test_specific_reasons() -> None:
+    assert why_not_served("Qubico/trellis", "text-to-3d") == TRELLIS_REASON
+    assert "wan2.1-flf2v-14b/" in why_not_served("Qubico/wanx", "img2video-14b-keyframe")
+    assert "musicgen/" in why_not_served("Qubico/diffrhythm", "txt2audio-full")
+    assert why_not_served("Qubico/nothing", "x") == GENERIC
