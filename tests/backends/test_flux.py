@@ -27,6 +27,7 @@ pytest.importorskip("peft")
 import torch
 
 from genmill.backends.base import InputFile
+from genmill.backends.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
 from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
 from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.registry import model_backends
@@ -265,7 +266,7 @@ def build_models(root: Path) -> None:
         feature_extractor=SiglipImageProcessor(size={"height": 32, "width": 32}),
         image_embedder=ReduxImageEncoder(redux_dim=16, txt_in_features=32),
     ).save_pretrained(root / "flux1-redux-dev")
-    for kind in ("canny", "depth"):
+    for kind in ("canny", "depth", "soft_edge", "openpose"):
         tiny_controlnet().save_pretrained(root / f"flux1-dev-controlnet-{kind}")
     save_tiny_depth_estimator(root / "depth-anything")
     lora = save_tiny_lora(dev, root / "lora-build")
@@ -594,7 +595,88 @@ def test_controlnet_with_canny_and_depth(backends: dict[str, FluxBackend]) -> No
     assert ctx2.outputs[with_lora["image_url"]] != ctx.outputs[output["image_url"]]
 
 
-def test_controlnet_refuses_types_it_cannot_preprocess(backends: dict[str, FluxBackend]) -> None:
+def portrait(width: int, height: int) -> Image.Image:
+    """Grace Hopper, as matplotlib (a mediapipe dependency) ships her: head and shoulders."""
+    matplotlib = pytest.importorskip("matplotlib")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        pytest.skip(f"matplotlib's sample portrait is missing at {path}")
+    with Image.open(path) as image:
+        return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def test_controlnet_with_soft_edge_and_openpose(backends: dict[str, FluxBackend]) -> None:
+    pytest.importorskip("mediapipe")
+    square = Image.new("RGB", (64, 64), (20, 20, 20))
+    ImageDraw.Draw(square).rectangle((16, 16, 47, 47), fill=(235, 235, 235))
+    settings = [
+        {"control_type": "soft_edge", "control_image": image_ref(square), "return_preprocessed_image": True},
+        {"control_type": "openpose", "control_image": image_ref(portrait(128, 150)), "return_preprocessed_image": True},
+    ]
+    fields = {**DEV_FIELDS, "steps": 2, "seed": 6, "control_net_settings": settings}
+    output, ctx = run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **fields)
+    assert png(ctx, output["image_url"]).size == (64, 64)
+    edges, pose = (png(ctx, url).convert("RGB") for url in output["preprocessed_image_urls"])
+    assert edges.size == (64, 64) and edges.getpixel((16, 32))[0] > 200 and edges.getpixel((32, 32)) == (0, 0, 0)
+    assert pose.size == (128, 150) and pose.getpixel((0, 0)) == (0, 0, 0)
+    colours = {colour for _, colour in pose.getcolors(128 * 150) or []}
+    assert POSE_COLOURS[0] in colours and POSE_COLOURS[2] in colours and POSE_COLOURS[5] in colours  # nose, shoulders
+    assert any("soft_edge map from a smoothed gradient, not HED/PiDiNet" in line for line in ctx.logs)
+    assert any("openpose map from MediaPipe Pose (one person at most)" in line for line in ctx.logs)
+    blank = [{"control_type": "openpose", "control_image": image_ref(Image.new("RGB", (64, 64), (128, 128, 128)))}]
+    with pytest.raises(BackendError, match=r"control_net_settings\[0\]\.control_image: no person found"):
+        run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **{**fields, "control_net_settings": blank})
+
+
+def test_soft_edge_map_is_bright_on_edges_and_dark_elsewhere() -> None:
+    square = Image.new("RGB", (96, 96), (0, 0, 0))
+    ImageDraw.Draw(square).rectangle((30, 30, 65, 65), fill=(255, 255, 255))
+    edges = soft_edges(square).convert("L")
+    for border in [(30, 48), (65, 48), (48, 30), (48, 65), (30, 30)]:
+        assert edges.getpixel(border) > 200, border
+    for dark in [(48, 48), (40, 55), (10, 10), (85, 48), (48, 90)]:
+        assert edges.getpixel(dark) < 10, dark
+    assert 0 < edges.getpixel((28, 48)) < 200 < edges.getpixel((29, 48))  # a soft falloff, not a hard line
+    assert soft_edges(Image.new("RGB", (32, 32), (90, 90, 90))).getextrema() == ((0, 0),) * 3
+
+
+def test_mediapipe_landmarks_become_the_openpose_skeleton() -> None:
+    landmarks = [(0.5, 0.5, 0.0)] * 33  # hidden unless set below
+    shown = {0: (0.5, 0.2), 2: (0.55, 0.15), 5: (0.45, 0.15), 11: (0.7, 0.4), 12: (0.3, 0.4), 13: (0.8, 0.6)}
+    for index, (x, y) in shown.items():
+        landmarks[index] = (x, y, 0.9)
+    landmarks[15] = (1.3, 0.8, 0.9)  # outside the image
+    landmarks[23] = (0.6, 0.8, 0.3)  # not visible enough
+    keypoints = coco18(landmarks, 200, 100)
+    named = {COCO_NAMES[i]: (round(p[0], 6), round(p[1], 6)) for i, p in enumerate(keypoints) if p is not None}
+    assert named == {
+        "nose": (100, 20),
+        "neck": (100, 40),
+        "right_shoulder": (60, 40),
+        "left_shoulder": (140, 40),
+        "left_elbow": (160, 60),
+        "right_eye": (90, 15),
+        "left_eye": (110, 15),
+    }
+    image = draw_pose(keypoints, (200, 100))
+    assert image.size == (200, 100) and image.getpixel((5, 95)) == (0, 0, 0)
+    for index in range(len(keypoints)):
+        if keypoints[index] is not None:
+            x, y = keypoints[index] or (0, 0)
+            assert image.getpixel((round(x), round(y))) == POSE_COLOURS[index], COCO_NAMES[index]
+    # Limb 0 (neck to right shoulder) in colour 0 at 60%; no stick to the unseen left wrist.
+    assert image.getpixel((80, 40)) == (153, 0, 0)
+    assert image.getpixel((175, 75)) == (0, 0, 0)
+    assert max(draw_pose(coco18([(0.5, 0.5, 0.1)] * 33, 64, 64), (64, 64)).getextrema()) == (0, 0)
+
+
+def test_controlnet_refuses_types_without_weights(tmp_path: Path, models_dir: Path) -> None:
+    for folder in ("flux1-dev", "flux1-dev-controlnet-canny"):
+        (tmp_path / folder).symlink_to(models_dir / folder)
+    backend = FluxBackend(ADVANCED, tmp_path, variant="controlnet", shared=FluxShared(device="cpu"))
     settings = [{"control_type": "openpose", "control_image": image_ref(picture())}]
     with pytest.raises(BackendError, match=r"control_net_settings\[0\]\.control_type: 'openpose' is not available"):
-        run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **DEV_FIELDS, control_net_settings=settings)
+        run(backend, "controlnet-lora", **DEV_FIELDS, control_net_settings=settings)
+    (tmp_path / "flux1-dev-controlnet-canny").unlink()
+    reason = FluxBackend(ADVANCED, tmp_path, variant="controlnet").availability().reason
+    assert "flux1-dev-controlnet-{canny,depth,soft_edge,openpose}" in reason

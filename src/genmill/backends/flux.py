@@ -8,7 +8,8 @@ Weights are never downloaded: each model reads a diffusers-format folder under a
     flux1-fill-dev/               FLUX.1-Fill-dev  dev-advanced: fill-inpaint, fill-outpaint
     flux1-kontext-dev/            FLUX.1-Kontext-dev  dev-advanced: kontext
     flux1-redux-dev/              FLUX.1-Redux-dev (the prior; generation uses flux1-dev)  redux-variation
-    flux1-dev-controlnet-<control_type>/   a FluxControlNetModel per control_type (canny, depth)  controlnet-lora
+    flux1-dev-controlnet-<control_type>/   a FluxControlNetModel per control_type  controlnet-lora
+                                  (canny, depth, soft_edge, openpose; maps made by `control_maps`)
     depth-anything/               a transformers depth estimator, for control_type depth
     flux-loras/<lora_type>.safetensors   LoRA files named by `lora_settings[].lora_type`
 
@@ -32,13 +33,13 @@ from typing import Any
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder, control_map
 from genmill.backends.flux_tasks import (
     SHARED_COMPONENTS,
     FluxShared,
     Prefetched,
     StepCancelled,
     StepReporter,
-    control_map,
     fit_pixels,
     generation_size,
     number,
@@ -107,9 +108,6 @@ VARIANTS: dict[str, Variant] = {
 ADVANCED_ONLY = ("fill", "kontext", "redux", "controlnet")
 
 CONTROL_PREFIX = "flux1-dev-controlnet-"
-PREPROCESSED = ("canny", "depth")
-"""control_types whose control map this server can derive from control_image; soft_edge (HED/PiDiNet) and
-openpose need annotator models that no package here ships."""
 DEPTH_FOLDER = "depth-anything"
 
 log = logging.getLogger("genmill.backends.flux")
@@ -152,6 +150,7 @@ class FluxBackend(Backend):
         self._pipes: dict[str, Any] = {}
         self._controlnets: dict[str, Any] = {}
         self._depth: tuple[Any, Any] | None = None
+        self._pose = PoseFinder()
 
     def control_folders(self) -> dict[str, Path]:
         """The ControlNet folders present, by control_type (controlnet variant only)."""
@@ -159,7 +158,7 @@ class FluxBackend(Backend):
             return {}
         return {
             kind: self.models_dir / f"{CONTROL_PREFIX}{kind}"
-            for kind in PREPROCESSED
+            for kind in CONTROL_TYPES
             if (self.models_dir / f"{CONTROL_PREFIX}{kind}" / "config.json").is_file()
         }
 
@@ -186,7 +185,7 @@ class FluxBackend(Backend):
         if self.variant is VARIANTS["controlnet"] and not self.control_folders():
             return Availability(
                 False,
-                f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(PREPROCESSED)}}}; "
+                f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(CONTROL_TYPES)}}}; "
                 "put a diffusers-format FluxControlNetModel folder there",
             )
         return Availability(True)
@@ -415,7 +414,7 @@ class FluxBackend(Backend):
                     f"{where}.control_type: {setting.control_type!r} is not available; installed: {installed}"
                 )
             models.append(self._controlnets[setting.control_type])
-            maps.append(control_map(setting, where, ctx, self._depth))
+            maps.append(control_map(setting, where, ctx, self._depth, self._pose))
             scales.append(float(getattr(setting, "control_strength", 0.5)))
             reporter.check()
         gen = (kwargs["width"], kwargs["height"])

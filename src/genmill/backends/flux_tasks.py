@@ -1,5 +1,5 @@
-"""The Flux backend's parts below the task level: sizes, seeds, step reporting, masks and control maps, LoRA files,
-the state the Flux backends share (one lock, loaded pipelines, text encoders), and outputs.
+"""The Flux backend's parts below the task level: sizes, seeds, step reporting, masks, LoRA files, the state the
+Flux backends share (one lock, loaded pipelines, text encoders), and outputs (control maps: `control_maps.py`).
 
 Kept apart from `flux.py` so that the backend reads as "prepare, call the pipeline, save", and so these rules
 (which size is generated, which pixels are repainted, which LoRA file a name means) can be tested on their own.
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from genmill.backends.base import InputFile, RunContext
-from genmill.backends.image_toolkit import cancelled_error, encode_png, field_value, load_image
+from genmill.backends.image_toolkit import cancelled_error, encode_png, field_value
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
 
@@ -194,74 +194,6 @@ def outpaint_canvas(image: Image.Image, setting: Any) -> tuple[Image.Image, Imag
     mask = np.full((height, width), 255, dtype=np.uint8)
     mask[top : top + rgb.height, left : left + rgb.width] = 0
     return Image.fromarray(padded), Image.fromarray(mask, mode="L")
-
-
-def canny_edges(image: Image.Image, low: float = 100.0, high: float = 200.0) -> Image.Image:
-    """Canny edges (white on black), as the canny ControlNets were trained on: Gaussian blur, Sobel gradients
-    (L1 magnitude, OpenCV's default, so the usual 100/200 thresholds mean the same), non-maximum suppression
-    along the gradient, then hysteresis (weak edges kept where they touch strong ones). Pure numpy, so the
-    diffusers extra needs no OpenCV."""
-    gray = np.asarray(image.convert("L").filter(ImageFilter.GaussianBlur(1.4)), dtype=np.float32)
-    p = np.pad(gray, 1, mode="edge")
-    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
-    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    magnitude = np.abs(gx) + np.abs(gy)
-    angle = np.rad2deg(np.arctan2(gy, gx)) % 180
-    height, width = magnitude.shape
-    padded = np.pad(magnitude, 1)
-
-    def at(dy: int, dx: int) -> Any:
-        return padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
-
-    # The two neighbours along the gradient direction for each quantised angle (rows grow downwards).
-    directions = [((angle < 22.5) | (angle >= 157.5), (0, 1)), ((angle >= 22.5) & (angle < 67.5), (1, 1))]
-    directions += [((angle >= 67.5) & (angle < 112.5), (1, 0)), ((angle >= 112.5) & (angle < 157.5), (1, -1))]
-    peak = np.zeros_like(magnitude, dtype=bool)
-    for where, (dy, dx) in directions:
-        peak |= where & (magnitude >= at(dy, dx)) & (magnitude >= at(-dy, -dx))
-    thin = np.where(peak, magnitude, 0)
-    weak, edges = thin >= low, thin >= high
-    for _ in range(max(height, width)):  # grow strong edges along weak ones until nothing changes
-        grown = np.pad(edges, 1)
-        near = np.zeros_like(edges)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                near |= grown[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
-        near &= weak
-        if (near == edges).all():
-            break
-        edges = near
-    return Image.fromarray((edges * 255).astype(np.uint8), mode="L").convert("RGB")
-
-
-def depth_map(estimator: tuple[Any, Any], image: Image.Image) -> Image.Image:
-    """A depth ControlNet's input from a transformers depth estimator (Depth Anything): relative depth scaled to
-    0-255, near bright, at the image's size."""
-    import torch
-
-    model, processor = estimator
-    with torch.inference_mode():
-        inputs = processor(images=image.convert("RGB"), return_tensors="pt").to(model.device)
-        result = model(**inputs)
-    depth = processor.post_process_depth_estimation(result, target_sizes=[(image.height, image.width)])[0]
-    values = depth["predicted_depth"].float().cpu().numpy()
-    span = float(values.max() - values.min())
-    scaled = (values - values.min()) / span * 255 if span > 0 else np.zeros_like(values)
-    return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
-
-
-def control_map(setting: Any, where: str, ctx: RunContext, depth: tuple[Any, Any] | None) -> Image.Image:
-    """The control map for one `control_net_settings` entry, derived from its `control_image`."""
-    try:
-        source = load_image(ctx, setting, "control_image").convert("RGB")
-    except BackendError as exc:
-        raise BackendError(f"{where}.{exc.message}", raw_message=exc.raw_message) from exc
-    source = source.resize(fit_pixels(*source.size), Image.Resampling.LANCZOS)
-    if setting.control_type == "canny":
-        return canny_edges(source)
-    if depth is None:
-        raise BackendError(f"{where}.control_type: depth needs a depth estimator (a depth-anything/ folder)")
-    return depth_map(depth, source)
 
 
 # --- LoRA adapters -----------------------------------------------------------------------------------------------
