@@ -29,8 +29,8 @@ import torch
 from tests.backends.memory import MemoryContext
 
 from genmill.backends.audio_io import decode_audio
-from genmill.backends.audio_models import UnservedBackend, audio_backends
-from genmill.backends.base import Backend
+from genmill.backends.audio_models import audio_backends
+from genmill.backends.base import Backend, UnservedBackend
 from genmill.backends.musicgen import MusicGenBackend
 from genmill.backends.registry import model_backends
 from genmill.backends.stable_audio import StableAudioBackend

@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Backend, UnservedBackend
 from genmill.backends.musicgen import FOLDER as MUSICGEN_FOLDER
 from genmill.backends.musicgen import MusicGenBackend
 from genmill.backends.stable_audio import FOLDER as STABLE_AUDIO_FOLDER
 from genmill.backends.stable_audio import StableAudioBackend
 from genmill.catalog.audio import ACE_STEP
 from genmill.catalog.tts import MODEL as TTS
-from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
 
 F5_TTS_FOLDER = "f5-tts"
 
@@ -37,25 +35,6 @@ ACE_STEP_EDIT_REASON = (
     "'requirements.txt'); MusicGen, which serves the other ace-step task types, neither sings lyrics nor edits "
     "audio in place, so nothing here could do what edit promises"
 )
-
-
-class UnservedBackend(Backend):
-    """A placeholder in the backend list that is never available: its reason tells the operator (in `genmill
-    models` and the server's start-up log) why an entry cannot run here, instead of a bare "no backend"."""
-
-    def __init__(self, name: str, entries: tuple[tuple[str, str], ...], reason: str) -> None:
-        self.name = name
-        self.entries = entries
-        self.reason = reason
-
-    def availability(self) -> Availability:
-        return Availability(False, self.reason)
-
-    def load(self) -> None:
-        raise BackendError(self.reason)
-
-    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        raise BackendError(self.reason)
 
 
 def audio_backends(models_dir: Path, **musicgen_options: Any) -> list[Backend]:

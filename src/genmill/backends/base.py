@@ -8,10 +8,12 @@ of genmill only through `RunContext`, so the same backend runs in the in-process
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,52 @@ class Backend(ABC):
         Runs in a worker thread, never on the event loop. Raise `genmill.errors.BackendError` (or
         `FetchError`) to fail the task with a clear message; the worker releases its credits.
         """
+
+
+class UnservedBackend(Backend):
+    """A catalog entry that nothing installed here can honestly run, listed (never available) so that
+    `genmill models` and the start-up log say why instead of a bare "no backend"."""
+
+    def __init__(self, name: str, entries: tuple[tuple[str, str], ...], reason: str) -> None:
+        self.name = name
+        self.entries = entries
+        self.reason = reason
+
+    def availability(self) -> Availability:
+        return Availability(False, self.reason)
+
+    def load(self) -> None:
+        raise BackendError(self.reason)
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        raise BackendError(self.reason)
+
+
+class Prefetched:
+    """A task's `RunContext` with its media inputs already fetched, so that URL fetches (seconds, for remote ones)
+    happen before a backend takes its shared model lock instead of while the accelerator waits.
+
+    `refs` are (field name, reference) pairs; empty and non-string references are skipped.
+    """
+
+    def __init__(self, ctx: RunContext, refs: Iterable[tuple[str, object]]) -> None:
+        self.ctx = ctx
+        self.task_id = ctx.task_id
+        self.files = {
+            ref: ctx.read_input(ref, field=name) for name, ref in refs if isinstance(ref, str) and ref.strip()
+        }
+
+    def read_input(self, ref: str, *, field: str) -> InputFile:
+        return self.files[ref] if ref in self.files else self.ctx.read_input(ref, field=field)
+
+    def log(self, line: str) -> None:
+        self.ctx.log(line)
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        self.ctx.progress(fraction, note)
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        return self.ctx.save_output(data, ext=ext, content_type=content_type)
+
+    def cancelled(self) -> bool:
+        return self.ctx.cancelled()

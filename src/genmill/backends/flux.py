@@ -32,12 +32,11 @@ from typing import Any
 
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, Prefetched, RunContext
 from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder, control_map
 from genmill.backends.flux_tasks import (
     SHARED_COMPONENTS,
     FluxShared,
-    Prefetched,
     StepCancelled,
     StepReporter,
     fit_pixels,
@@ -246,7 +245,10 @@ class FluxBackend(Backend):
         self.load()
         ctx.log(f"{self.model} {task_type}, seed {seed}")
         runner = getattr(self, "_" + task_type.replace("-", "_").replace("_lora", ""))
-        ctx = Prefetched(ctx, inputs)  # fetch input URLs now, not while holding the accelerator
+        refs: list[tuple[str, object]] = [("image", field_value(inputs, "image"))]
+        for index, setting in enumerate(field_value(inputs, "control_net_settings") or []):
+            refs.append((f"control_net_settings[{index}].control_image", getattr(setting, "control_image", None)))
+        ctx = Prefetched(ctx, refs)  # fetch input URLs now, not while holding the accelerator
         with self.shared.lock:
             reporter.check()
             started = time.perf_counter()

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genmill.backends.base import InputFile, RunContext
+from genmill.backends.base import RunContext
 from genmill.backends.image_toolkit import cancelled_error, encode_png, field_value
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
@@ -134,39 +134,6 @@ class StepReporter:
         """Stop before a phase that the step callback does not cover (loading inputs, encoding, saving)."""
         if self.ctx.cancelled():
             raise cancelled_error()
-
-
-class Prefetched:
-    """The task's `RunContext` with its image inputs already fetched, so that URL fetches (seconds, for remote
-    ones) happen before the shared lock is taken instead of while the accelerator waits."""
-
-    def __init__(self, ctx: RunContext, inputs: TaskInput) -> None:
-        self.ctx = ctx
-        self.task_id = ctx.task_id
-        refs = [("image", field_value(inputs, "image"))]
-        for index, setting in enumerate(field_value(inputs, "control_net_settings") or []):
-            refs.append((f"control_net_settings[{index}].control_image", getattr(setting, "control_image", None)))
-        self.files = {
-            ref: ctx.read_input(ref, field=name) for name, ref in refs if isinstance(ref, str) and ref.strip()
-        }
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        return self.files[ref] if ref in self.files else self.ctx.read_input(ref, field=field)
-
-    def log(self, line: str) -> None:
-        self.ctx.log(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        self.ctx.progress(fraction, note)
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        return self.ctx.save_output(data, ext=ext, content_type=content_type)
-
-    def cancelled(self) -> bool:
-        return self.ctx.cancelled()
-
-
-# --- image preparation -----------------------------------------------------------------------------------------
 
 
 def white_mask(image: Image.Image) -> Image.Image:

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, InputFile, RunContext
+from genmill.backends.base import Availability, Backend, Prefetched, RunContext
 from genmill.backends.flux import INSTALL_HINT, REQUIRED_PACKAGES
 from genmill.backends.flux_tasks import (
     LoraChoice,
@@ -217,34 +217,6 @@ def encode_mp4(frames: NDArray[np.uint8], fps: int, ctx: RunContext) -> bytes:
         return out.read_bytes()
 
 
-class Prefetch:
-    """The task's `RunContext` with its media inputs fetched up front, so slow URLs never hold the shared lock."""
-
-    def __init__(self, ctx: RunContext, inputs: TaskInput, fields: tuple[str, ...]) -> None:
-        self.ctx = ctx
-        self.task_id = ctx.task_id
-        self.files: dict[str, InputFile] = {}
-        for name in fields:
-            ref = getattr(inputs, name, None)
-            if isinstance(ref, str) and ref.strip():
-                self.files[ref] = ctx.read_input(ref, field=name)
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        return self.files[ref] if ref in self.files else self.ctx.read_input(ref, field=field)
-
-    def log(self, line: str) -> None:
-        self.ctx.log(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        self.ctx.progress(fraction, note)
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        return self.ctx.save_output(data, ext=ext, content_type=content_type)
-
-    def cancelled(self) -> bool:
-        return self.ctx.cancelled()
-
-
 class VideoBackend(Backend):
     """One video model with one weight folder; subclasses implement `job` (and may check more in `check`)."""
 
@@ -342,7 +314,7 @@ class VideoBackend(Backend):
         seed = pick_seed(inputs)
         reporter = VideoSteps(ctx, seed)
         reporter.check()
-        ctx = Prefetch(ctx, inputs, self.media_fields)
+        ctx = Prefetched(ctx, ((name, getattr(inputs, name, None)) for name in self.media_fields))
         self.load()
         with self.shared.lock:
             reporter.check()

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Backend, RunContext, UnservedBackend
 from genmill.backends.flux_tasks import prompt_text, resolve_loras
 from genmill.backends.image_toolkit import field_value, load_image
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 from genmill.catalog.video_models import HUG_VIDEO, SKYREELS
 from genmill.catalog.wanx import MODEL as WANX
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
 
 WAN21 = Geometry({"480p": {"16:9": (832, 480), "9:16": (480, 832)}}, frames=85, fps=16, steps=30)
 """The catalog's Wan 2.1 clips: 85 frames at 480p; Wan 2.1 was trained at 16 fps."""
@@ -210,24 +209,6 @@ class WanBackend(VideoBackend):
             assert self.loras_dir is not None
             loras = resolve_loras(field_value(inputs, "lora_settings"), self.loras_dir)
         return Job(kwargs, geometry.frames, geometry.fps, geometry.steps, loras, notes)
-
-
-class UnservedBackend(Backend):
-    """A catalog entry that no pipeline here can run, listed so that `genmill models` tells why."""
-
-    def __init__(self, name: str, entries: tuple[tuple[str, str], ...], reason: str) -> None:
-        self.name = name
-        self.entries = entries
-        self.reason = reason
-
-    def availability(self) -> Availability:
-        return Availability(False, self.reason)
-
-    def load(self) -> None:
-        raise BackendError(self.reason)
-
-    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        raise BackendError(self.reason)
 
 
 def wan_backends(models_dir: Path, *, shared: VideoShared | None = None) -> list[Backend]:
