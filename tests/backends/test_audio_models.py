@@ -27,6 +27,7 @@ pytest.importorskip("imageio_ffmpeg")
 
 import torch
 from tests.backends.memory import MemoryContext
+from tests.backends.tiny_tokenizers import t5_tokenizer
 
 from genmill.backends.audio_io import decode_audio
 from genmill.backends.audio_models import audio_backends
@@ -60,14 +61,11 @@ DIFFRHYTHM_TEST_SECONDS = {"txt2audio-base": 6.0, "txt2audio-full": 9.0}
 
 
 def tiny_t5() -> tuple[Any, Any]:
-    from transformers import T5Config, T5TokenizerFast
+    from transformers import T5Config
 
-    letters = sorted(set("".join(WORDS)))
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    pieces += [(f"\u2581{word}", -1.0) for word in WORDS] + [(c, -3.0) for c in letters]
-    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=128)
+    tokenizer = t5_tokenizer(WORDS, max_length=128)
     config = T5Config(
-        vocab_size=len(pieces),
+        vocab_size=len(tokenizer),
         d_model=16,
         d_kv=4,
         d_ff=24,

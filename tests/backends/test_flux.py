@@ -25,6 +25,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 import torch
+from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
 from genmill.backends.base import InputFile
 from genmill.backends.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
@@ -82,26 +83,13 @@ class MemoryContext:
 
 
 def tiny_text_parts() -> dict[str, Any]:
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        T5Config,
-        T5EncoderModel,
-        T5TokenizerFast,
-    )
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    letters = sorted(set("".join(WORDS)))
-    clip_vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for token in [*letters, *(f"{c}</w>" for c in letters)]:
-        clip_vocab[token] = len(clip_vocab)
-    tokenizer = CLIPTokenizer(vocab=clip_vocab, merges=[], model_max_length=77)
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    pieces += [(f"\u2581{word}", -1.0) for word in WORDS] + [(c, -3.0) for c in letters]
-    tokenizer_2 = T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
+    tokenizer = clip_tokenizer(WORDS)
+    tokenizer_2 = t5_tokenizer(WORDS)
     clip = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(clip_vocab),
+            vocab_size=len(tokenizer),
             hidden_size=32,
             intermediate_size=37,
             num_attention_heads=4,
@@ -115,7 +103,7 @@ def tiny_text_parts() -> dict[str, Any]:
     )
     t5 = T5EncoderModel(
         T5Config(
-            vocab_size=len(pieces),
+            vocab_size=len(tokenizer_2),
             d_model=32,
             d_kv=8,
             d_ff=37,

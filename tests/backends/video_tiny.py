@@ -8,20 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
 WORDS = ["a", "red", "fox", "cat", "dog", "on", "green", "grass", "blue", "sky", "two", "people", "hug", "run"]
-LETTERS = sorted(set("".join(WORDS)))
 
 
 def t5_parts() -> tuple[Any, Any]:
     """A UMT5 encoder (Wan, SkyReels) with a unigram tokenizer over WORDS."""
-    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+    from transformers import UMT5Config, UMT5EncoderModel
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    pieces += [(f"\u2581{word}", -1.0) for word in WORDS] + [(c, -3.0) for c in LETTERS]
-    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
+    tokenizer = t5_tokenizer(WORDS)
     config = UMT5Config(
-        vocab_size=len(pieces),
+        vocab_size=len(tokenizer),
         d_model=32,
         d_kv=8,
         d_ff=37,
@@ -181,15 +179,12 @@ def llama_tokenizer() -> Any:
 
 
 def clip_text() -> tuple[Any, Any]:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for token in [*LETTERS, *(f"{c}</w>" for c in LETTERS)]:
-        vocab[token] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    tokenizer = clip_tokenizer(WORDS)
     model = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(vocab),
+            vocab_size=len(tokenizer),
             hidden_size=8,
             intermediate_size=16,
             num_attention_heads=2,
