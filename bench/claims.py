@@ -1,6 +1,6 @@
 """Claim throughput on PostgreSQL: how fast workers can lease and complete queued tasks.
 
-    .venv/bin/python bench/claims.py [--tasks 600] [--threads 4]
+    .venv/bin/python -m bench.claims [--tasks 600] [--threads 4]
 
 Creates a fresh PostgreSQL database, queues `--tasks` genmill/echo tasks for three accounts, then `--threads`
 worker threads each loop `claim_next_task` (SKIP LOCKED, fair across accounts) and `complete` until the queue is
