@@ -37,3 +37,17 @@ def test_the_bench_command_runs_every_workload_on_a_tiny_size(tmp_path: Path) ->
     assert all({"goal", "target", "measured", "met"} <= set(goal) for goal in results["goals"])
     text = doc.read_text()
     assert "<!-- bench:results:begin" in text and "### Goals" in text
+
+
+def test_the_store_calls_bench_runs_on_a_tiny_size() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.store_calls", "--tasks", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "claim_next_task + complete (70 tasks)" in run.stdout  # every queued task was claimed and completed
+    for call in ("empty write transaction (baseline)", "authenticate", "tasks.create", "tasks.get"):
+        assert call in run.stdout
