@@ -94,3 +94,18 @@ class BackendError(GenmillError):
         super().__init__(message, detail=detail)
         self.raw_message = raw_message or message
         self.code = code
+
+
+GPU_MEMORY_ERROR_CODE = 10003
+"""The task error code of a run that did not fit the device's memory, even after unloading the other models."""
+
+
+class OutOfDeviceMemory(BackendError):
+    """A model did not fit its device's memory even after the worker freed what it could and retried once.
+
+    It has its own code so that clients (and operators reading task errors) can tell "the GPU is too small for
+    this" from "these inputs are wrong"; the task's credits are released like for any backend failure.
+    """
+
+    def __init__(self, message: str, *, raw_message: str = "", detail: Any = None) -> None:
+        super().__init__(message, raw_message=raw_message, code=GPU_MEMORY_ERROR_CODE, detail=detail)

@@ -25,8 +25,23 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
     backends: str = Field("", description="Comma-separated backend names to enable; empty means all available.")
     echo_price_credits: int = Field(0, ge=0, description="Price of a genmill/echo task (free by default).")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where this process's workers run the models: cpu, cuda:N, or auto (the first GPU, else cpu).",
+    )
     cpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in CPU RAM; 0 means unlimited.")
-    gpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in GPU memory; 0 means unlimited.")
+    gpu_memory_budget_mb: int = Field(
+        0, ge=0, description="Model cache budget per GPU; 0 means the GPU's free memory at start less the margin."
+    )
+    gpu_memory_margin_mb: int = Field(
+        2048, ge=0, description="GPU memory kept free for activations and the CUDA context when the budget is auto."
+    )
+    memory_modes: str = Field(
+        "",
+        description="Memory mode and quantisation per backend, e.g. `flux1-dev=model-offload,*=gpu` (docs/gpu.md); "
+        "empty chooses from each GPU's size.",
+    )
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a worker waits to fill a batch.")
     lease_seconds: float = Field(60.0, gt=0, description="How long a claim lasts without a heartbeat.")
     heartbeat_seconds: float = Field(10.0, gt=0)
@@ -83,8 +98,10 @@ class Settings(BaseSettings):
         return self
 
     def memory_budgets(self) -> dict[str, int]:
+        """Model cache budgets by kind of device; -1 (`genmill.worker.model_cache.AUTO`) means the device's free
+        memory when the first model loads, less `gpu_memory_margin_mb`."""
         mib = 1024 * 1024
-        return {"cpu": self.cpu_memory_budget_mb * mib, "cuda": self.gpu_memory_budget_mb * mib}
+        return {"cpu": self.cpu_memory_budget_mb * mib, "cuda": self.gpu_memory_budget_mb * mib or -1}
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -31,6 +31,21 @@ class Availability:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Resident:
+    """One thing a loaded backend keeps in memory on one device: a pipeline, a transformer, shared encoders.
+
+    Backends that load the same thing (AI Hug and Wan image-to-video read one pipeline; every FLUX.1 variant has
+    the same text encoders and VAE) name it with the same `key`, so the model cache counts it once and never
+    evicts one backend to make room for another that needs nothing new.
+    """
+
+    key: str
+    device: str
+    """"cpu" or "cuda:N": whose memory budget it counts against."""
+    nbytes: int
+
+
 class RunContext(Protocol):
     """What a running backend may do. Implemented by the worker; backends never touch the store directly."""
 
@@ -62,15 +77,27 @@ class Backend(ABC):
     entries: tuple[tuple[str, str], ...] = ()
     """The (model, task_type) catalog keys this backend runs."""
     device: str = "cpu"
-    """Where the loaded model lives ("cpu" or "cuda"); its memory counts against that device's budget."""
+    """Where the model runs ("cpu", "cuda:N", "vulkan:N"); its memory counts against that device's budget."""
     memory_bytes: int = 0
-    """An estimate of the loaded model's footprint, used by the worker's model cache (0: negligible)."""
+    """The loaded model's footprint, used by the worker's model cache (0: negligible). Backends whose memory is
+    shared with others or spread over devices describe it with `residents()` instead."""
+    working_bytes: int = 0
+    """Memory a run needs on `device` beyond what stays loaded (activations); the cache keeps it free."""
     requirements: tuple[str, ...] = ()
     """Extra packages the backend needs (shown by `genmill models` when missing)."""
     max_batch_size: int = 1
     """More than 1: the worker may gather compatible pending tasks and hand them to `run_batch` together."""
     batch_keys: tuple[str, ...] = ()
     """Input fields whose values must be equal for tasks to share a batch (e.g. width, height, steps)."""
+
+    def residents(self) -> list[Resident]:
+        """What this backend holds once loaded, per device; valid after `availability()` said ok.
+
+        The default is one private resident of `memory_bytes` on `device`.
+        """
+        if not self.memory_bytes:
+            return []
+        return [Resident(f"backend:{self.name}", self.device, self.memory_bytes)]
 
     @abstractmethod
     def availability(self) -> Availability:
@@ -81,7 +108,8 @@ class Backend(ABC):
         """Load the model into memory. Called once per worker before the first task; must be idempotent."""
 
     def unload(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Free the model (the cache calls this for the least recently used model when memory runs short)."""
+        """Drop every reference to the model (the cache calls this for the least recently used model when memory
+        runs short, then collects garbage and empties the device's allocator cache). Must be idempotent."""
 
     def run_batch(
         self, entry: CatalogEntry, inputs: list[TaskInput], ctxs: list[RunContext]

@@ -32,11 +32,11 @@ from typing import Any
 
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, Prefetched, RunContext
+from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
 from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder, control_map
+from genmill.backends.diffusers_loading import folder_footprint, weight_bytes
+from genmill.backends.flux_shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
 from genmill.backends.flux_tasks import (
-    SHARED_COMPONENTS,
-    FluxShared,
     StepCancelled,
     StepReporter,
     fit_pixels,
@@ -53,8 +53,10 @@ from genmill.backends.flux_tasks import (
     white_mask,
 )
 from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
+from genmill.backends.memory_modes import is_out_of_memory
 from genmill.catalog.flux import ADVANCED, DEV, SCHNELL
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.placement import Footprint
 from genmill.errors import BackendError
 
 REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
@@ -150,6 +152,7 @@ class FluxBackend(Backend):
         self._controlnets: dict[str, Any] = {}
         self._depth: tuple[Any, Any] | None = None
         self._pose = PoseFinder()
+        self._residents: list[Resident] = []
 
     def control_folders(self) -> dict[str, Path]:
         """The ControlNet folders present, by control_type (controlnet variant only)."""
@@ -187,9 +190,39 @@ class FluxBackend(Backend):
                 f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(CONTROL_TYPES)}}}; "
                 "put a diffusers-format FluxControlNetModel folder there",
             )
+        self._account()
         return Availability(True)
 
+    def _account(self) -> None:
+        """Plan this backend's memory and say what it holds: the shared encoders and VAE once for every Flux
+        backend, each transformer once per folder, and this variant's own extras (Redux prior, ControlNets)."""
+        placement = self.shared.placement
+        element = placement.dtypes()[0].itemsize
+        generator = self.base_path if self.variant.needs_base or self.variant.folder is None else self.path
+        footprint = folder_footprint(generator, element)
+        self.shared.plan_for((self.name, self.variant.folder or self.spec.folder), footprint)
+        parts = {
+            ENCODERS_KEY: footprint.encoders + footprint.vae,
+            f"flux:transformer:{generator}": footprint.transformer,
+        }
+        if self.variant.needs_base:  # the Redux prior's image encoder and embedder
+            parts[f"flux:redux:{self.path}"] = parts_bytes(self.path, element, ("image_encoder", "image_embedder"))
+        for path in self.control_folders().values():
+            parts[f"flux:controlnet:{path}"] = weight_bytes(path, element)
+        if "depth" in self.control_folders():
+            parts[f"flux:depth:{self.models_dir / DEPTH_FOLDER}"] = weight_bytes(self.models_dir / DEPTH_FOLDER, 4)
+        extra = sum(parts.values()) - footprint.encoders - footprint.vae - footprint.transformer
+        whole = Footprint(footprint.transformer + extra, footprint.encoders, footprint.vae, footprint.activations)
+        self._residents, self.working_bytes = self.shared.residents(parts, whole)
+        self.device = placement.device
+        self.memory_bytes = sum(r.nbytes for r in self._residents if r.device == self.device)
+
+    def residents(self) -> list[Resident]:
+        return list(self._residents)
+
     def load(self) -> None:
+        if self.shared.plan is None and not self.availability().ok:  # loaded without asking first (tools, tests)
+            raise BackendError(self.availability().reason)
         with self.shared.lock:
             if self._pipes:
                 return
@@ -197,14 +230,14 @@ class FluxBackend(Backend):
 
             kind = self.variant.pipeline_class
             if kind == "FluxPipeline":
-                base = self.shared.base(self.path)
+                base = self.shared.base(self.path, self)
                 pipes = {"txt2img": base, "img2img": same_components(FluxImg2ImgPipeline, base)}
             elif kind == "FluxPriorReduxPipeline":
-                base = self.shared.base(self.base_path)
+                base = self.shared.base(self.base_path, self)
                 text = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
-                pipes = {"txt2img": base, "prior": self.shared.load(kind, self.path, share=text)}
+                pipes = {"txt2img": base, "prior": self.shared.load(kind, self.path, self, share=text)}
             else:
-                pipes = {"main": self.shared.load(kind, self.path, share=SHARED_COMPONENTS)}
+                pipes = {"main": self.shared.load(kind, self.path, self, share=SHARED_COMPONENTS)}
             self._load_controls()
             for pipe in pipes.values():
                 pipe.set_progress_bar_config(disable=True)
@@ -220,18 +253,28 @@ class FluxBackend(Backend):
 
         # Any-typed handles: these libraries' loaders are untyped, which strict mypy refuses to call.
         controlnet_class: Any = diffusers.FluxControlNetModel
-        device, dtype = self.shared.placement()
+        placement = self.shared.placement
+        dtype = placement.dtypes()[0]
         self._controlnets = {
-            kind: controlnet_class.from_pretrained(str(path), dtype=dtype).to(device) for kind, path in folders.items()
+            kind: self.shared.place(controlnet_class.from_pretrained(str(path), dtype=dtype))
+            for kind, path in folders.items()
         }
         depth = self.models_dir / DEPTH_FOLDER
         if "depth" in folders and (depth / "config.json").is_file():
             model_class: Any = transformers.AutoModelForDepthEstimation
             processor_class: Any = transformers.AutoImageProcessor
             self._depth = (
-                model_class.from_pretrained(str(depth)).to(device).eval(),
+                model_class.from_pretrained(str(depth)).to(placement.device).eval(),
                 processor_class.from_pretrained(str(depth)),
             )
+
+    def unload(self) -> None:
+        """Drop this backend's pipelines and models; shared parts go when no other Flux backend holds them."""
+        with self.shared.lock:
+            if "main" in self._pipes:  # fill/kontext own their transformer; the base's goes in `release`
+                self.shared.forget_loras(self._pipes["main"])
+            self._pipes, self._controlnets, self._depth = {}, {}, None
+            self.shared.release(self)
 
     # --- running ----------------------------------------------------------------------------------------------
 
@@ -302,11 +345,14 @@ class FluxBackend(Backend):
             self.shared.quiet_loras()
 
     def _generate(self, pipe: Any, kwargs: dict[str, Any]) -> list[Image.Image]:
+        self.shared.activate(pipe)
         try:
             result = pipe(**kwargs)
         except (StepCancelled, BackendError):
             raise
-        except (ValueError, RuntimeError) as exc:  # diffusers' input checks; torch's shape and memory errors
+        except (ValueError, RuntimeError) as exc:  # diffusers' input checks; torch's shape errors
+            if is_out_of_memory(exc):
+                raise  # the worker frees memory and retries; not the inputs' fault
             raise BackendError("the Flux pipeline could not run these inputs", raw_message=f"{exc}") from exc
         return list(result.images)
 
@@ -390,6 +436,7 @@ class FluxBackend(Backend):
         size = self._sized(inputs, pipe, kwargs, ctx)
         image = self._input_image(inputs, ctx)
         self._loras(pipe, inputs, ctx, False)
+        self.shared.activate(prior)
         try:
             embeds = prior(image=image, prompt=kwargs.pop("prompt"), return_dict=True)
         except (ValueError, RuntimeError) as exc:

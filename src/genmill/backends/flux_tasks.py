@@ -1,5 +1,5 @@
-"""The Flux backend's parts below the task level: sizes, seeds, step reporting, masks, LoRA files, the state the
-Flux backends share (one lock, loaded pipelines, text encoders), and outputs (control maps: `control_maps.py`).
+"""The Flux backend's parts below the task level: sizes, seeds, step reporting, masks, LoRA files, and outputs
+(control maps: `control_maps.py`; the state the Flux backends share: `flux_shared.py`).
 
 Kept apart from `flux.py` so that the backend reads as "prepare, call the pipeline, save", and so these rules
 (which size is generated, which pixels are repainted, which LoRA file a name means) can be tested on their own.
@@ -14,8 +14,6 @@ import logging
 import math
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,73 +251,6 @@ class LoraState:
 
 
 # --- loading and sharing ---------------------------------------------------------------------------------------
-
-
-def pick_device() -> tuple[str, Any]:
-    """cuda with bfloat16 when there is a GPU (Flux's native precision), else the CPU in float32 (CPU kernels
-    for bfloat16 are slow and some are missing)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", torch.bfloat16
-    return "cpu", torch.float32
-
-
-class FluxShared:
-    """State the Flux backends of one server share; `genmill.backends.flux`'s docstring says why."""
-
-    def __init__(self, device: str | None = None) -> None:
-        """`device` forces "cpu" or "cuda"; None picks cuda when available."""
-        self.lock = threading.RLock()
-        self.device_name = device
-        self.bases: dict[Path, Any] = {}
-        self.encoders: dict[str, Any] = {}
-        self.loras: dict[int, LoraState] = {}
-
-    def placement(self) -> tuple[str, Any]:
-        if self.device_name == "cpu":
-            import torch
-
-            return "cpu", torch.float32
-        return pick_device()
-
-    def load(self, class_name: str, path: Path, *, share: tuple[str, ...] = ()) -> Any:
-        """Load a pipeline from a diffusers folder onto the device, reusing the shared components named in
-        `share` once some pipeline has loaded them. Callers hold `lock`."""
-        import diffusers
-
-        device, dtype = self.placement()
-        reused = {name: self.encoders[name] for name in share if name in self.encoders}
-        started = time.perf_counter()
-        try:
-            pipe = getattr(diffusers, class_name).from_pretrained(str(path), dtype=dtype, **reused)
-        except (OSError, ValueError, KeyError) as exc:  # missing or damaged weight files
-            raise BackendError(f"the weights at {path} could not be loaded", raw_message=str(exc)) from exc
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        for name in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae"):
-            if getattr(pipe, name, None) is not None:
-                self.encoders.setdefault(name, getattr(pipe, name))
-        log.info("loaded %s from %s on %s in %.1fs", class_name, path, device, time.perf_counter() - started)
-        return pipe
-
-    def base(self, path: Path) -> Any:
-        """The FluxPipeline for a base folder, loaded once for every backend that generates with it."""
-        with self.lock:
-            if path not in self.bases:
-                self.bases[path] = self.load("FluxPipeline", path, share=SHARED_COMPONENTS)
-            return self.bases[path]
-
-    def lora_state(self, pipe: Any) -> LoraState:
-        return self.loras.setdefault(id(pipe.transformer), LoraState())
-
-    def quiet_loras(self) -> None:
-        """Switch every active LoRA off: the text encoders they may patch are shared with every pipeline."""
-        for state in self.loras.values():
-            state.off()
-
-
-SHARED_COMPONENTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae")
 
 
 def same_components(pipeline_class: Any, pipe: Any, **extra: Any) -> Any:

@@ -142,7 +142,7 @@ class HunyuanBackend(VideoBackend):
         return ""
 
     def prepare(self, pipe: Any) -> None:
-        if self.device == "cuda":  # a 720p, 129-frame clip does not fit the VAE decoder in one piece
+        if self.device.startswith("cuda"):  # a 720p, 129-frame clip does not fit the VAE decoder in one piece
             pipe.vae.enable_tiling()
 
     def job(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext, pipe: Any) -> Job:

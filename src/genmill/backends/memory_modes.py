@@ -11,6 +11,7 @@ import gc
 import importlib.util
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -215,10 +216,12 @@ def release_memory(device: str) -> None:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for the allocator's OutOfMemoryError and for the driver and cuBLAS failures that report the same
-    thing as a RuntimeError (or torch.AcceleratorError) when an allocation fails inside a kernel launch."""
-    try:
-        import torch
-    except ImportError:
+    thing as a RuntimeError (or torch.AcceleratorError) when an allocation fails inside a kernel launch.
+
+    The worker asks this of every failed task: a process that never imported torch (CPU-only backends, an echo
+    server) cannot have run out of GPU memory, and must not pay torch's import to learn that."""
+    torch = sys.modules.get("torch")
+    if torch is None:
         return False
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import struct
 import tempfile
 import threading
 import time
@@ -26,30 +25,28 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, Prefetched, RunContext
+from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
+from genmill.backends.diffusers_loading import Placement, folder_footprint, load_pipeline
 from genmill.backends.flux import INSTALL_HINT, REQUIRED_PACKAGES
 from genmill.backends.flux_tasks import (
     LoraChoice,
     LoraState,
     StepCancelled,
     StepReporter,
-    pick_device,
     pick_seed,
     read_model_index,
 )
 from genmill.backends.image_toolkit import cancelled_error
+from genmill.backends.memory_modes import is_out_of_memory
 from genmill.backends.video_toolkit import X264_ARGS, ffmpeg_availability, run_ffmpeg
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.placement import Footprint, MemoryMode, MemoryPlan
 from genmill.errors import BackendError
 
 log = logging.getLogger("genmill.backends.video")
 
 VIDEO_PACKAGES = (*REQUIRED_PACKAGES, "ftfy")
 """Flux's packages, and ftfy: the Wan-family pipelines clean every prompt with it."""
-
-FLOAT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
-"""Element sizes of safetensors' floating dtypes; floating weights are cast to the load dtype, others kept."""
-INT_BYTES = {"I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 @dataclass(frozen=True)
@@ -103,45 +100,32 @@ class Job:
 
 
 class VideoShared:
-    """State every video backend of one server shares: one lock (one accelerator runs one denoising loop at a
-    time), and pipelines loaded once per folder even when two backends generate from it (AI Hug and Wan I2V)."""
+    """State every video backend of one worker shares: one lock (one accelerator runs one denoising loop at a
+    time), the placement (device, dtypes, memory plans), and pipelines loaded once per folder even when two
+    backends generate from it (AI Hug and Wan I2V), freed when the last backend using one lets go."""
 
-    def __init__(self, device: str | None = None) -> None:
-        """`device` forces "cpu" or "cuda"; None picks cuda when available."""
+    def __init__(self, device: str | None = None, *, placement: Placement | None = None) -> None:
+        """`placement` says where and how models load; `device` alone ("cpu", "cuda:N") is a shorthand for a
+        placement with default memory plans. Neither: the first GPU when there is one."""
         self.lock = threading.RLock()
-        self.device_name = device
+        self.placement = placement or Placement(device or "auto")
         self.pipes: dict[tuple[str, Path], Any] = {}
         self.holders: dict[tuple[str, Path], set[int]] = {}
         self.loras: dict[int, LoraState] = {}
 
-    def placement(self) -> tuple[str, Any]:
-        if self.device_name == "cpu":
-            import torch
-
-            return "cpu", torch.float32
-        return pick_device()
-
-    def pipeline(self, class_name: str, path: Path, holder: object) -> Any:
+    def pipeline(
+        self, class_name: str, path: Path, holder: object, plan: MemoryPlan, fp32_parts: tuple[str, ...] = ()
+    ) -> Any:
         """The pipeline of `path`, loaded on first use. Callers hold `lock`."""
         key = (class_name, path)
         if key not in self.pipes:
-            import diffusers
-
-            device, dtype = self.placement()
-            started = time.perf_counter()
-            try:
-                pipe = getattr(diffusers, class_name).from_pretrained(str(path), dtype=dtype)
-            except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, damaged or mismatched files
-                raise BackendError(f"the weights at {path} could not be loaded", raw_message=str(exc)) from exc
-            pipe.to(device)
-            pipe.set_progress_bar_config(disable=True)
-            self.pipes[key] = pipe
-            log.info("loaded %s from %s on %s in %.1fs", class_name, path, device, time.perf_counter() - started)
+            self.pipes[key] = load_pipeline(class_name, path, self.placement, plan, fp32_parts=fp32_parts)
         self.holders.setdefault(key, set()).add(id(holder))
         return self.pipes[key]
 
     def release(self, class_name: str, path: Path, holder: object) -> None:
-        """Forget a backend's use of a pipeline; the last one to let go frees it."""
+        """Forget a backend's use of a pipeline; the last one to let go drops it (the model cache then empties
+        the device's allocator)."""
         key = (class_name, path)
         holders = self.holders.get(key, set())
         holders.discard(id(holder))
@@ -151,6 +135,22 @@ class VideoShared:
 
     def lora_state(self, pipe: Any) -> LoraState:
         return self.loras.setdefault(id(pipe.transformer), LoraState())
+
+
+def plan_residents(key: str, plan: MemoryPlan, footprint: Footprint, device: str) -> tuple[list[Resident], int]:
+    """What a model loaded under `plan` holds per device, and the working memory a run needs on top.
+
+    Whole on the GPU: everything is resident there. Offloaded: the weights live in CPU RAM, a part stays on the
+    GPU, and a run needs its peak on the GPU only while it runs. On the CPU everything is in RAM.
+    """
+    if not device.startswith("cuda"):
+        total = footprint.transformer + footprint.encoders + footprint.vae
+        return [Resident(key, device, total)], footprint.activations
+    gpu = plan.gpu_resident_bytes(footprint)
+    residents = [Resident(key, device, gpu)] if gpu else []
+    if plan.mode is not MemoryMode.GPU:
+        residents.append(Resident(key, "cpu", plan.cpu_bytes(footprint)))
+    return residents, max(0, plan.gpu_peak_bytes(footprint) - gpu)
 
 
 class VideoSteps(StepReporter):
@@ -172,30 +172,6 @@ class VideoSteps(StepReporter):
         if self.ctx.cancelled():
             raise StepCancelled
         return {}
-
-
-def weight_bytes(folder: Path, element_bytes: int) -> int:
-    """The memory a folder's weights take once loaded with floats of `element_bytes`, read from the safetensors
-    headers (no tensor is read); files of other formats count at their size on disk."""
-    total = 0
-    for path in folder.rglob("*"):
-        if path.suffix == ".safetensors":
-            try:
-                with path.open("rb") as handle:
-                    (length,) = struct.unpack("<Q", handle.read(8))
-                    header = json.loads(handle.read(length))
-            except (OSError, ValueError, struct.error):
-                total += path.stat().st_size
-                continue
-            for name, tensor in header.items():
-                if name == "__metadata__" or not isinstance(tensor, dict):
-                    continue
-                count = int(np.prod(tensor.get("shape", []), dtype=np.int64))
-                dtype = str(tensor.get("dtype", "F32"))
-                total += count * (element_bytes if dtype in FLOAT_BYTES else INT_BYTES.get(dtype, 4))
-        elif path.suffix in (".bin", ".pt", ".pth", ".gguf"):
-            total += path.stat().st_size
-    return total
 
 
 def video_frames(result: Any) -> NDArray[np.uint8]:
@@ -224,6 +200,8 @@ class VideoBackend(Backend):
     """Words for error messages: "the Wan pipeline could not run these inputs"."""
     media_fields: tuple[str, ...] = ()
     """Input fields holding images, fetched before the shared lock is taken."""
+    fp32_parts: tuple[str, ...] = ()
+    """Components loaded in float32 whatever the weights' dtype (the Wan VAE and image encoder)."""
 
     def __init__(
         self,
@@ -248,6 +226,8 @@ class VideoBackend(Backend):
         self.name = name
         self.requirements = VIDEO_PACKAGES
         self._pipe: Any = None
+        self._residents: list[Resident] = []
+        self.plan: MemoryPlan | None = None
 
     # --- availability and loading -----------------------------------------------------------------------------
 
@@ -270,9 +250,17 @@ class VideoBackend(Backend):
         reason = self.check()
         if reason:
             return Availability(False, reason)
-        self.device, dtype = self.shared.placement()
-        self.memory_bytes = weight_bytes(self.path, dtype.itemsize)
+        placement = self.shared.placement
+        self.device = placement.device
+        footprint = folder_footprint(self.path, placement.dtypes()[0].itemsize)
+        self.plan = placement.plan((self.name, self.weights.folder), footprint, video=True)
+        key = f"pipeline:{self.weights.pipeline_class}:{self.path}"
+        self._residents, self.working_bytes = plan_residents(key, self.plan, footprint, self.device)
+        self.memory_bytes = sum(r.nbytes for r in self._residents if r.device == self.device)
         return Availability(True)
+
+    def residents(self) -> list[Resident]:
+        return list(self._residents)
 
     def check(self) -> str:
         """A reason the folder cannot serve this backend's task types, or "" (read from configs, never loaded)."""
@@ -286,9 +274,14 @@ class VideoBackend(Backend):
         return config if isinstance(config, dict) else {}
 
     def load(self) -> None:
+        if self.plan is None and not self.availability().ok:  # loaded without asking first (tools, tests)
+            raise BackendError(self.availability().reason)
+        assert self.plan is not None
         with self.shared.lock:
             if self._pipe is None:
-                self._pipe = self.shared.pipeline(self.weights.pipeline_class, self.path, self)
+                self._pipe = self.shared.pipeline(
+                    self.weights.pipeline_class, self.path, self, self.plan, self.fp32_parts
+                )
                 self.prepare(self._pipe)
 
     def prepare(self, pipe: Any) -> None:
@@ -337,7 +330,9 @@ class VideoBackend(Backend):
                 raise cancelled_error() from None
             except BackendError:
                 raise
-            except (ValueError, RuntimeError, TypeError) as exc:  # diffusers' input checks, torch's shape/memory errors
+            except (ValueError, RuntimeError, TypeError) as exc:  # diffusers' input checks, torch's shape errors
+                if is_out_of_memory(exc):
+                    raise  # the worker frees memory and retries; not the inputs' fault
                 raise BackendError(
                     f"the {self.label} pipeline could not run these inputs", raw_message=f"{exc}"
                 ) from exc

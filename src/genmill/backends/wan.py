@@ -135,6 +135,9 @@ class WanBackend(VideoBackend):
     """One Wan-family model with one weight folder (see `VARIANTS`)."""
 
     label = "Wan"
+    fp32_parts = ("vae", "image_encoder")
+    """diffusers runs the Wan VAE and CLIP image encoder in float32 under a bf16 transformer: in bf16 they lose
+    detail (the VAE) and conditioning accuracy (the encoder)."""
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genmill.backends.base import Backend, InputFile
+from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import Claim
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
@@ -186,22 +187,46 @@ class Worker:
                 ctx.log(f"attempt {c.task.attempts} of {c.task.max_attempts}")
             if len(claims) > 1:
                 ctx.log(f"ran in a batch of {len(claims)} tasks")
+        self._attempt(entry, backend, runnable, inputs, ctxs, results)
+        out_of_memory = [i for i in runnable if _out_of_memory(results[i])]
+        if out_of_memory:
+            # Free what can be freed (every idle model on the device, the allocator's cache) and try each task that
+            # ran out of memory once more on its own; a second failure is the task's "GPU memory" error.
+            unloaded = self.backends.recover(backend)
+            for i in out_of_memory:
+                ctxs[i].log(f"out of memory on {backend.device}: unloaded {unloaded} other model(s), retrying once")
+                self._attempt(entry, backend, [i], [inputs[runnable.index(i)]], ctxs, results)
+                failure = results[i]
+                if isinstance(failure, BaseException) and _out_of_memory(failure):
+                    results[i] = self.backends.memory_error(backend, failure)
+                    self.backends.recover(backend)  # leave the device clean for the next task
+        return results
+
+    def _attempt(
+        self,
+        entry: CatalogEntry,
+        backend: Backend,
+        indices: list[int],
+        inputs: list[TaskInput],
+        ctxs: list[TaskContext],
+        results: list[dict[str, Any] | Exception],
+    ) -> None:
+        """Load the backend and run the tasks at `indices` (with `inputs`, in order), one call for a batch."""
         try:
             with self.backends.using(backend):
-                if len(runnable) == 1:
-                    i = runnable[0]
+                if len(indices) == 1:
+                    i = indices[0]
                     try:
                         results[i] = backend.run(entry, inputs[0], ctxs[i])
                     except Exception as exc:
                         results[i] = exc
-                elif runnable:
-                    outs = backend.run_batch(entry, inputs, [ctxs[i] for i in runnable])
-                    for i, out in zip(runnable, outs, strict=True):
+                elif indices:
+                    outs = backend.run_batch(entry, inputs, [ctxs[i] for i in indices])
+                    for i, out in zip(indices, outs, strict=True):
                         results[i] = out
         except Exception as exc:  # loading the model failed: every task of the group fails with it
-            for i in runnable:
+            for i in indices:
                 results[i] = exc
-        return results
 
     def _settle(self, claim: Claim, ctx: TaskContext, result: dict[str, Any] | Exception) -> None:
         task = claim.task
@@ -244,3 +269,7 @@ class Worker:
             self.transport.fail(claim, error, [], None)
         except Exception:
             log.exception("task %s: could not record the failure", claim.task.task_id)
+
+
+def _out_of_memory(result: dict[str, Any] | BaseException) -> bool:
+    return isinstance(result, BaseException) and is_out_of_memory(result)
