@@ -117,7 +117,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from genmill.worker.backendset import BackendSet
 
     catalog = build_catalog()
-    backends = BackendSet([*discover_backends(), *upstream_backends(Settings(), catalog)], catalog)
+    settings = Settings()
+    backends = BackendSet([*discover_backends(settings.placement()), *upstream_backends(settings, catalog)], catalog)
     reasons: dict[tuple[str, str], str] = {}
     for status in backends.statuses:
         for key in status.entries:
@@ -143,7 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from genmill.worker.http_transport import HttpTransport
     from genmill.worker.runtime import Worker
 
-    settings = Settings()
+    settings = Settings(device=args.device) if args.device else Settings()
     server = args.server or settings.server_url
     token = args.token or settings.worker_token
     if not server or not token:
@@ -156,10 +157,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
     backends = BackendSet(
-        [*discover_backends(), *upstream_backends(settings, catalog)],
+        [*discover_backends(settings.placement()), *upstream_backends(settings, catalog)],
         catalog,
         enabled=enabled,
         memory_budgets=settings.memory_budgets(),
+        memory_margin_bytes=settings.gpu_memory_margin_mb * 1024 * 1024,
     )
     capabilities = backends.capabilities()
     if args.models:
@@ -268,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--models", default="", help="comma-separated models or model/task_type to offer")
     worker.add_argument("--concurrency", type=int, default=1, help="tasks run at once")
+    worker.add_argument(
+        "--device",
+        default="",
+        help="run the models on this device: cpu, cuda:N (env GENMILL_DEVICE; one worker per GPU on a multi-GPU host)",
+    )
     worker.add_argument("--name", default="", help="shown in logs (default: the host name)")
     worker.set_defaults(func=cmd_worker)
 

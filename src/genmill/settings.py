@@ -7,10 +7,15 @@ Nothing reads the environment anywhere else: the composition root (`genmill.app.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from genmill.domain.placement import parse_memory_overrides
+
+if TYPE_CHECKING:
+    from genmill.backends.diffusers_loading import Placement
 
 
 class Settings(BaseSettings):
@@ -88,6 +93,12 @@ class Settings(BaseSettings):
     s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
     s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
 
+    @field_validator("memory_modes")
+    @classmethod
+    def _memory_modes_parse(cls, value: str) -> str:
+        parse_memory_overrides(value)  # a typo stops the server at start, naming the bad part
+        return value
+
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:
@@ -102,6 +113,14 @@ class Settings(BaseSettings):
         memory when the first model loads, less `gpu_memory_margin_mb`."""
         mib = 1024 * 1024
         return {"cpu": self.cpu_memory_budget_mb * mib, "cuda": self.gpu_memory_budget_mb * mib or -1}
+
+    def placement(self) -> Placement:
+        """Where and how this process's diffusers backends load their models."""
+        from genmill.backends.diffusers_loading import Placement
+
+        return Placement(
+            self.device, memory_modes=self.memory_modes, margin_bytes=self.gpu_memory_margin_mb * 1024 * 1024
+        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from genmill.backends.audio_models import ACE_STEP_EDIT_REASON, audio_backends
 from genmill.backends.base import Backend
+from genmill.backends.diffusers_loading import Placement
 from genmill.backends.echo import EchoBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
+from genmill.backends.flux_shared import FluxShared
 from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
@@ -41,10 +43,16 @@ MODELS_DIR = Path("genmill-models")
 working directory like the data folder; see docs/backends.md for the layout."""
 
 
-def model_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:
+def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
     """Backends whose weights are folders under `models_dir`: only folders that exist become backends, so a
-    server without weights does not list every model it could serve."""
-    return [*flux_backends(models_dir), *video_backends(models_dir), *audio_backends(models_dir)]
+    server without weights does not list every model it could serve. `placement` is where and how the diffusers
+    backends load (GENMILL_DEVICE, GENMILL_MEMORY_MODES); None: the first GPU, memory modes by card size."""
+    placement = placement or Placement()
+    return [
+        *flux_backends(models_dir, shared=FluxShared(placement=placement)),
+        *video_backends(models_dir, placement=placement),
+        *audio_backends(models_dir),
+    ]
 
 
 TRELLIS_REASON = (
@@ -93,7 +101,7 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     return "no backend for this entry is installed"
 
 
-def builtin_backends() -> list[Backend]:
+def builtin_backends(placement: Placement | None = None) -> list[Backend]:
     """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
     return [
         RealEsrganUpscaleBackend(),
@@ -105,7 +113,7 @@ def builtin_backends() -> list[Backend]:
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),
         EchoBackend(),
-        *model_backends(),
+        *model_backends(placement=placement),
     ]
 
 
@@ -136,9 +144,9 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
     ]
 
 
-def discover_backends() -> list[Backend]:
+def discover_backends(placement: Placement | None = None) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends()
+    backends = builtin_backends(placement)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:

@@ -367,11 +367,11 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     return scaled.crop((left, top, left + width, top + height))
 
 
-def video_backends(models_dir: Path) -> list[Backend]:
-    """Every video backend whose weight folder exists under `models_dir`, sharing one lock and one set of loaded
-    pipelines."""
+def video_backends(models_dir: Path, *, placement: Placement | None = None) -> list[Backend]:
+    """Every video backend whose weight folder exists under `models_dir`, sharing one lock, one placement and one
+    set of loaded pipelines."""
     from genmill.backends.hunyuan import hunyuan_backends
     from genmill.backends.wan import wan_backends
 
-    shared = VideoShared()
+    shared = VideoShared(placement=placement)
     return [*wan_backends(models_dir, shared=shared), *hunyuan_backends(models_dir, shared=shared)]
