@@ -67,24 +67,19 @@ class Runtime:
         self.store = store
         self.blobs = blobs if blobs is not None else build_blob_store(settings)
         self.catalog = catalog if catalog is not None else build_catalog(echo_price_credits=settings.echo_price_credits)
-        if backends is None:
-            from genmill.backends.registry import discover_backends, upstream_backends
-
-            # An API-only replica runs no model: it does not even import the model libraries (hundreds of MB).
-            # Upstream providers come last, so an entry this machine can run itself is never forwarded.
-            backends = (
-                [*discover_backends(settings.placement()), *upstream_backends(settings, self.catalog)]
-                if settings.workers > 0
-                else []
-            )
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
-        self.backends = BackendSet(
-            backends,
-            self.catalog,
-            enabled=enabled,
-            memory_budgets=settings.memory_budgets(),
-            memory_margin_bytes=settings.gpu_memory_margin_mb * 1024 * 1024,
-        )
+        self.backend_sets = [
+            BackendSet(
+                found,
+                self.catalog,
+                enabled=enabled,
+                memory_budgets=settings.memory_budgets(),
+                memory_margin_bytes=settings.gpu_memory_margin_mb * 1024 * 1024,
+            )
+            for found in (self._discover(settings) if backends is None else [backends])
+        ]
+        """One set of backends (own models, own cache) per device of GENMILL_DEVICE; workers take turns."""
+        self.backends = self.backend_sets[0]
         self.files = FileService(self.blobs, self.store.blobs, settings.base_url())
         self.fetcher = GuardedFetcher(
             max_bytes=settings.max_input_bytes,
@@ -120,7 +115,7 @@ class Runtime:
             concurrency=settings.webhook_concurrency,
             retry_scale=settings.webhook_retry_scale,
         )
-        self.workers = [self.make_worker(i) for i in range(settings.workers)]
+        self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]
         self.pool = WorkerPool(
             self.workers,
             Reaper(self.store, self.files, retain_events=timedelta(days=settings.event_retention_days)),
@@ -128,12 +123,26 @@ class Runtime:
             reaper_seconds=settings.reaper_seconds,
         )
 
+    def _discover(self, settings: Settings) -> list[list[Backend]]:
+        """The backends of each device in GENMILL_DEVICE. An API-only replica runs no model: it does not even
+        import the model libraries (hundreds of MB). Upstream providers come last, so an entry this machine can run
+        itself is never forwarded."""
+        if settings.workers == 0:
+            return [[]]
+        from genmill.backends.registry import discover_backends, upstream_backends
+
+        return [
+            [*discover_backends(settings.placement(device)), *upstream_backends(settings, self.catalog)]
+            for device in settings.devices()
+        ]
+
     def make_worker(self, index: int) -> Worker:
+        """Worker slot `index`; with several devices, slots alternate between them (GENMILL_WORKERS per device)."""
         transport = LocalTransport(self.store, self.files, self.inputs, self.wakeup)
         return Worker(
             worker_id(index),
             transport,
-            self.backends,
+            self.backend_sets[index % len(self.backend_sets)],
             self.catalog,
             lease_seconds=self.settings.lease_seconds,
             heartbeat_seconds=self.settings.heartbeat_seconds,

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     echo_price_credits: int = Field(0, ge=0, description="Price of a genmill/echo task (free by default).")
     device: str = Field(
         "auto",
-        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-        description="Where this process's workers run the models: cpu, cuda:N, or auto (the first GPU, else cpu).",
+        pattern=r"^(auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*)$",
+        description="Where this process's workers run the models: cpu, cuda:N, a list such as cuda:0,cuda:1 (each "
+        "device gets GENMILL_WORKERS worker slots and its own models), or auto (the first GPU, else cpu).",
     )
     cpu_memory_budget_mb: int = Field(0, ge=0, description="Model cache budget in CPU RAM; 0 means unlimited.")
     gpu_memory_budget_mb: int = Field(
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
     s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
 
+    @field_validator("device")
+    @classmethod
+    def _devices_once(cls, value: str) -> str:
+        devices = [("cuda:0" if d == "cuda" else d) for d in value.split(",")]
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"{value!r} names a device twice")
+        return value
+
     @field_validator("memory_modes")
     @classmethod
     def _memory_modes_parse(cls, value: str) -> str:
@@ -114,12 +123,19 @@ class Settings(BaseSettings):
         mib = 1024 * 1024
         return {"cpu": self.cpu_memory_budget_mb * mib, "cuda": self.gpu_memory_budget_mb * mib or -1}
 
-    def placement(self) -> Placement:
-        """Where and how this process's diffusers backends load their models."""
+    def devices(self) -> list[str]:
+        """The devices of GENMILL_DEVICE, in order ("cuda" is the first GPU)."""
+        return [("cuda:0" if d == "cuda" else d) for d in self.device.split(",")]
+
+    def placement(self, device: str | None = None) -> Placement:
+        """Where and how this process's diffusers backends load their models on `device` (the first of
+        GENMILL_DEVICE when None)."""
         from genmill.backends.diffusers_loading import Placement
 
         return Placement(
-            self.device, memory_modes=self.memory_modes, margin_bytes=self.gpu_memory_margin_mb * 1024 * 1024
+            device or self.devices()[0],
+            memory_modes=self.memory_modes,
+            margin_bytes=self.gpu_memory_margin_mb * 1024 * 1024,
         )
 
     def resolved_database_url(self) -> str:

@@ -119,3 +119,18 @@ def test_compatible_tasks_run_as_one_batch_and_settle_one_by_one(runtime: Runtim
     assert all(
         runtime.store.tasks.get(account.account_id, t.task_id).status is TaskStatus.COMPLETED for t in everything
     )
+
+
+def test_each_device_gets_its_own_backends_and_worker_slots(tmp_path: Path) -> None:
+    """GENMILL_DEVICE=cuda:0,cuda:1: one set of backends (own models, own cache) per GPU, and GENMILL_WORKERS
+    worker slots on each, so one host with several GPUs runs a worker per GPU in one process."""
+    rt = Runtime(Settings(data_dir=tmp_path, workers=1, device="cuda:0,cuda:1", backends="echo"))
+    try:
+        assert len(rt.backend_sets) == 2 and len(rt.workers) == 2
+        first, second = (worker.backends for worker in rt.workers)
+        assert first is rt.backend_sets[0] and second is rt.backend_sets[1]
+        echo = [s.backend_for("genmill/echo", "echo") for s in rt.backend_sets]
+        assert echo[0] is not echo[1]  # separate instances: a model loaded for one GPU is not shared
+        assert rt.backends is rt.backend_sets[0] and rt.backends.can_run("genmill/echo", "echo")
+    finally:
+        rt.store.close()

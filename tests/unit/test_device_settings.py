@@ -18,7 +18,7 @@ def test_devices_accepted(device: str) -> None:
     assert Settings(device=device).device == device
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:", "mps:0", "cuda:0,cuda:1"])
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:", "mps:0", "auto,cuda:1", "cuda:0,"])
 def test_unknown_devices_are_refused_naming_the_setting(device: str) -> None:
     with pytest.raises(ValidationError, match="device"):
         Settings(device=device)
@@ -39,3 +39,10 @@ def test_settings_reach_the_placement_and_the_budgets() -> None:
     assert settings.memory_budgets() == {"cpu": 0, "cuda": AUTO}
     assert Settings(gpu_memory_budget_mb=20_000).memory_budgets()["cuda"] == 20_000 * MIB
     assert Settings(device="cuda").placement().device == "cuda:0"
+
+
+def test_a_device_list_names_each_device_once() -> None:
+    assert Settings(device="cuda:0,cuda:1").devices() == ["cuda:0", "cuda:1"]
+    assert Settings(device="cuda").devices() == ["cuda:0"]
+    with pytest.raises(ValidationError, match="names a device twice"):
+        Settings(device="cuda,cuda:0")
