@@ -93,8 +93,9 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     return "no backend for this entry is installed"
 
 
-def builtin_backends() -> list[Backend]:
-    """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
+def builtin_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:
+    """Fresh instances of the backends that ship with genmill (each reports whether it can run here); the model
+    backends read their weights under `models_dir` (GENMILL_MODELS_DIR)."""
     return [
         RealEsrganUpscaleBackend(),
         SelfieBackgroundRemoveBackend(),
@@ -105,7 +106,7 @@ def builtin_backends() -> list[Backend]:
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),
         EchoBackend(),
-        *model_backends(),
+        *model_backends(models_dir),
     ]
 
 
@@ -136,9 +137,9 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
     ]
 
 
-def discover_backends() -> list[Backend]:
+def discover_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends()
+    backends = builtin_backends(models_dir)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:
