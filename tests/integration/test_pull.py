@@ -68,9 +68,21 @@ def test_pull_fetches_only_the_allowed_files_and_resumes_a_cut_transfer(hub: Hub
     hub.cuts[(MUSICGEN, "model.safetensors")] = cut
     models = tmp_path / "models"
 
-    done = genmill("models", "pull", "Qubico/ace-step/txt2audio", "--models-dir", str(models), hub=hub, home=tmp_path)
+    # TQDM_POSITION=-1 makes huggingface_hub draw its progress bars without a terminal, as it does in one.
+    done = genmill(
+        "models",
+        "pull",
+        "Qubico/ace-step/txt2audio",
+        "--models-dir",
+        str(models),
+        hub=hub,
+        home=tmp_path,
+        env={"TQDM_POSITION": "-1"},
+    )
 
     assert done.returncode == 0, done.stderr
+    assert "12.6M/12.6M" in done.stderr  # the progress bar of model.safetensors
+    assert "HTTP Request" not in done.stderr
     assert (models / "musicgen" / "model.safetensors").read_bytes() == weights
     assert (models / "musicgen" / "config.json").is_file()
     assert not (models / "musicgen" / "pytorch_model.bin").exists()

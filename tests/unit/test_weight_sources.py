@@ -54,3 +54,12 @@ def test_the_hint_names_the_model_when_its_task_types_share_the_folders(tmp_path
     assert pull_hint("Qubico/wanx", "txt2video-1.3b", tmp_path).startswith("genmill models pull Qubico/wanx/txt2video")
     (tmp_path / "flux1-dev").mkdir()
     assert pull_hint("Qubico/flux1-dev", "txt2img", tmp_path) == ""
+
+
+def test_models_dir_defaults_to_the_folder_genmill_always_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genmill.backends.registry import MODELS_DIR
+    from genmill.settings import Settings
+
+    assert Settings().models_dir == MODELS_DIR == Path("genmill-models")
+    monkeypatch.setenv("GENMILL_MODELS_DIR", "/srv/weights")
+    assert Settings().models_dir == Path("/srv/weights")

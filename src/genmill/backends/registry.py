@@ -37,8 +37,8 @@ ENTRY_POINT_GROUP = "genmill.backends"
 log = logging.getLogger("genmill.backends")
 
 MODELS_DIR = Path("genmill-models")
-"""Where the weights of the model backends live (one diffusers-format folder per model), relative to the
-working directory like the data folder; see docs/backends.md for the layout."""
+"""The default of GENMILL_MODELS_DIR (`Settings.models_dir`): where the model backends' weights live, one
+diffusers-format folder per model, relative to the working directory like the data folder (docs/weights.md)."""
 
 
 def model_backends(models_dir: Path = MODELS_DIR) -> list[Backend]:

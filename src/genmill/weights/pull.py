@@ -15,6 +15,7 @@ existing folder as weights, so a half-downloaded one must never carry the real n
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatch
@@ -78,6 +79,7 @@ def pull_source(source: WeightSource, models_dir: Path, *, token: str | None, sa
     if work != final:
         final.parent.mkdir(parents=True, exist_ok=True)
         work.rename(final)
+        _drop_staging_if_empty(models_dir)
     say(f"{final}/ is complete")
 
 
@@ -136,9 +138,13 @@ def _drop_if_empty(work: Path, models_dir: Path) -> None:
         return
     if not any(path.is_file() and ".cache" not in path.relative_to(work).parts for path in work.rglob("*")):
         shutil.rmtree(work)
-        staging = models_dir / STAGING
-        if staging.is_dir() and not any(staging.iterdir()):
-            staging.rmdir()
+        _drop_staging_if_empty(models_dir)
+
+
+def _drop_staging_if_empty(models_dir: Path) -> None:
+    staging = models_dir / STAGING
+    if staging.is_dir() and not any(staging.iterdir()):
+        staging.rmdir()
 
 
 def pull_command(targets: Sequence[str], *, models_dir: Path, token: str | None, dry_run: bool, say: Say) -> int:
@@ -158,4 +164,6 @@ def pull_command(targets: Sequence[str], *, models_dir: Path, token: str | None,
     if dry_run:
         describe(sources, models_dir, say)
         return 0
+    for name in ("httpx", "httpx2"):  # one INFO line per HTTP request would bury the progress bars
+        logging.getLogger(name).setLevel(logging.WARNING)
     return pull(sources, models_dir, token=token, say=say)
