@@ -132,7 +132,10 @@ class Runtime:
         from genmill.backends.registry import discover_backends, upstream_backends
 
         return [
-            [*discover_backends(settings.placement(device)), *upstream_backends(settings, self.catalog)]
+            [
+                *discover_backends(settings.models_dir, settings.placement(device)),
+                *upstream_backends(settings, self.catalog),
+            ]
             for device in settings.devices()
         ]
 

@@ -1,4 +1,4 @@
-"""The `genmill` command: serve, keys, accounts, models, db.
+"""The `genmill` command: serve, keys, accounts, models (and models pull), db.
 
 Commands that print a secret print it alone on the last line of stdout so scripts can capture it with
 `tail -n 1`; everything else a command says goes to stderr.
@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from genmill.errors import GenmillError
@@ -111,14 +112,23 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_dir(args: argparse.Namespace | None, settings: Settings) -> Path:
+    value = getattr(args, "models_dir", None)
+    return Path(value) if value else settings.models_dir
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from genmill.backends.registry import discover_backends, upstream_backends, why_not_served
     from genmill.catalog import build_catalog
+    from genmill.weights.sources import pull_hint
     from genmill.worker.backendset import BackendSet
 
-    catalog = build_catalog()
     settings = Settings()
-    backends = BackendSet([*discover_backends(settings.placement()), *upstream_backends(settings, catalog)], catalog)
+    models_dir = _models_dir(args, settings)
+    catalog = build_catalog()
+    backends = BackendSet(
+        [*discover_backends(models_dir, settings.placement()), *upstream_backends(settings, catalog)], catalog
+    )
     reasons: dict[tuple[str, str], str] = {}
     for status in backends.statuses:
         for key in status.entries:
@@ -127,9 +137,17 @@ def cmd_models(args: argparse.Namespace) -> int:
         if backends.can_run(entry.model, entry.task_type):
             print(f"available  {entry.model}  {entry.task_type}")
         else:
-            why = reasons.get(entry.key) or why_not_served(entry.model, entry.task_type)
-            print(f"missing    {entry.model}  {entry.task_type}  ({why})")
+            why = reasons.get(entry.key) or why_not_served(entry.model, entry.task_type, models_dir)
+            hint = pull_hint(entry.model, entry.task_type, models_dir)
+            print(f"missing    {entry.model}  {entry.task_type}  ({why}{'; ' + hint if hint else ''})")
     return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from genmill.weights.pull import pull_command
+
+    models_dir = _models_dir(args, Settings())
+    return pull_command(args.targets, models_dir=models_dir, token=args.token, dry_run=args.dry_run, say=_say)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -157,7 +175,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
     backends = BackendSet(
-        [*discover_backends(settings.placement()), *upstream_backends(settings, catalog)],
+        [*discover_backends(settings.models_dir, settings.placement()), *upstream_backends(settings, catalog)],
         catalog,
         enabled=enabled,
         memory_budgets=settings.memory_budgets(),
@@ -292,7 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     token_revoke.set_defaults(func=cmd_worker_token_revoke)
 
     models = sub.add_parser("models", help="list catalog entries and whether they run here")
+    models_dir_help = "weights folder (env GENMILL_MODELS_DIR, default ./genmill-models)"
+    models.add_argument("--models-dir", dest="models_dir", default=argparse.SUPPRESS, help=models_dir_help)
     models.set_defaults(func=cmd_models)
+    pull = models.add_subparsers(dest="models_command").add_parser(
+        "pull", help="download weight folders from Hugging Face (docs/weights.md)"
+    )
+    pull.add_argument("targets", nargs="+", metavar="TARGET", help="entry, model, family (flux, wan, ...) or folder")
+    pull.add_argument("--models-dir", dest="models_dir", default=argparse.SUPPRESS, help=models_dir_help)
+    pull.add_argument("--token", default=None, help="Hugging Face token for gated repositories (env HF_TOKEN)")
+    pull.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be fetched")
+    pull.set_defaults(func=cmd_models_pull)
     return parser
 
 

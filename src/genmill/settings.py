@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENMILL_", extra="ignore")
 
     data_dir: Path = Field(Path("./genmill-data"), description="Local folder for the SQLite database and blobs.")
+    models_dir: Path = Field(
+        Path("./genmill-models"),
+        description="Folder of model weights, one folder per weight set (docs/weights.md); `genmill models pull` "
+        "downloads into it.",
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite in data_dir.")
     public_url: str = Field("", description="Base URL clients use to reach this server (for output URLs).")
     host: str = "127.0.0.1"

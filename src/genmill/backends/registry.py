@@ -39,8 +39,8 @@ ENTRY_POINT_GROUP = "genmill.backends"
 log = logging.getLogger("genmill.backends")
 
 MODELS_DIR = Path("genmill-models")
-"""Where the weights of the model backends live (one diffusers-format folder per model), relative to the
-working directory like the data folder; see docs/backends.md for the layout."""
+"""The default of GENMILL_MODELS_DIR (`Settings.models_dir`): where the model backends' weights live, one
+diffusers-format folder per model, relative to the working directory like the data folder (docs/weights.md)."""
 
 
 def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
@@ -101,8 +101,9 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     return "no backend for this entry is installed"
 
 
-def builtin_backends(placement: Placement | None = None) -> list[Backend]:
-    """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
+def builtin_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
+    """Fresh instances of the backends that ship with genmill (each reports whether it can run here); the model
+    backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says."""
     return [
         RealEsrganUpscaleBackend(),
         SelfieBackgroundRemoveBackend(),
@@ -113,7 +114,7 @@ def builtin_backends(placement: Placement | None = None) -> list[Backend]:
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),
         EchoBackend(),
-        *model_backends(placement=placement),
+        *model_backends(models_dir, placement),
     ]
 
 
@@ -144,9 +145,9 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
     ]
 
 
-def discover_backends(placement: Placement | None = None) -> list[Backend]:
+def discover_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends(placement)
+    backends = builtin_backends(models_dir, placement)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:

@@ -1,0 +1,368 @@
+"""Which Hugging Face repositories each weight folder under GENMILL_MODELS_DIR comes from.
+
+The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `musicgen`, `stable_audio`); this
+table says, for each of those folders, which repository (or repositories, for a layout genmill assembles) fills
+it, which files of it the backend loads, and which catalog entries it serves. `genmill models pull` downloads from
+it and `genmill models` quotes it for entries that lack weights.
+
+Only the files a backend loads are fetched (`allow_patterns`): FLUX.1-dev's repository, for instance, also holds
+the 23 GB single-file checkpoint `flux1-dev.safetensors` that diffusers' folder layout never reads.
+
+Sizes are approximate (`approx_gb`): estimated from each published repository's component sizes, parameter
+counts and dtypes, rounded; they are for planning disk space. `pull` prints the exact total from the
+repository's file listing before it downloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HUB_URL = "https://huggingface.co"
+
+Entry = tuple[str, str]
+"""A catalog entry: (model, task_type)."""
+
+
+@dataclass(frozen=True)
+class RepoPart:
+    """The files of one repository that go into a weight folder."""
+
+    repo_id: str
+    allow_patterns: tuple[str, ...]
+    approx_gb: float
+    gated: bool = False
+    """The repository asks each user to accept its licence on its page before it serves files."""
+    subfolder: str = ""
+    """Where in the weight folder its files land ("" = the folder itself), for layouts genmill assembles."""
+
+    @property
+    def page(self) -> str:
+        """The repository's page: where a gated licence is accepted."""
+        return f"{HUB_URL}/{self.repo_id}"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One weight folder under the models folder, where it comes from and which catalog entries it serves."""
+
+    folder: str
+    family: str
+    parts: tuple[RepoPart, ...]
+    serves: tuple[Entry, ...]
+    model_index: dict[str, Any] | None = field(default=None, compare=False)
+    """A model_index.json genmill writes once every part is downloaded (an assembled layout), or None."""
+    note: str = ""
+
+    @property
+    def approx_gb(self) -> float:
+        return sum(part.approx_gb for part in self.parts)
+
+    @property
+    def repos(self) -> str:
+        return " + ".join(part.repo_id for part in self.parts)
+
+
+def diffusers_files(*components: str) -> tuple[str, ...]:
+    """Allow-patterns for a diffusers pipeline folder: its model_index.json and the named component folders
+    (which leaves out the single-file checkpoints many repositories also keep at their root)."""
+    return ("model_index.json", *(f"{name}/*" for name in components))
+
+
+FLUX_COMPONENTS = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae")
+WAN_T2V = ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")
+WAN_I2V = (*WAN_T2V, "image_encoder", "image_processor")
+HUNYUAN_COMPONENTS = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae")
+CONTROLNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+
+DEV, SCHNELL, ADVANCED = "Qubico/flux1-dev", "Qubico/flux1-schnell", "Qubico/flux1-dev-advanced"
+WANX, HUNYUAN = "Qubico/wanx", "Qubico/hunyuan"
+
+
+def _entries(model: str, *task_types: str) -> tuple[Entry, ...]:
+    return tuple((model, task_type) for task_type in task_types)
+
+
+def _flux(folder: str, repo: str, serves: tuple[Entry, ...], *, gated: bool = True) -> WeightSource:
+    return WeightSource(folder, "flux", (RepoPart(repo, diffusers_files(*FLUX_COMPONENTS), 34, gated),), serves)
+
+
+def _controlnet(control_type: str, repo: str, approx_gb: float) -> WeightSource:
+    return WeightSource(
+        f"flux1-dev-controlnet-{control_type}",
+        "flux",
+        (RepoPart(repo, CONTROLNET_FILES, approx_gb),),
+        ((ADVANCED, "controlnet-lora"),),
+    )
+
+
+def _wan(folder: str, repo: str, components: tuple[str, ...], approx_gb: float, *serves: Entry) -> WeightSource:
+    return WeightSource(folder, "wan", (RepoPart(repo, diffusers_files(*components), approx_gb),), serves)
+
+
+FRAMEPACK_MODEL_INDEX: dict[str, Any] = {
+    # The components HunyuanVideoFramepackPipeline.__init__ takes, as diffusers' FramePack docs assemble them.
+    "_class_name": "HunyuanVideoFramepackPipeline",
+    "_diffusers_version": "0.33.0",  # the first diffusers release with this pipeline
+    "feature_extractor": ["transformers", "SiglipImageProcessor"],
+    "image_encoder": ["transformers", "SiglipVisionModel"],
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "LlamaModel"],
+    "text_encoder_2": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "LlamaTokenizerFast"],
+    "tokenizer_2": ["transformers", "CLIPTokenizer"],
+    "transformer": ["diffusers", "HunyuanVideoFramepackTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLHunyuanVideo"],
+}
+
+UNION_PRO_2 = "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro-2.0"
+
+SOURCES: tuple[WeightSource, ...] = (
+    _flux(
+        "flux1-dev",
+        "black-forest-labs/FLUX.1-dev",
+        (
+            *_entries(DEV, "txt2img", "img2img", "txt2img-lora"),
+            *_entries(ADVANCED, "txt2img", "img2img", "txt2img-lora", "img2img-lora"),
+            # Redux and the ControlNets generate with FLUX.1-dev's pipeline.
+            *_entries(ADVANCED, "redux-variation", "controlnet-lora"),
+        ),
+    ),
+    _flux(
+        "flux1-schnell",
+        "black-forest-labs/FLUX.1-schnell",
+        _entries(SCHNELL, "txt2img", "img2img", "txt2img-lora"),
+        gated=False,
+    ),
+    _flux("flux1-fill-dev", "black-forest-labs/FLUX.1-Fill-dev", _entries(ADVANCED, "fill-inpaint", "fill-outpaint")),
+    _flux("flux1-kontext-dev", "black-forest-labs/FLUX.1-Kontext-dev", _entries(ADVANCED, "kontext")),
+    WeightSource(
+        "flux1-redux-dev",
+        "flux",
+        (
+            RepoPart(
+                "black-forest-labs/FLUX.1-Redux-dev",
+                diffusers_files("feature_extractor", "image_embedder", "image_encoder"),
+                1,
+                gated=True,
+            ),
+        ),
+        _entries(ADVANCED, "redux-variation"),
+    ),
+    _controlnet("canny", "InstantX/FLUX.1-dev-Controlnet-Canny", 3.6),
+    _controlnet("depth", "Shakker-Labs/FLUX.1-dev-ControlNet-Depth", 3.6),
+    _controlnet("soft_edge", UNION_PRO_2, 4),
+    _controlnet("openpose", UNION_PRO_2, 4),
+    WeightSource(
+        "depth-anything",
+        "flux",
+        (
+            RepoPart(
+                "depth-anything/Depth-Anything-V2-Small-hf",
+                ("config.json", "preprocessor_config.json", "model.safetensors"),
+                0.1,
+            ),
+        ),
+        _entries(ADVANCED, "controlnet-lora"),
+        note="turns control_image into a depth map for the depth ControlNet",
+    ),
+    _wan("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", WAN_T2V, 29, (WANX, "txt2video-1.3b")),
+    _wan(
+        "wan2.1-t2v-14b",
+        "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+        WAN_T2V,
+        80,
+        *_entries(WANX, "txt2video-14b", "txt2video-14b-lora"),
+    ),
+    _wan(
+        "wan2.1-i2v-14b",
+        "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        WAN_I2V,
+        90,
+        *_entries(WANX, "img2video-14b", "img2video-14b-lora"),
+        ("Qubico/hug-video", "image_to_video"),
+    ),
+    _wan(
+        "wan2.1-flf2v-14b",
+        "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+        WAN_I2V,
+        90,
+        (WANX, "img2video-14b-keyframe"),
+    ),
+    _wan(
+        "wan2.2-t2v-a14b",
+        "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+        (*WAN_T2V, "transformer_2"),
+        126,
+        (WANX, "wan22-txt2video-14b"),
+    ),
+    _wan(
+        "wan2.2-i2v-a14b",
+        "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        (*WAN_T2V, "transformer_2"),
+        126,
+        (WANX, "wan22-img2video-14b"),
+    ),
+    _wan(
+        "skyreels-v2-i2v",
+        "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers",
+        WAN_I2V,
+        90,
+        ("Qubico/skyreels", "img2video"),
+    ),
+    WeightSource(
+        "hunyuanvideo",
+        "hunyuan",
+        (RepoPart("hunyuanvideo-community/HunyuanVideo", diffusers_files(*HUNYUAN_COMPONENTS), 41),),
+        _entries(HUNYUAN, "txt2video", "fast-txt2video", "txt2video-lora"),
+    ),
+    WeightSource(
+        "hunyuanvideo-i2v-concat",
+        "hunyuan",
+        (
+            RepoPart(
+                "hunyuanvideo-community/HunyuanVideo-I2V-33ch",
+                diffusers_files(*HUNYUAN_COMPONENTS, "image_processor"),
+                43,
+            ),
+        ),
+        _entries(HUNYUAN, "img2video-concat"),
+        note='its transformer has image_condition_type "latent_concat" (33 input channels)',
+    ),
+    WeightSource(
+        "hunyuanvideo-i2v-replace",
+        "hunyuan",
+        (
+            RepoPart(
+                "hunyuanvideo-community/HunyuanVideo-I2V",
+                diffusers_files(*HUNYUAN_COMPONENTS, "image_processor"),
+                43,
+            ),
+        ),
+        _entries(HUNYUAN, "img2video-replace"),
+        note='its transformer has image_condition_type "token_replace"',
+    ),
+    WeightSource(
+        "framepack",
+        "hunyuan",
+        (
+            RepoPart(
+                "lllyasviel/FramePackI2V_HY",
+                ("config.json", "*.safetensors", "*.safetensors.index.json"),
+                26,
+                subfolder="transformer",
+            ),
+            RepoPart(
+                "hunyuanvideo-community/HunyuanVideo",
+                tuple(f"{name}/*" for name in HUNYUAN_COMPONENTS if name != "transformer"),
+                16,
+            ),
+            RepoPart("lllyasviel/flux_redux_bfl", ("image_encoder/*", "feature_extractor/*"), 0.9),
+        ),
+        (("Qubico/framepack", "img2video"),),
+        model_index=FRAMEPACK_MODEL_INDEX,
+        note="assembled: the FramePack transformer, HunyuanVideo's text encoders, tokenizers, VAE and scheduler, "
+        "the SigLIP image encoder, and a model_index.json genmill writes",
+    ),
+    WeightSource(
+        "musicgen",
+        "audio",
+        (RepoPart("facebook/musicgen-small", ("*.json", "spiece.model", "model.safetensors"), 2.4),),
+        (
+            *_entries("Qubico/ace-step", "txt2audio", "audio2audio", "extend"),
+            *_entries("Qubico/diffrhythm", "txt2audio-base", "txt2audio-full"),
+        ),
+        note="MusicGen stands in for ACE-Step and DiffRhythm",
+    ),
+    WeightSource(
+        "stable-audio-open",
+        "audio",
+        (
+            RepoPart(
+                "stabilityai/stable-audio-open-1.0",
+                diffusers_files("projection_model", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"),
+                5,
+                gated=True,
+            ),
+        ),
+        (("Qubico/mmaudio", "video2audio"),),
+        note="Stable Audio Open stands in for MMAudio",
+    ),
+)
+
+FAMILIES = ("flux", "wan", "hunyuan", "audio")
+
+
+class UnknownTarget(ValueError):
+    """A `pull` target that names no folder, family, model or catalog entry."""
+
+
+def by_folder() -> dict[str, WeightSource]:
+    return {source.folder: source for source in SOURCES}
+
+
+def sources_for_entry(model: str, task_type: str) -> list[WeightSource]:
+    """The folders an entry's backend needs (Redux and the ControlNets also need FLUX.1-dev's)."""
+    return [source for source in SOURCES if (model, task_type) in source.serves]
+
+
+def sources_for_model(model: str) -> list[WeightSource]:
+    return [source for source in SOURCES if any(served == model for served, _ in source.serves)]
+
+
+def resolve_targets(targets: Sequence[str], catalog_families: dict[str, set[Entry]]) -> list[WeightSource]:
+    """The weight folders the targets name, in table order without repeats.
+
+    A target is a folder name (`flux1-dev`), a family (`flux`, `wan`, `hunyuan`, `audio`), a catalog entry
+    (`Qubico/wanx/txt2video-14b`), a model (`Qubico/flux1-dev`: every task type's folders) or a catalog family
+    (`wanx`, `framepack`), looked up in that order; `catalog_families` maps catalog family names to their entries.
+    """
+    folders = by_folder()
+    chosen: set[str] = set()
+    for target in targets:
+        name = target.strip().rstrip("/")
+        if name in folders:
+            found = [folders[name]]
+        elif name in FAMILIES:
+            found = [source for source in SOURCES if source.family == name]
+        elif name.count("/") == 2 and sources_for_entry(*name.rsplit("/", 1)):
+            found = sources_for_entry(*name.rsplit("/", 1))
+        elif sources_for_model(name):
+            found = sources_for_model(name)
+        elif name in catalog_families:
+            found = [source for source in SOURCES if set(source.serves) & catalog_families[name]]
+        else:
+            found = []
+        if not found:
+            raise UnknownTarget(
+                f"{target!r} names no weight folder, family, model or catalog entry that has downloadable weights; "
+                "see `genmill models` and docs/weights.md for the names"
+            )
+        chosen.update(source.folder for source in found)
+    return [source for source in SOURCES if source.folder in chosen]
+
+
+def format_gb(approx_gb: float) -> str:
+    if approx_gb < 1:
+        return f"~{approx_gb * 1000:.0f} MB"
+    return f"~{approx_gb:.1f} GB" if approx_gb < 10 and approx_gb != int(approx_gb) else f"~{approx_gb:.0f} GB"
+
+
+def pull_hint(model: str, task_type: str, models_dir: Path) -> str:
+    """What `genmill models pull` would fetch for an entry whose weights are missing, or "" when the table has
+    nothing for it; names the model as the target when all its task types share these folders."""
+    needed = sources_for_entry(model, task_type)
+    missing = [source for source in needed if not (models_dir / source.folder).is_dir()]
+    if not missing:
+        return ""
+    same_for_model = {s.folder for s in needed} == {s.folder for s in sources_for_model(model)}
+    target = model if same_for_model else f"{model}/{task_type}"
+    repos = ", ".join(dict.fromkeys(part.repo_id for source in missing for part in source.parts))
+    size = format_gb(sum(source.approx_gb for source in missing))
+    return f"genmill models pull {target} fetches {repos}, {size}"
+
+
+def gated_pages(sources: Iterable[WeightSource]) -> list[str]:
+    return list(dict.fromkeys(part.page for source in sources for part in source.parts if part.gated))
