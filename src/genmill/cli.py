@@ -135,7 +135,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             reasons.setdefault(key, status.reason if not status.available else "")
     for entry in sorted(catalog, key=lambda e: e.key):
         if backends.can_run(entry.model, entry.task_type):
-            print(f"available  {entry.model}  {entry.task_type}")
+            note = backends.backend_for(entry.model, entry.task_type).memory_note()
+            print(f"available  {entry.model}  {entry.task_type}" + (f"  ({note})" if note else ""))
         else:
             why = reasons.get(entry.key) or why_not_served(entry.model, entry.task_type, models_dir)
             hint = pull_hint(entry.model, entry.task_type, models_dir)

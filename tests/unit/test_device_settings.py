@@ -46,3 +46,13 @@ def test_a_device_list_names_each_device_once() -> None:
     assert Settings(device="cuda").devices() == ["cuda:0"]
     with pytest.raises(ValidationError, match="names a device twice"):
         Settings(device="cuda,cuda:0")
+
+
+def test_the_memory_note_says_device_mode_quantisation_and_tiling() -> None:
+    from genmill.backends.diffusers_loading import Placement
+    from genmill.domain.placement import MemoryPlan
+
+    plan = MemoryPlan(MemoryMode.MODEL_OFFLOAD, Quantization.NF4, True, "asked for")
+    assert Placement("cuda:1").describe(plan) == "cuda:1, model-offload, nf4 transformer, tiled VAE"
+    assert Placement("cpu").describe(plan) == "cpu"
+    assert Placement("cuda:0").describe(None) == ""

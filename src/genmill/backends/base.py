@@ -99,6 +99,11 @@ class Backend(ABC):
             return []
         return [Resident(f"backend:{self.name}", self.device, self.memory_bytes)]
 
+    def memory_note(self) -> str:
+        """Where and how the model runs, for `genmill models` (e.g. "cuda:0, model-offload: ..."); "" when there
+        is nothing to say."""
+        return ""
+
     @abstractmethod
     def availability(self) -> Availability:
         """Whether this backend can run on this machine; cheap (imports, file checks), never loads the model."""

@@ -158,9 +158,15 @@ class Placement:
             margin_bytes=self.margin_bytes,
         )
 
-    def describe(self, plan: MemoryPlan) -> str:
+    def describe(self, plan: MemoryPlan | None) -> str:
+        """"cuda:0, model-offload, nf4 transformer", for logs and `genmill models`."""
+        if plan is None:
+            return ""
+        if not self.device.startswith("cuda"):
+            return self.device  # in RAM, whatever the mode: offloading from the CPU to the CPU means nothing
         quantized = "" if plan.quantization is Quantization.NONE else f", {plan.quantization.value} transformer"
-        return f"{self.device}, {plan.mode.value}{quantized}"
+        tiled = ", tiled VAE" if plan.vae_tiling else ""
+        return f"{self.device}, {plan.mode.value}{quantized}{tiled}"
 
 
 def load_pipeline(

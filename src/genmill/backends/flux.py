@@ -220,6 +220,9 @@ class FluxBackend(Backend):
     def residents(self) -> list[Resident]:
         return list(self._residents)
 
+    def memory_note(self) -> str:
+        return self.shared.placement.describe(self.shared.plan)
+
     def load(self) -> None:
         if self.shared.plan is None and not self.availability().ok:  # loaded without asking first (tools, tests)
             raise BackendError(self.availability().reason)

@@ -262,6 +262,9 @@ class VideoBackend(Backend):
     def residents(self) -> list[Resident]:
         return list(self._residents)
 
+    def memory_note(self) -> str:
+        return self.shared.placement.describe(self.plan)
+
     def check(self) -> str:
         """A reason the folder cannot serve this backend's task types, or "" (read from configs, never loaded)."""
         return ""
