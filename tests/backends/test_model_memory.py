@@ -224,3 +224,27 @@ def test_out_of_memory_frees_the_device_retries_once_then_fails_with_credits_rel
     second = flux_task(runtime, account)
     assert worker.run_once()
     assert runtime.store.tasks.get(account.account_id, second).status is TaskStatus.COMPLETED
+
+
+def test_out_of_memory_while_loading_is_retried_after_freeing_the_device(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusers import FluxPipeline
+
+    account = runtime.store.accounts.create_account("a", credits=10**9, max_concurrency=10)
+    original = FluxPipeline.from_pretrained.__func__
+    calls: list[int] = []
+
+    def short_of_memory_once(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(FluxPipeline, "from_pretrained", classmethod(short_of_memory_once))
+    task_id = flux_task(runtime, account)
+    assert runtime.workers[0].run_once()
+    task = runtime.store.tasks.get(account.account_id, task_id)
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert len(calls) == 2 and any(line.startswith("out of memory on cpu") for line in task.logs)
+    assert runtime.backends.load_counts == {"flux1-dev": 1}

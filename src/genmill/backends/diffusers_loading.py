@@ -159,7 +159,7 @@ class Placement:
         )
 
     def describe(self, plan: MemoryPlan | None) -> str:
-        """"cuda:0, model-offload, nf4 transformer", for logs and `genmill models`."""
+        """ "cuda:0, model-offload, nf4 transformer", for logs and `genmill models`."""
         if plan is None:
             return ""
         if not self.device.startswith("cuda"):
