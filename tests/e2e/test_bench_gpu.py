@@ -71,3 +71,23 @@ def test_without_cuda_the_full_run_skips() -> None:
 def test_unknown_models_are_refused() -> None:
     run = bench_gpu("--models", "sdxl")
     assert run.returncode == 2 and "unknown model or mode: sdxl" in run.stderr
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_full_size_models_and_inputs_fit_together_on_the_meta_device(name: str) -> None:
+    """The published configs, the bf16/fp32 weight placement and the default-size inputs of a full run, checked
+    for shapes on the meta device (no memory, no GPU); the parameter counts are the planner's footprints."""
+    import torch
+    from bench.gpu_models import MODELS as BENCHES
+    from bench.gpu_models import random_model
+
+    from genmill.domain.placement import FOOTPRINTS
+
+    bench = BENCHES[name]
+    model = random_model(bench, False, "meta", torch.bfloat16)
+    inputs = bench.inputs(2, False, "meta", torch.bfloat16)
+    with torch.inference_mode():
+        out = model(**inputs)[0]
+    assert out.shape == inputs["hidden_states"].shape and out.dtype == torch.bfloat16
+    parameters = sum(p.numel() for p in model.parameters())
+    assert abs(2 * parameters - FOOTPRINTS[name].transformer) / FOOTPRINTS[name].transformer < 0.01
