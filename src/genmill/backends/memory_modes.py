@@ -140,6 +140,20 @@ def _modules(pipe: Any) -> dict[str, Any]:
     return {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
 
 
+def group_offload_denoiser(module: Any, onload_device: str, *, use_stream: bool) -> None:
+    """Stream a diffusers denoiser from CPU memory one block at a time (what `group-offload` does to the
+    transformers of a pipeline; `python -m bench.gpu` times exactly this)."""
+    import torch
+
+    module.enable_group_offload(
+        onload_device=torch.device(onload_device),
+        offload_device=torch.device("cpu"),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        use_stream=use_stream,
+    )
+
+
 def enable_group_offload(pipe: Any, onload_device: str, *, use_stream: bool) -> None:
     """Group offload of the big components; everything else moved to `onload_device`.
 
@@ -153,13 +167,7 @@ def enable_group_offload(pipe: Any, onload_device: str, *, use_stream: bool) -> 
     onload, offload = torch.device(onload_device), torch.device("cpu")
     for name, module in _modules(pipe).items():
         if name.startswith(DENOISER_PREFIX) and hasattr(module, "enable_group_offload"):
-            module.enable_group_offload(
-                onload_device=onload,
-                offload_device=offload,
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                use_stream=use_stream,
-            )
+            group_offload_denoiser(module, onload_device, use_stream=use_stream)
         elif name.startswith((DENOISER_PREFIX, *ENCODER_PREFIXES)):
             from diffusers.hooks.group_offloading import apply_group_offloading
 

@@ -355,6 +355,14 @@ FOOTPRINTS: dict[str, Footprint] = {
     # FramePack generates a clip in short sections, so its working memory stays small.
     "framepack": Footprint(_bf16(12.87e9), LLAMA_TEXT + _bf16(428e6), HUNYUAN_VAE, 5 * GB),
 }
+EXPECTED_SLOWDOWN = {
+    MemoryMode.GPU: "1x",
+    MemoryMode.MODEL_OFFLOAD: "~1.1x",
+    MemoryMode.GROUP_OFFLOAD: "~1.2-2x",
+    MemoryMode.SEQUENTIAL_OFFLOAD: "~3-20x",
+}
+"""Time per task relative to whole-GPU, expected from how each mode moves weights (docs/gpu.md explains each);
+expectations until `python -m bench.gpu` has measured them on the card in question."""
 IMAGE_MODELS = frozenset(name for name in FOOTPRINTS if name.startswith("flux1-"))
 CARD_SIZES_GB = (24, 48, 80, 141)
 """The card sizes of the documented table (RTX 4090 / L40S-A6000 / A100-H100 / H200); taken as GiB, which is how
@@ -369,14 +377,15 @@ def plan_for(model: str, card_bytes: int, **overrides: object) -> MemoryPlan:
 
 def plan_table_markdown() -> str:
     """The card-size table of docs/gpu.md, generated so that the doc cannot drift from the planner."""
-    header = "| model | weights (bf16) | " + " | ".join(f"{gb} GB card" for gb in CARD_SIZES_GB) + " |"
+    header = "| model | weights | " + " | ".join(f"{gb} GB card" for gb in CARD_SIZES_GB) + " |"
     lines = [header, "|---|---|" + "---|" * len(CARD_SIZES_GB)]
     for model, footprint in FOOTPRINTS.items():
         cells = []
         for gb in CARD_SIZES_GB:
             plan = plan_for(model, gb * GIB)
             cell = _describe(plan.mode, plan.quantization)
-            cells.append(cell + (", tiled VAE" if plan.vae_tiling else ""))
+            cell += ", tiled VAE" if plan.vae_tiling else ""
+            cells.append(f"{cell} ({EXPECTED_SLOWDOWN[plan.mode]})")
         lines.append(f"| {model} | {_gb(footprint.weights)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
