@@ -28,6 +28,7 @@ from genmill.backends.memory_modes import (
     device_free_bytes,
     device_total_bytes,
     enable_group_offload,
+    group_offloaded,
     is_out_of_memory,
     quantization_config,
     release_memory,
@@ -94,8 +95,33 @@ def test_group_offload_registers_hooks_and_still_generates() -> None:
     assert (clip(pipe) == reference).all(), "offloading changes where weights live, not what they compute"
 
 
+def test_a_pipeline_sharing_offloaded_modules_is_placed_without_hooking_them_twice() -> None:
+    """The Flux variants share their text encoders: placing the second pipeline must neither fail (diffusers
+    refuses a second set of group offload hooks) nor stack hooks on the shared modules."""
+    reference = clip(tiny_wan())
+    first = tiny_wan()
+    enable_group_offload(first, "cpu", use_stream=False)
+    from diffusers import WanPipeline
+
+    second = WanPipeline(**first.components)
+    enable_group_offload(second, "cpu", use_stream=False)
+    assert group_offloaded(second.transformer) and group_offloaded(second.text_encoder)
+    assert (clip(second) == reference).all()
+
+
 def test_compute_dtypes_on_the_cpu() -> None:
     assert compute_dtypes("cpu") == (torch.float32, torch.float32)
+
+
+def test_gpus_without_native_bf16_get_fp16_with_an_fp32_vae(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A T4 or V100 reports bf16 'supported' by emulation; genmill must not pick it there."""
+    from contextlib import nullcontext
+
+    monkeypatch.setattr(torch.cuda, "device", lambda index: nullcontext())
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert compute_dtypes("cuda:0") == (torch.float16, torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert compute_dtypes("cuda:1") == (torch.bfloat16, torch.bfloat16)
 
 
 def test_device_memory_on_the_cpu() -> None:

@@ -87,7 +87,10 @@ def folder_footprint(path: Path, element_bytes: int, *, activations: int | None 
     if activations is None:
         known = FOOTPRINTS.get(path.name)
         activations = known.activations if known else max(GIB, transformer // 8)
-    return Footprint(transformer=transformer, encoders=encoders, vae=vae, activations=activations)
+    parts = sum(1 for name in TRANSFORMERS if (path / name).is_dir()) or 1
+    return Footprint(
+        transformer=transformer, encoders=encoders, vae=vae, activations=activations, transformer_parts=parts
+    )
 
 
 def component_class(path: Path, name: str) -> Any:

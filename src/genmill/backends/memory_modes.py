@@ -48,7 +48,8 @@ def compute_dtypes(device: str) -> tuple[Any, Any]:
 
     if _is_cuda(device):
         with torch.cuda.device(_cuda_index(device)):
-            if torch.cuda.is_bf16_supported():
+            # Not emulated bf16: pre-Ampere cards can emulate it, slowly; the point is to use fp16 there.
+            if torch.cuda.is_bf16_supported(including_emulation=False):
                 return torch.bfloat16, torch.bfloat16
         return torch.float16, torch.float32
     return torch.float32, torch.float32
@@ -154,6 +155,15 @@ def group_offload_denoiser(module: Any, onload_device: str, *, use_stream: bool)
     )
 
 
+def group_offloaded(module: Any) -> bool:
+    """Whether group offload hooks are already on `module` or one of its submodules: diffusers refuses to add
+    them twice, and a module shared between pipelines is placed once."""
+    return any(
+        getattr(getattr(sub, "_diffusers_hook", None), "get_hook", lambda _name: None)("group_offloading") is not None
+        for sub in module.modules()
+    )
+
+
 def enable_group_offload(pipe: Any, onload_device: str, *, use_stream: bool) -> None:
     """Group offload of the big components; everything else moved to `onload_device`.
 
@@ -166,6 +176,8 @@ def enable_group_offload(pipe: Any, onload_device: str, *, use_stream: bool) -> 
 
     onload, offload = torch.device(onload_device), torch.device("cpu")
     for name, module in _modules(pipe).items():
+        if group_offloaded(module):
+            continue  # shared with a pipeline placed before (the Flux variants share their text encoders)
         if name.startswith(DENOISER_PREFIX) and hasattr(module, "enable_group_offload"):
             group_offload_denoiser(module, onload_device, use_stream=use_stream)
         elif name.startswith((DENOISER_PREFIX, *ENCODER_PREFIXES)):
