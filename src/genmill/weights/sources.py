@@ -366,3 +366,25 @@ def pull_hint(model: str, task_type: str, models_dir: Path) -> str:
 
 def gated_pages(sources: Iterable[WeightSource]) -> list[str]:
     return list(dict.fromkeys(part.page for source in sources for part in source.parts if part.gated))
+
+
+def pull_table_markdown() -> str:
+    """The pull command of every catalog entry that has downloadable weights, as the Markdown table in
+    docs/gpu.md (a test keeps the two equal; regenerate with `python -m genmill.weights.sources`)."""
+    entries = sorted({entry for source in SOURCES for entry in source.serves})
+    rows = ["| entry | command | folders | from | download |", "|---|---|---|---|---|"]
+    for model, task_type in entries:
+        needed = sources_for_entry(model, task_type)
+        same_for_model = {s.folder for s in needed} == {s.folder for s in sources_for_model(model)}
+        target = model if same_for_model else f"{model}/{task_type}"
+        folders = ", ".join(f"`{s.folder}/`" for s in needed)
+        repos = ", ".join(
+            dict.fromkeys(part.repo_id + (" (gated)" if part.gated else "") for s in needed for part in s.parts)
+        )
+        size = format_gb(sum(s.approx_gb for s in needed))
+        rows.append(f"| {model} {task_type} | `genmill models pull {target}` | {folders} | {repos} | {size} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(pull_table_markdown())
