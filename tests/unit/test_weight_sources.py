@@ -63,3 +63,12 @@ def test_models_dir_defaults_to_the_folder_genmill_always_read(monkeypatch: pyte
     assert Settings().models_dir == MODELS_DIR == Path("genmill-models")
     monkeypatch.setenv("GENMILL_MODELS_DIR", "/srv/weights")
     assert Settings().models_dir == Path("/srv/weights")
+
+
+def test_docs_gpu_lists_the_pull_command_of_every_entry() -> None:
+    from pathlib import Path
+
+    from genmill.weights.sources import pull_table_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "gpu.md"
+    assert pull_table_markdown() in doc.read_text(), "regenerate with: python -m genmill.weights.sources"
