@@ -292,3 +292,25 @@ def test_bad_inputs_fail_naming_the_field(backends: dict[str, VideoBackend]) -> 
         )
     with pytest.raises(BackendError, match="image: not a decodable image"):
         run(backends["wan21-i2v-14b"], "img2video-14b", prompt=PROMPT, image="aGVsbG8gd29ybGQ=")
+
+
+@pytest.mark.parametrize(
+    ("variant", "task_type", "guidance", "true_cfg"),
+    [("hunyuan-i2v-replace", "img2video-replace", 6.0, None), ("hunyuan-i2v-concat", "img2video-concat", 1.0, 1.0)],
+)
+def test_hunyuan_i2v_guidance_follows_the_condition_type(
+    backends: dict[str, VideoBackend], variant: str, task_type: str, guidance: float, true_cfg: float | None
+) -> None:
+    """diffusers' example runs the token_replace checkpoint at guidance 6.0 and the latent_concat one at 1.0 with
+    true CFG 1.0; the pipeline must receive exactly those."""
+    backend = backends[variant]
+    entry = CATALOG.get(backend.model, task_type)
+    assert entry is not None
+    backend.load()
+    inputs = entry.input_model.model_validate({"prompt": PROMPT, "image": picture()})
+    job = backend.job(entry, inputs, StepContext(), backend._pipe)
+    assert job.kwargs["guidance_scale"] == guidance
+    assert job.kwargs.get("true_cfg_scale") == true_cfg
+    assert f"guidance {guidance:g}" in " ".join(job.notes)
+    negative = entry.input_model.model_validate({"prompt": PROMPT, "image": picture(), "negative_prompt": "blue"})
+    assert backend.job(entry, negative, StepContext(), backend._pipe).kwargs["true_cfg_scale"] == 1.5
