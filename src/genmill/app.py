@@ -73,7 +73,12 @@ class Runtime:
             # An API-only replica runs no model: it does not even import the model libraries (hundreds of MB).
             # Upstream providers come last, so an entry this machine can run itself is never forwarded.
             backends = (
-                [*discover_backends(), *upstream_backends(settings, self.catalog)] if settings.workers > 0 else []
+                [
+                    *discover_backends(realesrgan_gpuid=settings.realesrgan_gpuid),
+                    *upstream_backends(settings, self.catalog),
+                ]
+                if settings.workers > 0
+                else []
             )
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
         self.backends = BackendSet(backends, self.catalog, enabled=enabled, memory_budgets=settings.memory_budgets())

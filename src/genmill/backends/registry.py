@@ -21,7 +21,7 @@ from genmill.backends.base import Backend
 from genmill.backends.echo import EchoBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
@@ -93,10 +93,12 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     return "no backend for this entry is installed"
 
 
-def builtin_backends() -> list[Backend]:
-    """Fresh instances of the backends that ship with genmill (each reports whether it can run here)."""
+def builtin_backends(*, realesrgan_gpuid: GpuChoice = "auto") -> list[Backend]:
+    """Fresh instances of the backends that ship with genmill (each reports whether it can run here).
+
+    `realesrgan_gpuid` is `GENMILL_REALESRGAN_GPUID`, passed in by the caller that read the settings."""
     return [
-        RealEsrganUpscaleBackend(),
+        RealEsrganUpscaleBackend(gpuid=realesrgan_gpuid),
         SelfieBackgroundRemoveBackend(),
         FaceSwapBackend(),
         SegmentBackend(),
@@ -136,9 +138,9 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
     ]
 
 
-def discover_backends() -> list[Backend]:
+def discover_backends(*, realesrgan_gpuid: GpuChoice = "auto") -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends()
+    backends = builtin_backends(realesrgan_gpuid=realesrgan_gpuid)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:
