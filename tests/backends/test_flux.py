@@ -168,10 +168,12 @@ def save_tiny_lora(transformer: Any, folder: Path) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
-def tiny_controlnet() -> Any:
+def tiny_controlnet(num_mode: int | None = None) -> Any:
+    """`num_mode` set makes a union ControlNet (InstantX/Shakker-Labs Union), which needs a control_mode per image."""
     from diffusers import FluxControlNetModel
 
     return FluxControlNetModel(
+        num_mode=num_mode,
         patch_size=1,
         in_channels=16,
         num_layers=1,
@@ -668,3 +670,50 @@ def test_controlnet_refuses_types_without_weights(tmp_path: Path, models_dir: Pa
     (tmp_path / "flux1-dev-controlnet-canny").unlink()
     reason = FluxBackend(ADVANCED, tmp_path, variant="controlnet").availability().reason
     assert "flux1-dev-controlnet-{canny,depth,soft_edge,openpose}" in reason
+
+
+def test_union_controlnet_gets_its_mode_and_refuses_types_it_lacks(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A union ControlNet (config num_mode set) runs with control_mode = the model cards' index for the task's
+    control_type; in a soft_edge folder, which has no union mode, it is reported and refused by field."""
+    from diffusers import FluxControlNetPipeline
+
+    (tmp_path / "flux1-dev").symlink_to(models_dir / "flux1-dev")
+    torch.manual_seed(1)
+    union = tiny_controlnet(num_mode=10)
+    for kind in ("canny", "soft_edge"):
+        union.save_pretrained(tmp_path / f"flux1-dev-controlnet-{kind}")
+    for folder in ("flux1-dev-controlnet-depth", "depth-anything"):  # a single-type ControlNet and its estimator
+        (tmp_path / folder).symlink_to(models_dir / folder)
+    backend = FluxBackend(ADVANCED, tmp_path, variant="controlnet", shared=FluxShared(device="cpu"))
+    availability = backend.availability()
+    assert availability.ok and sorted(backend.control_folders()) == ["canny", "depth"]
+    assert "soft_edge not served: flux1-dev-controlnet-soft_edge holds a union ControlNet" in availability.reason
+    modes: list[Any] = []
+    original = FluxControlNetPipeline.__call__
+
+    def spy(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+        modes.append(kwargs.get("control_mode"))
+        return original(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(FluxControlNetPipeline, "__call__", spy)
+    control = image_ref(picture(64, 64))
+    settings = [
+        {"control_type": "canny", "control_image": control},
+        {"control_type": "depth", "control_image": control, "control_strength": 0.3},
+    ]
+    output, ctx = run(
+        backend, "controlnet-lora", **{**DEV_FIELDS, "steps": 2, "seed": 4}, control_net_settings=settings
+    )
+    assert png(ctx, output["image_url"]).size == (64, 64)
+    assert modes == [[0, None]]  # canny is union mode 0; the single-type depth ControlNet gets none
+    assert any("union ControlNet modes: canny 0" in line for line in ctx.logs)
+    soft = [{"control_type": "soft_edge", "control_image": control}]
+    with pytest.raises(
+        BackendError,
+        match=r"control_net_settings\[0\]\.control_type: 'soft_edge' is not available "
+        r"\(flux1-dev-controlnet-soft_edge holds a union ControlNet, which has no soft_edge mode\)",
+    ):
+        run(backend, "controlnet-lora", **DEV_FIELDS, control_net_settings=soft)
+    assert len(modes) == 1

@@ -33,7 +33,8 @@ from typing import Any
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, RunContext
-from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder, control_map
+from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
+from genmill.backends.flux_control import run_controlnet, union_problem
 from genmill.backends.flux_tasks import (
     SHARED_COMPONENTS,
     FluxShared,
@@ -152,14 +153,29 @@ class FluxBackend(Backend):
         self._pose = PoseFinder()
 
     def control_folders(self) -> dict[str, Path]:
-        """The ControlNet folders present, by control_type (controlnet variant only)."""
+        """The usable ControlNet folders present, by control_type (controlnet variant only); a union ControlNet
+        in the folder of a type it has no mode for is left out (`unusable_controls` says why)."""
         if self.variant is not VARIANTS["controlnet"]:
             return {}
         return {
             kind: self.models_dir / f"{CONTROL_PREFIX}{kind}"
             for kind in CONTROL_TYPES
             if (self.models_dir / f"{CONTROL_PREFIX}{kind}" / "config.json").is_file()
+            and not union_problem(kind, self.models_dir / f"{CONTROL_PREFIX}{kind}")
         }
+
+    def unusable_controls(self) -> dict[str, str]:
+        """ControlNet folders present that cannot serve their control_type, with the reason, by control_type."""
+        if self.variant is not VARIANTS["controlnet"]:
+            return {}
+        found = {kind: self.models_dir / f"{CONTROL_PREFIX}{kind}" for kind in CONTROL_TYPES}
+        problems = {kind: union_problem(kind, path) for kind, path in found.items() if (path / "config.json").is_file()}
+        return {kind: why for kind, why in problems.items() if why}
+
+    def control_note(self) -> str:
+        """What `genmill models` and /api/v1/models show for a usable backend: the control types it refuses."""
+        unusable = self.unusable_controls()
+        return "; ".join(f"{kind} not served: {why}" for kind, why in unusable.items())
 
     # --- availability and loading -----------------------------------------------------------------------------
 
@@ -187,7 +203,7 @@ class FluxBackend(Backend):
                 f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(CONTROL_TYPES)}}}; "
                 "put a diffusers-format FluxControlNetModel folder there",
             )
-        return Availability(True)
+        return Availability(True, self.control_note())
 
     def load(self) -> None:
         with self.shared.lock:
@@ -399,34 +415,7 @@ class FluxBackend(Backend):
         return self._generate(pipe, kwargs), size
 
     def _controlnet(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        from diffusers import FluxControlNetPipeline
-
-        base = self._pipes["txt2img"]
-        settings = field_value(inputs, "control_net_settings")
-        if not isinstance(settings, list) or not settings:
-            raise BackendError("control_net_settings: at least one ControlNet setting is required")
-        kwargs = self._common(inputs, ctx, reporter, base)
-        size = self._sized(inputs, base, kwargs, ctx)
-        models, maps, scales = [], [], []
-        for index, setting in enumerate(settings):
-            where = f"control_net_settings[{index}]"
-            if setting.control_type not in self._controlnets:
-                installed = ", ".join(sorted(self._controlnets))
-                raise BackendError(
-                    f"{where}.control_type: {setting.control_type!r} is not available; installed: {installed}"
-                )
-            models.append(self._controlnets[setting.control_type])
-            maps.append(control_map(setting, where, ctx, self._depth, self._pose))
-            scales.append(float(getattr(setting, "control_strength", 0.5)))
-            reporter.check()
-        gen = (kwargs["width"], kwargs["height"])
-        kwargs["control_image"] = [image.resize(gen, Image.Resampling.LANCZOS) for image in maps]
-        kwargs["controlnet_conditioning_scale"] = scales
-        pipe = same_components(FluxControlNetPipeline, base, controlnet=models)
-        self._loras(base, inputs, ctx, bool(field_value(inputs, "lora_settings")))
-        images = self._generate(pipe, kwargs)
-        wanted = [m for m, s in zip(maps, settings, strict=True) if getattr(s, "return_preprocessed_image", False)]
-        return images, size, wanted
+        return run_controlnet(self, inputs, ctx, reporter)
 
 
 def flux_backends(models_dir: Path, *, shared: FluxShared | None = None) -> list[Backend]:
