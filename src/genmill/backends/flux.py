@@ -34,7 +34,8 @@ from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, RunContext
 from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
-from genmill.backends.flux_control import run_controlnet, union_problem
+from genmill.backends.flux_batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
+from genmill.backends.flux_control import control_folders, run_controlnet, union_problem
 from genmill.backends.flux_tasks import (
     SHARED_COMPONENTS,
     FluxShared,
@@ -124,11 +125,13 @@ class FluxBackend(Backend):
         variant: str = "base",
         shared: FluxShared | None = None,
         true_cfg_scale: float = 1.5,
+        max_batch_size: int = 4,
     ) -> None:
         """`models_dir` holds the weight folders named in the module docstring; `shared` is the state shared
         with the other Flux backends of this server (a private one when None); `true_cfg_scale` is the real
         classifier-free guidance used when a task gives a negative_prompt (Flux's own guidance is distilled
-        and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts)."""
+        and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts);
+        `max_batch_size` is how many txt2img tasks the base variant runs in one pipeline call (`flux_batch`)."""
         if model not in MODELS:
             raise ValueError(f"unknown Flux model {model!r}; choose one of {sorted(MODELS)}")
         if variant not in VARIANTS or (variant in ADVANCED_ONLY and model != ADVANCED):
@@ -147,6 +150,8 @@ class FluxBackend(Backend):
         if variant == "base" and model != ADVANCED:
             task_types = tuple(t for t in task_types if t != "img2img-lora")
         self.entries = tuple((model, task_type) for task_type in task_types)
+        self.max_batch_size = max(1, max_batch_size) if variant == "base" else 1
+        self.batch_keys = BATCH_KEYS
         self._pipes: dict[str, Any] = {}
         self._controlnets: dict[str, Any] = {}
         self._depth: tuple[Any, Any] | None = None
@@ -157,25 +162,17 @@ class FluxBackend(Backend):
         in the folder of a type it has no mode for is left out (`unusable_controls` says why)."""
         if self.variant is not VARIANTS["controlnet"]:
             return {}
-        return {
-            kind: self.models_dir / f"{CONTROL_PREFIX}{kind}"
-            for kind in CONTROL_TYPES
-            if (self.models_dir / f"{CONTROL_PREFIX}{kind}" / "config.json").is_file()
-            and not union_problem(kind, self.models_dir / f"{CONTROL_PREFIX}{kind}")
-        }
+        found = control_folders(self.models_dir / CONTROL_PREFIX)
+        return {kind: path for kind, path in found.items() if not union_problem(kind, path)}
 
     def unusable_controls(self) -> dict[str, str]:
         """ControlNet folders present that cannot serve their control_type, with the reason, by control_type."""
         if self.variant is not VARIANTS["controlnet"]:
             return {}
-        found = {kind: self.models_dir / f"{CONTROL_PREFIX}{kind}" for kind in CONTROL_TYPES}
-        problems = {kind: union_problem(kind, path) for kind, path in found.items() if (path / "config.json").is_file()}
+        problems = {
+            kind: union_problem(kind, path) for kind, path in control_folders(self.models_dir / CONTROL_PREFIX).items()
+        }
         return {kind: why for kind, why in problems.items() if why}
-
-    def control_note(self) -> str:
-        """What `genmill models` and /api/v1/models show for a usable backend: the control types it refuses."""
-        unusable = self.unusable_controls()
-        return "; ".join(f"{kind} not served: {why}" for kind, why in unusable.items())
 
     # --- availability and loading -----------------------------------------------------------------------------
 
@@ -203,7 +200,7 @@ class FluxBackend(Backend):
                 f"no ControlNet weights at {self.models_dir}/{CONTROL_PREFIX}{{{','.join(CONTROL_TYPES)}}}; "
                 "put a diffusers-format FluxControlNetModel folder there",
             )
-        return Availability(True, self.control_note())
+        return Availability(True, "; ".join(f"{k} not served: {why}" for k, why in self.unusable_controls().items()))
 
     def load(self) -> None:
         with self.shared.lock:
@@ -251,10 +248,26 @@ class FluxBackend(Backend):
 
     # --- running ----------------------------------------------------------------------------------------------
 
+    def batches_for(self, entry: CatalogEntry) -> bool:
+        """Only txt2img gathers batches: the other task types carry per-task images and run one by one."""
+        return self.max_batch_size > 1 and entry.task_type in BATCHED_TASK_TYPES
+
+    def run_batch(
+        self, entry: CatalogEntry, inputs: list[TaskInput], ctxs: list[RunContext]
+    ) -> list[dict[str, Any] | Exception]:
+        if entry.task_type in BATCHED_TASK_TYPES and (entry.model, entry.task_type) in self.entries:
+            return run_txt2img_batch(self, entry, inputs, ctxs)
+        return super().run_batch(entry, inputs, ctxs)
+
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         task_type = entry.task_type
         if (entry.model, task_type) not in self.entries:
             raise BackendError(f"task_type: {self.name} does not run {entry.model} {task_type}")
+        if task_type in BATCHED_TASK_TYPES:  # a batch of one: a task's images never depend on its batch mates
+            (result,) = run_txt2img_batch(self, entry, [inputs], [ctx])
+            if isinstance(result, Exception):
+                raise result
+            return result
         seed = pick_seed(inputs)
         reporter = StepReporter(ctx, seed)
         reporter.check()
@@ -343,13 +356,6 @@ class FluxBackend(Backend):
             ctx.log(f"image: {image.width}x{image.height} scaled to {size[0]}x{size[1]} (at most 1,048,576 pixels)")
             image = image.resize(size, Image.Resampling.LANCZOS)
         return image
-
-    def _txt2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        pipe = self._pipes["txt2img"]
-        kwargs = self._common(inputs, ctx, reporter, pipe)
-        size = self._sized(inputs, pipe, kwargs, ctx)
-        self._loras(pipe, inputs, ctx, lora)
-        return self._generate(pipe, kwargs), size
 
     def _img2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
         pipe = self._pipes["img2img"]

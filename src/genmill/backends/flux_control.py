@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.control_maps import control_map
+from genmill.backends.control_maps import CONTROL_TYPES, control_map
 from genmill.backends.flux_tasks import StepReporter, same_components
 from genmill.backends.image_toolkit import field_value
 from genmill.domain.catalog import TaskInput
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 UNION_MODES: dict[str, int] = {"canny": 0, "depth": 2, "openpose": 4}
 """The union ControlNets' mode for each catalog `control_type` (the model cards' table; openpose is their "pose").
 soft_edge has no mode, so a union model cannot serve it."""
+
+
+def control_folders(prefix: Path) -> dict[str, Path]:
+    """The ControlNet folders present next to `prefix` (`<models>/flux1-dev-controlnet-`), by control_type."""
+    found = {kind: prefix.with_name(prefix.name + kind) for kind in CONTROL_TYPES}
+    return {kind: path for kind, path in found.items() if (path / "config.json").is_file()}
 
 
 def union_modes(folder: Path) -> int | None:
