@@ -133,7 +133,9 @@ class Runtime:
 
         return [
             [
-                *discover_backends(settings.models_dir, settings.placement(device)),
+                *discover_backends(
+                    settings.models_dir, settings.placement(device), realesrgan_gpuid=settings.realesrgan_gpuid
+                ),
                 *upstream_backends(settings, self.catalog),
             ]
             for device in settings.devices()

@@ -176,7 +176,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
     backends = BackendSet(
-        [*discover_backends(settings.models_dir, settings.placement()), *upstream_backends(settings, catalog)],
+        [
+            *discover_backends(settings.models_dir, settings.placement(), realesrgan_gpuid=settings.realesrgan_gpuid),
+            *upstream_backends(settings, catalog),
+        ],
         catalog,
         enabled=enabled,
         memory_budgets=settings.memory_budgets(),

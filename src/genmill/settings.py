@@ -7,7 +7,7 @@ Nothing reads the environment anywhere else: the composition root (`genmill.app.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     s3_secret_access_key: str = Field("", repr=False, description="Empty means boto3's credential chain.")
     s3_prefix: str = Field("", description="Key prefix (folder) inside the bucket, to share one bucket.")
     s3_presign: bool = Field(True, description="Answer presigned S3 URLs instead of /files/ URLs.")
+
+    realesrgan_gpuid: Literal["auto"] | Annotated[int, Field(ge=-1)] = Field(
+        "auto",
+        description="Real-ESRGAN's ncnn Vulkan device: a GPU index, -1 for the CPU, or auto (the first GPU if any).",
+    )
 
     @field_validator("device")
     @classmethod

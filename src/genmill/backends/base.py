@@ -131,6 +131,11 @@ class Backend(ABC):
                 results.append(exc)
         return results
 
+    def batches_for(self, entry: CatalogEntry) -> bool:
+        """Whether the worker gathers pending tasks of `entry` into batches; a backend batching some entries only
+        narrows it (Flux batches txt2img, not its image tasks)."""
+        return self.max_batch_size > 1
+
     @abstractmethod
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         """Run one task and return its `output` object (e.g. `{"image_url": url}`).

@@ -33,8 +33,10 @@ from typing import Any
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
-from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder, control_map
+from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
 from genmill.backends.diffusers_loading import folder_footprint, weight_bytes
+from genmill.backends.flux_batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
+from genmill.backends.flux_control import control_folders, run_controlnet, union_problem
 from genmill.backends.flux_shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
 from genmill.backends.flux_tasks import (
     StepCancelled,
@@ -125,11 +127,13 @@ class FluxBackend(Backend):
         variant: str = "base",
         shared: FluxShared | None = None,
         true_cfg_scale: float = 1.5,
+        max_batch_size: int = 4,
     ) -> None:
         """`models_dir` holds the weight folders named in the module docstring; `shared` is the state shared
         with the other Flux backends of this server (a private one when None); `true_cfg_scale` is the real
         classifier-free guidance used when a task gives a negative_prompt (Flux's own guidance is distilled
-        and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts)."""
+        and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts);
+        `max_batch_size` is how many txt2img tasks the base variant runs in one pipeline call (`flux_batch`)."""
         if model not in MODELS:
             raise ValueError(f"unknown Flux model {model!r}; choose one of {sorted(MODELS)}")
         if variant not in VARIANTS or (variant in ADVANCED_ONLY and model != ADVANCED):
@@ -148,6 +152,8 @@ class FluxBackend(Backend):
         if variant == "base" and model != ADVANCED:
             task_types = tuple(t for t in task_types if t != "img2img-lora")
         self.entries = tuple((model, task_type) for task_type in task_types)
+        self.max_batch_size = max(1, max_batch_size) if variant == "base" else 1
+        self.batch_keys = BATCH_KEYS
         self._pipes: dict[str, Any] = {}
         self._controlnets: dict[str, Any] = {}
         self._depth: tuple[Any, Any] | None = None
@@ -155,14 +161,21 @@ class FluxBackend(Backend):
         self._residents: list[Resident] = []
 
     def control_folders(self) -> dict[str, Path]:
-        """The ControlNet folders present, by control_type (controlnet variant only)."""
+        """The usable ControlNet folders present, by control_type (controlnet variant only); a union ControlNet
+        in the folder of a type it has no mode for is left out (`unusable_controls` says why)."""
         if self.variant is not VARIANTS["controlnet"]:
             return {}
-        return {
-            kind: self.models_dir / f"{CONTROL_PREFIX}{kind}"
-            for kind in CONTROL_TYPES
-            if (self.models_dir / f"{CONTROL_PREFIX}{kind}" / "config.json").is_file()
+        found = control_folders(self.models_dir / CONTROL_PREFIX)
+        return {kind: path for kind, path in found.items() if not union_problem(kind, path)}
+
+    def unusable_controls(self) -> dict[str, str]:
+        """ControlNet folders present that cannot serve their control_type, with the reason, by control_type."""
+        if self.variant is not VARIANTS["controlnet"]:
+            return {}
+        problems = {
+            kind: union_problem(kind, path) for kind, path in control_folders(self.models_dir / CONTROL_PREFIX).items()
         }
+        return {kind: why for kind, why in problems.items() if why}
 
     # --- availability and loading -----------------------------------------------------------------------------
 
@@ -191,7 +204,7 @@ class FluxBackend(Backend):
                 "put a diffusers-format FluxControlNetModel folder there",
             )
         self._account()
-        return Availability(True)
+        return Availability(True, "; ".join(f"{k} not served: {why}" for k, why in self.unusable_controls().items()))
 
     def _account(self) -> None:
         """Plan this backend's memory and say what it holds: the shared encoders and VAE once for every Flux
@@ -281,10 +294,26 @@ class FluxBackend(Backend):
 
     # --- running ----------------------------------------------------------------------------------------------
 
+    def batches_for(self, entry: CatalogEntry) -> bool:
+        """Only txt2img gathers batches: the other task types carry per-task images and run one by one."""
+        return self.max_batch_size > 1 and entry.task_type in BATCHED_TASK_TYPES
+
+    def run_batch(
+        self, entry: CatalogEntry, inputs: list[TaskInput], ctxs: list[RunContext]
+    ) -> list[dict[str, Any] | Exception]:
+        if entry.task_type in BATCHED_TASK_TYPES and (entry.model, entry.task_type) in self.entries:
+            return run_txt2img_batch(self, entry, inputs, ctxs)
+        return super().run_batch(entry, inputs, ctxs)
+
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         task_type = entry.task_type
         if (entry.model, task_type) not in self.entries:
             raise BackendError(f"task_type: {self.name} does not run {entry.model} {task_type}")
+        if task_type in BATCHED_TASK_TYPES:  # a batch of one: a task's images never depend on its batch mates
+            (result,) = run_txt2img_batch(self, entry, [inputs], [ctx])
+            if isinstance(result, Exception):
+                raise result
+            return result
         seed = pick_seed(inputs)
         reporter = StepReporter(ctx, seed)
         reporter.check()
@@ -377,13 +406,6 @@ class FluxBackend(Backend):
             image = image.resize(size, Image.Resampling.LANCZOS)
         return image
 
-    def _txt2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        pipe = self._pipes["txt2img"]
-        kwargs = self._common(inputs, ctx, reporter, pipe)
-        size = self._sized(inputs, pipe, kwargs, ctx)
-        self._loras(pipe, inputs, ctx, lora)
-        return self._generate(pipe, kwargs), size
-
     def _img2img(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
         pipe = self._pipes["img2img"]
         kwargs = self._common(inputs, ctx, reporter, pipe)
@@ -449,34 +471,7 @@ class FluxBackend(Backend):
         return self._generate(pipe, kwargs), size
 
     def _controlnet(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        from diffusers import FluxControlNetPipeline
-
-        base = self._pipes["txt2img"]
-        settings = field_value(inputs, "control_net_settings")
-        if not isinstance(settings, list) or not settings:
-            raise BackendError("control_net_settings: at least one ControlNet setting is required")
-        kwargs = self._common(inputs, ctx, reporter, base)
-        size = self._sized(inputs, base, kwargs, ctx)
-        models, maps, scales = [], [], []
-        for index, setting in enumerate(settings):
-            where = f"control_net_settings[{index}]"
-            if setting.control_type not in self._controlnets:
-                installed = ", ".join(sorted(self._controlnets))
-                raise BackendError(
-                    f"{where}.control_type: {setting.control_type!r} is not available; installed: {installed}"
-                )
-            models.append(self._controlnets[setting.control_type])
-            maps.append(control_map(setting, where, ctx, self._depth, self._pose))
-            scales.append(float(getattr(setting, "control_strength", 0.5)))
-            reporter.check()
-        gen = (kwargs["width"], kwargs["height"])
-        kwargs["control_image"] = [image.resize(gen, Image.Resampling.LANCZOS) for image in maps]
-        kwargs["controlnet_conditioning_scale"] = scales
-        pipe = same_components(FluxControlNetPipeline, base, controlnet=models)
-        self._loras(base, inputs, ctx, bool(field_value(inputs, "lora_settings")))
-        images = self._generate(pipe, kwargs)
-        wanted = [m for m, s in zip(maps, settings, strict=True) if getattr(s, "return_preprocessed_image", False)]
-        return images, size, wanted
+        return run_controlnet(self, inputs, ctx, reporter)
 
 
 def flux_backends(models_dir: Path, *, shared: FluxShared | None = None) -> list[Backend]:

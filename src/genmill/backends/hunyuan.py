@@ -44,7 +44,16 @@ FAST_FRACTION = 0.4
 """fast-txt2video: the same weights with 40% of the steps (12 instead of 30)."""
 TXT2VIDEO_GUIDANCE = 6.0
 """HunyuanVideo's distilled (embedded) guidance, as its authors run it."""
-I2V_GUIDANCE = 1.0
+I2V_GUIDANCE = {"token_replace": 6.0, "latent_concat": 1.0}
+"""HunyuanVideo-I2V's guidance by the transformer's `image_condition_type`, as diffusers' own example for
+`HunyuanVideoImageToVideoPipeline` runs each checkpoint (the pipeline's EXAMPLE_DOC_STRING in diffusers 0.42,
+also in docs/source/en/api/pipelines/hunyuan_video.md): hunyuanvideo-community/HunyuanVideo-I2V (token_replace,
+guidance-distilled) at `guidance_scale=6.0`, and hunyuanvideo-community/HunyuanVideo-I2V-33ch (latent_concat) at
+`guidance_scale=1.0, true_cfg_scale=1.0`, i.e. neither embedded nor real classifier-free guidance. Running
+token_replace at 1.0 switches off the guidance it was distilled with and gives washed-out, prompt-deaf clips."""
+I2V_TRUE_CFG = {"token_replace": None, "latent_concat": 1.0}
+"""The true CFG scale diffusers' example passes per condition type (None: the pipeline's default); a
+negative_prompt still switches on `TRUE_CFG`."""
 FRAMEPACK_GUIDANCE = 10.0
 """FramePack's distilled guidance, as its authors run it."""
 TRUE_CFG = 1.5
@@ -164,10 +173,14 @@ class HunyuanBackend(VideoBackend):
             notes.append(f"fast: {kwargs['num_inference_steps']} denoising steps instead of {geometry.steps}")
         if task_type in I2V_CONDITION:
             image = load_image(ctx, inputs, "image").convert("RGB")
-            kwargs.update(image=cover(image, width, height), guidance_scale=I2V_GUIDANCE)
+            condition = I2V_CONDITION[task_type]
+            kwargs.update(image=cover(image, width, height), guidance_scale=I2V_GUIDANCE[condition])
+            true_cfg = I2V_TRUE_CFG[condition]
+            if true_cfg is not None and "true_cfg_scale" not in kwargs:
+                kwargs["true_cfg_scale"] = true_cfg
             if task_type == "img2video-concat":  # the pipeline drops the decoded frames of the image's own latent
                 kwargs["num_frames"] += int(pipe.vae_scale_factor_temporal)
-            notes.append(f"image conditioning: {I2V_CONDITION[task_type]}")
+            notes.append(f"image conditioning: {condition}, guidance {I2V_GUIDANCE[condition]:g}")
         else:
             kwargs["guidance_scale"] = TXT2VIDEO_GUIDANCE
         if task_type.endswith("-lora"):

