@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ from genmill.backends.base import Availability, Backend, Prefetched, Resident, R
 from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
 from genmill.backends.diffusers_loading import folder_footprint, weight_bytes
 from genmill.backends.flux_batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
-from genmill.backends.flux_control import control_folders, run_controlnet, union_problem
+from genmill.backends.flux_control import DEPTH_FOLDER, control_folders, load_controls, run_controlnet, union_problem
+from genmill.backends.flux_edit import fill_inpaint, fill_outpaint, kontext, redux_variation
 from genmill.backends.flux_shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
 from genmill.backends.flux_tasks import (
     StepCancelled,
@@ -44,7 +46,6 @@ from genmill.backends.flux_tasks import (
     fit_pixels,
     generation_size,
     number,
-    outpaint_canvas,
     pick_seed,
     positive_int,
     prompt_text,
@@ -52,7 +53,6 @@ from genmill.backends.flux_tasks import (
     resolve_loras,
     same_components,
     save_images,
-    white_mask,
 )
 from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
 from genmill.backends.memory_modes import is_out_of_memory
@@ -63,13 +63,6 @@ from genmill.errors import BackendError
 
 REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
 INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"
-
-FILL_GUIDANCE_FACTOR = 30 / 3.5
-"""FLUX.1-Fill-dev is distilled for a guidance of about 30, while the API's guidance_scale is 1.5-5 (default
-3.5); scaling by 30/3.5 keeps the API's default on the model's recommended value and its range meaningful."""
-
-KONTEXT_GUIDANCE = 2.5
-"""The kontext input has no guidance_scale; 2.5 is FLUX.1-Kontext-dev's recommended guidance."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +104,6 @@ VARIANTS: dict[str, Variant] = {
 ADVANCED_ONLY = ("fill", "kontext", "redux", "controlnet")
 
 CONTROL_PREFIX = "flux1-dev-controlnet-"
-DEPTH_FOLDER = "depth-anything"
 
 log = logging.getLogger("genmill.backends.flux")
 
@@ -254,35 +246,10 @@ class FluxBackend(Backend):
                 pipes = {"txt2img": base, "prior": self.shared.load(kind, self.path, self, share=text)}
             else:
                 pipes = {"main": self.shared.load(kind, self.path, self, share=SHARED_COMPONENTS)}
-            self._load_controls()
+            self._controlnets, self._depth = load_controls(self, self.control_folders())
             for pipe in pipes.values():
                 pipe.set_progress_bar_config(disable=True)
             self._pipes = pipes
-
-    def _load_controls(self) -> None:
-        """The ControlNets present, and the depth estimator when there is a depth ControlNet to feed."""
-        folders = self.control_folders()
-        if not folders:
-            return
-        import diffusers
-        import transformers
-
-        # Any-typed handles: these libraries' loaders are untyped, which strict mypy refuses to call.
-        controlnet_class: Any = diffusers.FluxControlNetModel
-        placement = self.shared.placement
-        dtype = placement.dtypes()[0]
-        self._controlnets = {
-            kind: self.shared.place(controlnet_class.from_pretrained(str(path), dtype=dtype))
-            for kind, path in folders.items()
-        }
-        depth = self.models_dir / DEPTH_FOLDER
-        if "depth" in folders and (depth / "config.json").is_file():
-            model_class: Any = transformers.AutoModelForDepthEstimation
-            processor_class: Any = transformers.AutoImageProcessor
-            self._depth = (
-                model_class.from_pretrained(str(depth)).to(placement.device).eval(),
-                processor_class.from_pretrained(str(depth)),
-            )
 
     def unload(self) -> None:
         """Drop this backend's pipelines and models; shared parts go when no other Flux backend holds them."""
@@ -319,7 +286,7 @@ class FluxBackend(Backend):
         reporter.check()
         self.load()
         ctx.log(f"{self.model} {task_type}, seed {seed}")
-        runner = getattr(self, "_" + task_type.replace("-", "_").replace("_lora", ""))
+        runner = TASK_RUNNERS[task_type.removesuffix("-lora")]
         refs: list[tuple[str, object]] = [("image", field_value(inputs, "image"))]
         for index, setting in enumerate(field_value(inputs, "control_net_settings") or []):
             refs.append((f"control_net_settings[{index}].control_image", getattr(setting, "control_image", None)))
@@ -328,7 +295,7 @@ class FluxBackend(Backend):
             reporter.check()
             started = time.perf_counter()
             try:
-                images, size, *extra = runner(inputs, ctx, reporter, task_type.endswith("-lora"))
+                images, size, *extra = runner(self, inputs, ctx, reporter, task_type.endswith("-lora"))
             except StepCancelled:
                 raise cancelled_error() from None
             ctx.log(f"generated {len(images)} image(s) in {time.perf_counter() - started:.1f}s")
@@ -416,62 +383,17 @@ class FluxBackend(Backend):
         self._loras(pipe, inputs, ctx, lora)
         return self._generate(pipe, kwargs), image.size
 
-    def _fill(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, image: Image.Image, mask: Any) -> Any:
-        pipe = self._pipes["main"]
-        kwargs = self._common(inputs, ctx, reporter, pipe)
-        kwargs["guidance_scale"] *= FILL_GUIDANCE_FACTOR
-        size = fit_pixels(*image.size)
-        kwargs["width"], kwargs["height"] = generation_size(*size, pipe.vae_scale_factor * 2)
-        gen = (kwargs["width"], kwargs["height"])
-        kwargs["image"] = image.resize(gen, Image.Resampling.LANCZOS)
-        kwargs["mask_image"] = mask.resize(gen, Image.Resampling.NEAREST)
-        self._loras(pipe, inputs, ctx, False)
-        return self._generate(pipe, kwargs), size
 
-    def _fill_inpaint(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        image = load_image(ctx, inputs, "image")
-        mask = white_mask(image)
-        return self._fill(inputs, ctx, reporter, image.convert("RGB"), mask)
-
-    def _fill_outpaint(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        settings = field_value(inputs, "custom_settings")
-        if not isinstance(settings, list) or len(settings) != 1:
-            raise BackendError('custom_settings: exactly one {"setting_type": "outpaint", ...} entry is required')
-        if getattr(settings[0], "setting_type", "outpaint") != "outpaint":
-            raise BackendError('custom_settings[0].setting_type: must be "outpaint"')
-        canvas, mask = outpaint_canvas(load_image(ctx, inputs, "image"), settings[0])
-        ctx.log(f"outpainting to {canvas.width}x{canvas.height}")
-        return self._fill(inputs, ctx, reporter, canvas, mask)
-
-    def _kontext(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        pipe = self._pipes["main"]
-        kwargs = self._common(inputs, ctx, reporter, pipe)
-        kwargs["guidance_scale"] = KONTEXT_GUIDANCE
-        size = self._sized(inputs, pipe, kwargs, ctx)
-        image = load_image(ctx, inputs, "image").convert("RGB")
-        # The pipeline would resize the image to one of its preferred ~1 MP sizes; the API asks for width x height.
-        kwargs["image"] = image.resize((kwargs["width"], kwargs["height"]), Image.Resampling.LANCZOS)
-        kwargs["_auto_resize"] = False
-        self._loras(pipe, inputs, ctx, False)
-        return self._generate(pipe, kwargs), size
-
-    def _redux_variation(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        pipe, prior = self._pipes["txt2img"], self._pipes["prior"]
-        kwargs = self._common(inputs, ctx, reporter, pipe, negatives=False)
-        size = self._sized(inputs, pipe, kwargs, ctx)
-        image = self._input_image(inputs, ctx)
-        self._loras(pipe, inputs, ctx, False)
-        self.shared.activate(prior)
-        try:
-            embeds = prior(image=image, prompt=kwargs.pop("prompt"), return_dict=True)
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError("image: the Redux prior could not encode it", raw_message=str(exc)) from exc
-        reporter.check()
-        kwargs.update(prompt_embeds=embeds.prompt_embeds, pooled_prompt_embeds=embeds.pooled_prompt_embeds)
-        return self._generate(pipe, kwargs), size
-
-    def _controlnet(self, inputs: TaskInput, ctx: RunContext, reporter: StepReporter, lora: bool) -> Any:
-        return run_controlnet(self, inputs, ctx, reporter)
+TaskRunner = Callable[[FluxBackend, TaskInput, RunContext, StepReporter, bool], Any]
+TASK_RUNNERS: dict[str, TaskRunner] = {
+    "img2img": FluxBackend._img2img,
+    "fill-inpaint": fill_inpaint,
+    "fill-outpaint": fill_outpaint,
+    "kontext": kontext,
+    "redux-variation": redux_variation,
+    "controlnet": lambda backend, inputs, ctx, reporter, lora: run_controlnet(backend, inputs, ctx, reporter),
+}
+"""The task types `run` serves one by one (txt2img goes through the batch path), by task type without "-lora"."""
 
 
 def flux_backends(models_dir: Path, *, shared: FluxShared | None = None) -> list[Backend]:

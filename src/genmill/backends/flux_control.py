@@ -27,9 +27,37 @@ if TYPE_CHECKING:
     from genmill.backends.base import RunContext
     from genmill.backends.flux import FluxBackend
 
+DEPTH_FOLDER = "depth-anything"
+"""A transformers depth estimator beside the ControlNets, for control_type depth."""
+
 UNION_MODES: dict[str, int] = {"canny": 0, "depth": 2, "openpose": 4}
 """The union ControlNets' mode for each catalog `control_type` (the model cards' table; openpose is their "pose").
 soft_edge has no mode, so a union model cannot serve it."""
+
+
+def load_controls(backend: FluxBackend, folders: dict[str, Path]) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
+    """The ControlNets in `folders` (by control_type), placed as the Flux memory plan says, and the depth estimator
+    when there is a depth ControlNet to feed (`depth-anything/` beside them)."""
+    if not folders:
+        return {}, None
+    import diffusers
+    import transformers
+
+    # Any-typed handles: these libraries' loaders are untyped, which strict mypy refuses to call.
+    controlnet_class: Any = diffusers.FluxControlNetModel
+    placement = backend.shared.placement
+    dtype = placement.dtypes()[0]
+    controlnets = {
+        kind: backend.shared.place(controlnet_class.from_pretrained(str(path), dtype=dtype))
+        for kind, path in folders.items()
+    }
+    depth = backend.models_dir / DEPTH_FOLDER
+    if "depth" not in folders or not (depth / "config.json").is_file():
+        return controlnets, None
+    model_class: Any = transformers.AutoModelForDepthEstimation
+    processor_class: Any = transformers.AutoImageProcessor
+    estimator = model_class.from_pretrained(str(depth)).to(placement.device).eval()
+    return controlnets, (estimator, processor_class.from_pretrained(str(depth)))
 
 
 def control_folders(prefix: Path) -> dict[str, Path]:
