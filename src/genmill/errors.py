@@ -96,6 +96,20 @@ class BackendError(GenmillError):
         self.code = code
 
 
+INPUT_ERROR_CODE = 10001
+"""The task error code of an input the backend cannot use (undecodable, too large, nothing to work on)."""
+
+
+class InputRejected(BackendError):
+    """The backend cannot use an input (an undecodable image, one over the size limit, a word it cannot segment,
+    an image with nothing to cut out). Its message names the field and the rule; code 10001, credits released.
+
+    Distinct from plain `BackendError` (10000), which is a genuine failure of the backend."""
+
+    def __init__(self, message: str, *, raw_message: str = "", detail: Any = None) -> None:
+        super().__init__(message, raw_message=raw_message, code=INPUT_ERROR_CODE, detail=detail)
+
+
 GPU_MEMORY_ERROR_CODE = 10003
 """The task error code of a run that did not fit the device's memory, even after unloading the other models."""
 

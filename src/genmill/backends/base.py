@@ -46,6 +46,21 @@ class Resident:
     nbytes: int
 
 
+@dataclass(frozen=True)
+class ServedBy:
+    """What really runs a catalog entry on this backend, said before anyone pays (`/api/v1/models`, the task's
+    `detail`, `genmill models`).
+
+    `stand_in` is True when it is another model than the one the entry names (MusicGen for ACE-Step); `limits`
+    are the ways it honours the entry only in part ("lyrics are not sung", "2x Lanczos, not super-resolution").
+    """
+
+    model: str
+    """The model that runs, e.g. "MusicGen (facebook/musicgen-small)"."""
+    stand_in: bool = False
+    limits: tuple[str, ...] = ()
+
+
 class RunContext(Protocol):
     """What a running backend may do. Implemented by the worker; backends never touch the store directly."""
 
@@ -98,6 +113,11 @@ class Backend(ABC):
         if not self.memory_bytes:
             return []
         return [Resident(f"backend:{self.name}", self.device, self.memory_bytes)]
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """What runs `entry` here; backends that stand in for another model or honour an entry in part override
+        it. The default: this backend's own model, in full."""
+        return ServedBy(self.name)
 
     def memory_note(self) -> str:
         """Where and how the model runs, for `genmill models` (e.g. "cuda:0, model-offload: ..."); "" when there

@@ -18,7 +18,7 @@ from genmill.backends.base import Backend, InputFile
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import Claim
-from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
+from genmill.errors import INPUT_ERROR_CODE, BackendError, Conflict, GenmillError, Unauthorized
 from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet
 from genmill.worker.heartbeats import Heartbeats
@@ -27,7 +27,6 @@ from genmill.worker.transport import WorkerTransport
 log = logging.getLogger("genmill.worker")
 
 INTERNAL_ERROR_CODE = 10000
-INPUT_ERROR_CODE = 10001
 
 
 class TaskContext:
