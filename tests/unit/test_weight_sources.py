@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genmill.backends import flux, hunyuan, musicgen, stable_audio, wan
+from genmill.backends import flux, hunyuan, musicgen, stable_audio, trellis, wan
 from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
 from genmill.weights.sources import UnknownTarget, by_folder, pull_hint, resolve_targets
@@ -23,6 +23,7 @@ def test_every_folder_a_backend_reads_has_a_source() -> None:
     read |= {variant.weights.folder for variant in wan.VARIANTS.values()}
     read |= {weights.folder for _, _, weights, _ in hunyuan.VARIANTS.values()}
     read |= {musicgen.FOLDER, stable_audio.FOLDER}
+    read |= {variant.folder for variant in trellis.VARIANTS.values()}
     assert read == set(by_folder())
 
 
@@ -43,7 +44,8 @@ def test_targets_resolve_by_folder_family_entry_model_and_catalog_family() -> No
     assert folders("audio") == ["musicgen", "stable-audio-open"]
     assert folders("framepack", "hunyuan")[-1] == "framepack" and len(folders("hunyuan")) == 4
     assert folders("skyreels") == ["skyreels-v2-i2v"]
-    for bad in ("Qubico/trellis", "nothing", "Qubico/wanx/img2video-14b-control-camera"):
+    assert folders("Qubico/trellis") == ["trellis-image-large", "trellis-text-xlarge"]
+    for bad in ("nothing", "Qubico/wanx/img2video-14b-control-camera"):
         with pytest.raises(UnknownTarget):
             resolve_targets([bad], FAMILIES)
 

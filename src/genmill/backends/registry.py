@@ -25,6 +25,7 @@ from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
 from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.segment import SegmentBackend
+from genmill.backends.trellis import trellis_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.backends.video_models import video_backends
@@ -52,14 +53,15 @@ def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = 
         *flux_backends(models_dir, shared=FluxShared(placement=placement)),
         *video_backends(models_dir, placement=placement),
         *audio_backends(models_dir),
+        *trellis_backends(models_dir),
     ]
 
 
 TRELLIS_REASON = (
-    "no backend: Microsoft's TRELLIS is not published on PyPI (the PyPI name `trellis` is an unrelated Python 2 "
-    "package that does not build) and needs CUDA-only extensions (spconv, kaolin, nvdiffrast); forward it to a "
-    "PiAPI-compatible API with GENMILL_UPSTREAM_MODELS=Qubico/trellis"
+    "and Microsoft's TRELLIS code with its CUDA extensions (flash-attn or xformers, spconv, nvdiffrast, "
+    "diff-gaussian-rasterization; a CUDA GPU is required), or forward it with GENMILL_UPSTREAM_MODELS=Qubico/trellis"
 )
+"""What TRELLIS needs besides its weights: it has no CPU path (genmill.backends.trellis says why)."""
 
 _WEIGHTS_NEEDED: dict[str, str] = {
     # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).
@@ -90,7 +92,8 @@ _WEIGHTS_NEEDED: dict[str, str] = {
 def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
     """Why no backend is listed for a catalog entry at all (when one is listed, its availability says why)."""
     if model == "Qubico/trellis":
-        return TRELLIS_REASON
+        checkpoint = "trellis-image-large/" if task_type == "image-to-3d" else "trellis-text-xlarge/"
+        return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
     if (model, task_type) == ("Qubico/ace-step", "edit"):

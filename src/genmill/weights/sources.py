@@ -75,6 +75,7 @@ FLUX_COMPONENTS = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "
 WAN_T2V = ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")
 WAN_I2V = (*WAN_T2V, "image_encoder", "image_processor")
 HUNYUAN_COMPONENTS = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae")
+TRANSFORMERS_FILES = ("config.json", "model.safetensors")
 CONTROLNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
 DEV, SCHNELL, ADVANCED = "Qubico/flux1-dev", "Qubico/flux1-schnell", "Qubico/flux1-dev-advanced"
@@ -290,9 +291,44 @@ SOURCES: tuple[WeightSource, ...] = (
         (("Qubico/mmaudio", "video2audio"),),
         note="Stable Audio Open stands in for MMAudio",
     ),
+    WeightSource(
+        "trellis-image-large",
+        "trellis",
+        (
+            RepoPart("microsoft/TRELLIS-image-large", ("pipeline.json", "ckpts/*"), 3),
+            RepoPart(
+                "facebook/dinov2-with-registers-large", ("config.json", "model.safetensors"), 1.2, subfolder="dinov2"
+            ),
+        ),
+        (("Qubico/trellis", "image-to-3d"),),
+        note="needs Microsoft's TRELLIS code and its CUDA extensions; opaque images also need rembg's u2net.onnx "
+        "in u2net/ (docs/backends.md)",
+    ),
+    WeightSource(
+        "trellis-text-xlarge",
+        "trellis",
+        (
+            RepoPart("microsoft/TRELLIS-text-xlarge", ("pipeline.json", "ckpts/*"), 5),
+            RepoPart(
+                "openai/clip-vit-large-patch14",
+                (
+                    "config.json",
+                    "model.safetensors",
+                    "tokenizer*",
+                    "vocab.json",
+                    "merges.txt",
+                    "special_tokens_map.json",
+                ),
+                1.7,
+                subfolder="clip",
+            ),
+        ),
+        (("Qubico/trellis", "text-to-3d"),),
+        note="needs Microsoft's TRELLIS code and its CUDA extensions (docs/backends.md)",
+    ),
 )
 
-FAMILIES = ("flux", "wan", "hunyuan", "audio")
+FAMILIES = ("flux", "wan", "hunyuan", "audio", "trellis")
 
 
 class UnknownTarget(ValueError):
