@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.image_toolkit import (
     MODEL,
     SYSTEM_DEPS_HINT,
@@ -348,6 +348,11 @@ class FaceSwapBackend(Backend):
 
     def load(self) -> None:
         self._finder.load()
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return ServedBy(
+            "MediaPipe Face Mesh landmark warp", limits=("landmark warp and Poisson blending, not a swap network",)
+        )
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()

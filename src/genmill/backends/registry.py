@@ -20,6 +20,7 @@ from genmill.backends.audio_models import ACE_STEP_EDIT_REASON, audio_backends
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.echo import EchoBackend
+from genmill.backends.face_swap_net import InswapperFaceSwapBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
@@ -113,6 +114,7 @@ def builtin_backends(
     return [
         RealEsrganUpscaleBackend(gpuid=realesrgan_gpuid),
         SelfieBackgroundRemoveBackend(),
+        InswapperFaceSwapBackend(models_dir),  # before the classical warp: the swap network runs where it is installed
         FaceSwapBackend(),
         SegmentBackend(),
         PiperTtsBackend(),
