@@ -23,5 +23,6 @@ def test_every_model_entry_names_its_weights_or_why_it_cannot_run() -> None:
 def test_specific_reasons() -> None:
     assert why_not_served("Qubico/trellis", "text-to-3d") == TRELLIS_REASON
     assert "wan2.1-flf2v-14b/" in why_not_served("Qubico/wanx", "img2video-14b-keyframe")
-    assert "musicgen/" in why_not_served("Qubico/diffrhythm", "txt2audio-full")
+    assert "ace-step/" in why_not_served("Qubico/diffrhythm", "txt2audio-full")
+    assert "ace-step/" in why_not_served("Qubico/ace-step", "edit")
     assert why_not_served("Qubico/nothing", "x") == GENERIC
