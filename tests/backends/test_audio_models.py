@@ -350,7 +350,7 @@ def test_folders_become_backends_and_unserved_entries_say_why(models_dir: Path) 
     assert statuses["musicgen"].available and statuses["stable-audio-open"].available
     edit, f5 = statuses["ace-step-edit"], statuses["f5-tts"]
     assert not edit.available and edit.entries == ((ACE_STEP, "edit"),)
-    assert "requirements.txt" in edit.reason and "MusicGen" in edit.reason
+    assert "genmill models pull Qubico/ace-step" in edit.reason and "MusicGen" in edit.reason
     assert not f5.available and f5.entries == ((TTS, "zero-shot"),) and "libc10_cuda.so" in f5.reason
     backend_set = BackendSet(found, CATALOG)
     assert not backend_set.can_run(ACE_STEP, "edit") and backend_set.can_run(ACE_STEP, "extend")
@@ -358,7 +358,7 @@ def test_folders_become_backends_and_unserved_entries_say_why(models_dir: Path) 
     audio = {entry.key for entry in CATALOG if entry.family in ("ace-step", "diffrhythm", "mmaudio")}
     assert served == audio - {(ACE_STEP, "edit")}
     assert audio_backends(models_dir / "nothing-here") == []
-    with pytest.raises(BackendError, match=r"requirements\.txt"):
+    with pytest.raises(BackendError, match=r"needs ACE-Step itself"):
         UnservedBackend("x", (), edit.reason).load()
 
 

@@ -72,7 +72,7 @@ def test_pull_fetches_only_the_allowed_files_and_resumes_a_cut_transfer(hub: Hub
     done = genmill(
         "models",
         "pull",
-        "Qubico/ace-step/txt2audio",
+        "musicgen",
         "--models-dir",
         str(models),
         hub=hub,

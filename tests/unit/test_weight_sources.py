@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genmill.backends import flux, hunyuan, musicgen, stable_audio, trellis, wan
+from genmill.backends import ace_step, flux, hunyuan, musicgen, stable_audio, trellis, wan
 from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
 from genmill.weights.sources import UnknownTarget, by_folder, pull_hint, resolve_targets
@@ -22,7 +22,7 @@ def test_every_folder_a_backend_reads_has_a_source() -> None:
     read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in flux.CONTROL_TYPES} | {flux.DEPTH_FOLDER}
     read |= {variant.weights.folder for variant in wan.VARIANTS.values()}
     read |= {weights.folder for _, _, weights, _ in hunyuan.VARIANTS.values()}
-    read |= {musicgen.FOLDER, stable_audio.FOLDER}
+    read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER}
     read |= {variant.folder for variant in trellis.VARIANTS.values()}
     assert read == set(by_folder())
 
@@ -41,7 +41,8 @@ def test_targets_resolve_by_folder_family_entry_model_and_catalog_family() -> No
     assert folders("Qubico/flux1-dev") == ["flux1-dev"]
     assert folders("Qubico/wanx/txt2video-14b") == ["wan2.1-t2v-14b"]
     assert folders("Qubico/flux1-dev-advanced/redux-variation") == ["flux1-dev", "flux1-redux-dev"]
-    assert folders("audio") == ["musicgen", "stable-audio-open"]
+    assert folders("audio") == ["ace-step", "musicgen", "stable-audio-open"]
+    assert folders("Qubico/ace-step") == folders("Qubico/diffrhythm/txt2audio-full") == ["ace-step"]
     assert folders("framepack", "hunyuan")[-1] == "framepack" and len(folders("hunyuan")) == 4
     assert folders("skyreels") == ["skyreels-v2-i2v"]
     assert folders("Qubico/trellis") == ["trellis-image-large", "trellis-text-xlarge"]

@@ -25,5 +25,6 @@ def test_specific_reasons() -> None:
     assert trellis.startswith("no weights: put trellis-text-xlarge/ under weights/") and TRELLIS_REASON in trellis
     assert "trellis-image-large/" in why_not_served("Qubico/trellis", "image-to-3d")
     assert "wan2.1-flf2v-14b/" in why_not_served("Qubico/wanx", "img2video-14b-keyframe")
-    assert "musicgen/" in why_not_served("Qubico/diffrhythm", "txt2audio-full")
+    assert "ace-step/" in why_not_served("Qubico/diffrhythm", "txt2audio-full")
+    assert "ace-step/" in why_not_served("Qubico/ace-step", "edit")
     assert why_not_served("Qubico/nothing", "x") == GENERIC

@@ -16,7 +16,7 @@ import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from genmill.backends.audio_models import ACE_STEP_EDIT_REASON, audio_backends
+from genmill.backends.audio_models import audio_backends
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.echo import EchoBackend
@@ -53,7 +53,7 @@ def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = 
     return [
         *flux_backends(models_dir, shared=FluxShared(placement=placement)),
         *video_backends(models_dir, placement=placement),
-        *audio_backends(models_dir),
+        *audio_backends(models_dir, placement=placement),
         *trellis_backends(models_dir),
     ]
 
@@ -84,8 +84,8 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/hunyuan/img2video-concat": "hunyuanvideo-i2v-concat/",
     "Qubico/hunyuan/img2video-replace": "hunyuanvideo-i2v-replace/",
     "Qubico/framepack": "framepack/ (HunyuanVideo FramePack)",
-    "Qubico/ace-step": "musicgen/ (MusicGen stands in for ACE-Step)",
-    "Qubico/diffrhythm": "musicgen/ (MusicGen stands in for DiffRhythm)",
+    "Qubico/ace-step": "ace-step/ (ACE-Step 1.5, diffusers AceStepPipeline format)",
+    "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm; musicgen/ is a smaller stand-in)",
     "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio)",
 }
 
@@ -97,8 +97,6 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
-    if (model, task_type) == ("Qubico/ace-step", "edit"):
-        return ACE_STEP_EDIT_REASON
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
     if folder:
         return f"no weights: put {folder} under {models_dir}/ and install genmill[diffusers] (docs/backends.md)"

@@ -134,7 +134,7 @@ ENTRIES: list[CatalogEntry] = [
         for task_type, input_model, description in (
             ("txt2audio", AceStepTxt2Audio, "Music from style tags and lyrics ($0.0005 per second)."),
             ("audio2audio", AceStepAudio2Audio, "Remix audio in a new style."),
-            ("edit", AceStepEdit, "Change the lyrics or style of audio."),
+            ("edit", AceStepEdit, "Change the lyrics or style of audio, or of one span of it."),
             ("extend", AceStepExtend, "Make audio longer (duration = seconds added)."),
         )
     ),

@@ -1,9 +1,9 @@
 """Which Hugging Face repositories each weight folder under GENMILL_MODELS_DIR comes from.
 
-The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `musicgen`, `stable_audio`); this
-table says, for each of those folders, which repository (or repositories, for a layout genmill assembles) fills
-it, which files of it the backend loads, and which catalog entries it serves. `genmill models pull` downloads from
-it and `genmill models` quotes it for entries that lack weights.
+The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `ace_step`, `musicgen`,
+`stable_audio`); this table says, for each of those folders, which repository (or repositories, for a layout
+genmill assembles) fills it, which files of it the backend loads, and which catalog entries it serves.
+`genmill models pull` downloads from it and `genmill models` quotes it for entries that lack weights.
 
 Only the files a backend loads are fetched (`allow_patterns`): FLUX.1-dev's repository, for instance, also holds
 the 23 GB single-file checkpoint `flux1-dev.safetensors` that diffusers' folder layout never reads.
@@ -76,6 +76,16 @@ WAN_T2V = ("scheduler", "text_encoder", "tokenizer", "transformer", "vae")
 WAN_I2V = (*WAN_T2V, "image_encoder", "image_processor")
 HUNYUAN_COMPONENTS = ("scheduler", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "transformer", "vae")
 TRANSFORMERS_FILES = ("config.json", "model.safetensors")
+ACE_STEP_COMPONENTS = (
+    "audio_token_detokenizer",  # with the tokenizer: the 5 Hz semantic codes cover (audio2audio, edit) needs
+    "audio_tokenizer",
+    "condition_encoder",
+    "scheduler",
+    "text_encoder",
+    "tokenizer",
+    "transformer",
+    "vae",
+)
 CONTROLNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
 DEV, SCHNELL, ADVANCED = "Qubico/flux1-dev", "Qubico/flux1-schnell", "Qubico/flux1-dev-advanced"
@@ -268,14 +278,21 @@ SOURCES: tuple[WeightSource, ...] = (
         "the SigLIP image encoder, and a model_index.json genmill writes",
     ),
     WeightSource(
+        "ace-step",
+        "audio",
+        (RepoPart("ACE-Step/acestep-v15-xl-turbo-diffusers", diffusers_files(*ACE_STEP_COMPONENTS), 12),),
+        (
+            *_entries("Qubico/ace-step", "txt2audio", "audio2audio", "edit", "extend"),
+            *_entries("Qubico/diffrhythm", "txt2audio-base", "txt2audio-full"),
+        ),
+        note="ACE-Step 1.5 XL turbo (4B DiT, 8 steps); it also stands in for DiffRhythm",
+    ),
+    WeightSource(
         "musicgen",
         "audio",
         (RepoPart("facebook/musicgen-small", ("*.json", "spiece.model", "model.safetensors"), 2.4),),
-        (
-            *_entries("Qubico/ace-step", "txt2audio", "audio2audio", "extend"),
-            *_entries("Qubico/diffrhythm", "txt2audio-base", "txt2audio-full"),
-        ),
-        note="MusicGen stands in for ACE-Step and DiffRhythm",
+        (),
+        note="a small stand-in for ACE-Step and DiffRhythm where ace-step/ is absent; pull it by its folder name",
     ),
     WeightSource(
         "stable-audio-open",
