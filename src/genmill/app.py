@@ -129,12 +129,16 @@ class Runtime:
         itself is never forwarded."""
         if settings.workers == 0:
             return [[]]
+        from genmill.backends.realesrgan import UpscaleChoice
         from genmill.backends.registry import discover_backends, upstream_backends
 
         return [
             [
                 *discover_backends(
-                    settings.models_dir, settings.placement(device), realesrgan_gpuid=settings.realesrgan_gpuid
+                    settings.models_dir,
+                    settings.placement(device),
+                    realesrgan_gpuid=settings.realesrgan_gpuid,
+                    upscale=UpscaleChoice.from_settings(settings),
                 ),
                 *upstream_backends(settings, self.catalog),
             ]

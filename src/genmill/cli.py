@@ -157,6 +157,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import socket
     import threading
 
+    from genmill.backends.realesrgan import UpscaleChoice
     from genmill.backends.registry import discover_backends, upstream_backends
     from genmill.catalog import build_catalog
     from genmill.worker.backendset import BackendSet
@@ -177,7 +178,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
     backends = BackendSet(
         [
-            *discover_backends(settings.models_dir, settings.placement(), realesrgan_gpuid=settings.realesrgan_gpuid),
+            *discover_backends(
+                settings.models_dir,
+                settings.placement(),
+                realesrgan_gpuid=settings.realesrgan_gpuid,
+                upscale=UpscaleChoice.from_settings(settings),
+            ),
             *upstream_backends(settings, catalog),
         ],
         catalog,

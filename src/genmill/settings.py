@@ -103,6 +103,17 @@ class Settings(BaseSettings):
         "auto",
         description="Real-ESRGAN's ncnn Vulkan device: a GPU index, -1 for the CPU, or auto (the first GPU if any).",
     )
+    upscale_model: Literal["photo", "photo-sharp", "anime"] = Field(
+        "photo",
+        description="Real-ESRGAN network for image and video upscale: photo (x4plus, corrected to shrink back to "
+        "the input), photo-sharp (raw x4plus) or anime (realesr-animevideov3, fast); a task's upscale_model "
+        "overrides it.",
+    )
+    video_upscale: Literal["realesrgan", "lanczos"] = Field(
+        "realesrgan",
+        description="Video upscale: Real-ESRGAN on every frame, or lanczos (ffmpeg's 2x resize, fast, no super-"
+        "resolution); a task's upscale_mode overrides it.",
+    )
 
     @field_validator("device")
     @classmethod

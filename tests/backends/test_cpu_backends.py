@@ -34,7 +34,7 @@ from genmill.backends.image_toolkit import (
 from genmill.backends.registry import builtin_backends, discover_backends
 from genmill.backends.tts_piper import PiperTtsBackend, split_text
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
 
 pytestmark = pytest.mark.backends
 
@@ -125,24 +125,29 @@ def test_upscale_composes_passes_for_scale_five_and_keeps_alpha(upscaler: Backen
     source = sample_picture(20, 16).convert("RGBA")
     source.putalpha(Image.linear_gradient("L").resize(source.size))
     ctx = MemoryContext()
-    output = run(upscaler, ctx, image=image_ref(source), scale=5, face_enhance=True)
+    output = run(upscaler, ctx, image=image_ref(source), scale=5)
 
     result = Image.open(io.BytesIO(ctx.output(output["image_url"])))
     assert result.size == (100, 80)
     assert result.mode == "RGBA"
     alpha = np.asarray(result.getchannel("A"), dtype=np.float32)
     assert alpha[:10].mean() < 60 < 200 < alpha[-10:].mean()
-    assert any("face_enhance" in line and "not available" in line for line in ctx.logs)
     assert sum(line.startswith("pass ") for line in ctx.logs) == 2
 
 
+def test_upscale_refuses_face_enhance_rather_than_ignoring_it(upscaler: Backend) -> None:
+    with pytest.raises(InputRejected, match=r"^face_enhance: no face restorer is installed on this server") as caught:
+        run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=2, face_enhance=True)
+    assert caught.value.code == INPUT_ERROR_CODE
+
+
 def test_upscale_rejects_oversized_and_undecodable_images(upscaler: Backend) -> None:
-    with pytest.raises(BackendError, match=r"^image: .*2049x8"):
+    with pytest.raises(InputRejected, match=r"^image: 2049x8 is larger than 2048x2048"):
         run(upscaler, MemoryContext(), image=image_ref(Image.new("RGB", (2049, 8))), scale=2)
     garbage = base64.b64encode(b"this is not an image").decode()
-    with pytest.raises(BackendError, match=r"^image: not a decodable image"):
+    with pytest.raises(InputRejected, match=r"^image: not a decodable image"):
         run(upscaler, MemoryContext(), image=garbage, scale=2)
-    with pytest.raises(BackendError, match=r"^scale: "):
+    with pytest.raises(InputRejected, match=r"^scale: "):
         run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=11)
 
 
@@ -151,7 +156,7 @@ def test_upscale_auto_device_reaches_the_ncnn_models(upscaler: Backend) -> None:
     and the device the ncnn models were constructed with is the one the backend reports and logs."""
     assert isinstance(upscaler, RealEsrganUpscaleBackend) and upscaler.gpuid == "auto"
     expected = 0 if vulkan_gpu_count() > 0 else -1
-    assert upscaler._process.call(_ncnn_gpuids) == [expected] * 3  # x2, x3 and x4 models
+    assert upscaler._process.call(_ncnn_gpuids) == [expected]  # the photo network (x4plus)
     assert upscaler.device == ("cpu" if expected == -1 else "vulkan:0")
     ctx = MemoryContext()
     run(upscaler, ctx, image=image_ref(sample_picture(16, 16)), scale=2)
@@ -182,8 +187,10 @@ def test_upscale_explicit_gpuid_is_passed_to_ncnn(monkeypatch: pytest.MonkeyPatc
     (backend,) = [b for b in builtin_backends(realesrgan_gpuid=gpuid) if isinstance(b, RealEsrganUpscaleBackend)]
     assert backend.gpuid == 1 and backend.device == "vulkan:1"
     models = backend._process.loader()  # what the model process runs, here in-process with the stand-in
-    assert RecordingRealesrgan.created == [1, 1, 1] and models.gpuid == 1 and _ncnn_gpuids(models) == [1, 1, 1]
-    assert _load_realesrgan(-1, ((4, 2),)).gpuid == -1 and RecordingRealesrgan.created[-1] == -1
+    assert RecordingRealesrgan.created == [1] and models.gpuid == 1 and _ncnn_gpuids(models) == [1]
+    models.get("realesr-animevideov3", 2)  # another network loads on first use, on the same device
+    assert RecordingRealesrgan.created == [1, 1]
+    assert _load_realesrgan(-1, "realesr-animevideov3").gpuid == -1 and RecordingRealesrgan.created[-3:] == [-1] * 3
     with pytest.raises(ValueError, match="gpuid"):
         RealEsrganUpscaleBackend(gpuid=-2)
 
@@ -210,7 +217,7 @@ def test_upscale_leaves_other_threads_running(upscaler: Backend) -> None:
     thread = threading.Thread(target=ticker)
     thread.start()
     started = time.perf_counter()
-    run(upscaler, MemoryContext(), image=image_ref(sample_picture(160, 160)), scale=4)
+    run(upscaler, MemoryContext(), image=image_ref(sample_picture(160, 160)), scale=4, upscale_model="anime")
     finished = time.perf_counter()
     done.set()
     thread.join()

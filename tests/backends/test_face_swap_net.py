@@ -129,4 +129,4 @@ def test_without_the_files_the_classical_warp_runs_and_says_what_it_is(tmp_path:
     assert names.index("inswapper-face-swap") < names.index("mediapipe-face-swap")
     classical = next(b for b in builtin_backends(tmp_path) if b.name == "mediapipe-face-swap")
     served = classical.served_by(entry("face-swap"))  # type: ignore[arg-type]
-    assert served.limits == ("landmark warp and Poisson blending, not a swap network",)
+    assert served.limits[0].startswith("a landmark warp with Poisson blending, not a face-swap network")

@@ -25,7 +25,7 @@ from genmill.backends.faces import Face, FaceFinder, FaceSwapBackend, parse_inde
 from genmill.backends.registry import builtin_backends
 from genmill.backends.segment import SegmentBackend, grow, parse_prompt
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import BackendError, InputRejected
 
 pytestmark = pytest.mark.backends
 
@@ -208,10 +208,10 @@ def test_multi_face_swap_picks_the_swap_face_by_index(swapper: Backend, finder: 
 
 def test_face_swap_fails_without_a_face(swapper: Backend) -> None:
     ctx = MemoryContext()
-    with pytest.raises(BackendError, match=r"^swap_image: no face was found"):
+    with pytest.raises(InputRejected, match=r"^swap_image: no face was found"):
         run(swapper, "face-swap", ctx, target_image=image_ref(portrait()), swap_image=image_ref(plain()))
     assert not ctx.outputs
-    with pytest.raises(BackendError, match=r"^target_image: no face was found"):
+    with pytest.raises(InputRejected, match=r"^target_image: no face was found"):
         run(swapper, "face-swap", target_image=image_ref(plain()), swap_image=image_ref(portrait()))
 
 
@@ -227,7 +227,7 @@ def test_face_swap_fails_without_a_face(swapper: Backend) -> None:
 )
 def test_multi_face_swap_refuses_bad_indexes(swapper: Backend, swap_index: str, target_index: str, error: str) -> None:
     target = side_by_side(portrait(), portrait())
-    with pytest.raises(BackendError, match=error):
+    with pytest.raises(InputRejected, match=error):
         run(
             swapper,
             "multi-face-swap",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from genmill.catalog import all_entries, build_catalog
@@ -20,6 +22,7 @@ from genmill.domain.catalog import (
     TaskInput,
     usd,
 )
+from genmill.service import describe_validation_error
 
 IMG = "https://example.com/cat.png"
 IMG_B64 = (
@@ -376,11 +379,63 @@ def test_flux_lora_task_types_are_on_advanced_only(catalog: Catalog) -> None:
 def test_image_upscale_fields_and_defaults(catalog: Catalog) -> None:
     dumped = validate(catalog, "Qubico/image-toolkit", "upscale").model_dump()
     assert dumped == {"image": IMG_B64, "scale": 2, "face_enhance": False}
-    assert validate(catalog, "Qubico/image-toolkit", "upscale", scale=10, face_enhance=True).model_dump() == {
+    assert validate(catalog, "Qubico/image-toolkit", "upscale", scale=10, upscale_model="anime").model_dump() == {
         "image": IMG_B64,
         "scale": 10,
-        "face_enhance": True,
+        "face_enhance": False,
+        "upscale_model": "anime",
     }
+
+
+def test_image_upscale_refuses_face_enhance_at_create(catalog: Catalog) -> None:
+    """No face restorer runs here: the flag is refused before credits are frozen, never silently ignored."""
+    error = rejects(catalog, "Qubico/image-toolkit", "upscale", face_enhance=True)
+    assert error_locs(error) == [("face_enhance",)]
+    assert describe_validation_error(error, "input") == (
+        "input.face_enhance: Value error, no face restorer is installed on this server"
+    )
+
+
+def test_upscale_model_extras_are_checked_when_sent(catalog: Catalog) -> None:
+    error = rejects(catalog, "Qubico/image-toolkit", "upscale", upscale_model="painting")
+    assert "upscale_model: must be one of photo, photo-sharp, anime, not 'painting'" in str(error)
+    error = rejects(catalog, "Qubico/video-toolkit", "upscale", upscale_mode="bilinear")
+    assert "upscale_mode: must be one of realesrgan, lanczos, not 'bilinear'" in str(error)
+    assert validate(catalog, "Qubico/video-toolkit", "upscale", upscale_mode="lanczos").model_dump()["upscale_mode"]
+
+
+def png_uri(width: int, height: int, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize(
+    ("model", "task_type", "field"),
+    [
+        ("Qubico/image-toolkit", "upscale", "image"),
+        ("Qubico/image-toolkit", "background-remove", "image"),
+        ("Qubico/image-toolkit", "face-swap", "swap_image"),
+        ("Qubico/image-toolkit", "multi-face-swap", "target_image"),
+        ("Qubico/video-toolkit", "face-swap", "swap_image"),
+    ],
+)
+def test_inline_toolkit_images_are_checked_from_their_header(
+    catalog: Catalog, model: str, task_type: str, field: str
+) -> None:
+    """The 2048x2048 cap and the format of an inline image are 400s at create, naming the field."""
+    wide = rejects(catalog, model, task_type, **{field: png_uri(2049, 16)})
+    assert error_locs(wide) == [(field,)]
+    assert "2049x16 PNG is larger than 2048x2048" in describe_validation_error(wide, "input")
+    garbage = "data:image/png;base64," + base64.b64encode(b"not an image at all").decode()
+    assert "is not a decodable image" in describe_validation_error(
+        rejects(catalog, model, task_type, **{field: garbage}), "input"
+    )
+    assert validate(catalog, model, task_type, **{field: png_uri(2048, 8, "JPEG")}) is not None
+    bare = png_uri(16, 2048).split(",", 1)[1]
+    assert validate(catalog, model, task_type, **{field: bare}) is not None
+    # A URL is not fetched at create; the worker checks it.
+    assert validate(catalog, model, task_type, **{field: "https://example.com/huge.png"}) is not None
 
 
 @pytest.mark.parametrize("bad", [1, 11, 0, "two"])

@@ -37,7 +37,7 @@ from genmill.backends.image_toolkit import (
     package_dir,
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import InputRejected
 
 Points = NDArray[np.float32]
 """Landmarks in pixel coordinates, shape (N, 2), columns x and y."""
@@ -303,12 +303,22 @@ def swap_face(source: NDArray[np.uint8], swap: Face, target: NDArray[np.uint8], 
     return result
 
 
+FACE_SWAP_SERVED_BY = ServedBy(
+    "MediaPipe Face Mesh landmarks, piecewise-affine warp and Poisson blending (OpenCV)",
+    limits=(
+        "a landmark warp with Poisson blending, not a face-swap network: the target's expression, pose and jaw "
+        "stay, and identity comes only from the swap face's pixels",
+    ),
+)
+"""What runs face-swap here, said before anyone pays: a geometric swap, since no swap network ships in a wheel."""
+
+
 def face_index_pairs(inputs: TaskInput) -> tuple[list[int], list[int]]:
     """`swap_faces_index` and `target_faces_index` parsed, checked to pair up one to one."""
     swap_indexes = parse_indexes(field_value(inputs, "swap_faces_index", "0"), "swap_faces_index")
     target_indexes = parse_indexes(field_value(inputs, "target_faces_index", "0"), "target_faces_index")
     if len(swap_indexes) != len(target_indexes):
-        raise BackendError(
+        raise InputRejected(
             f"swap_faces_index: lists {len(swap_indexes)} faces but target_faces_index lists "
             f"{len(target_indexes)}; they pair up one to one"
         )
@@ -320,7 +330,7 @@ def parse_indexes(value: Any, field: str) -> list[int]:
     text = str(value).strip() if value is not None else "0"
     parts = [part.strip() for part in text.split(",")]
     if not text or not all(part.isdigit() for part in parts):
-        raise BackendError(f'{field}: {value!r} is not a comma-separated list of face indexes such as "0" or "1,0"')
+        raise InputRejected(f'{field}: {value!r} is not a comma-separated list of face indexes such as "0" or "1,0"')
     return [int(part) for part in parts]
 
 
@@ -328,7 +338,7 @@ def check_indexes(indexes: list[int], faces: list[Face], field: str, image_field
     for index in indexes:
         if index >= len(faces):
             found = f"{len(faces)} face" + ("" if len(faces) == 1 else "s")
-            raise BackendError(
+            raise InputRejected(
                 f"{field}: face {index} was asked for but {image_field} has {found} "
                 f"(indexes 0-{len(faces) - 1}, numbered left to right)"
             )
@@ -343,16 +353,14 @@ class FaceSwapBackend(Backend):
     def __init__(self) -> None:
         self._finder = FaceFinder()
 
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return FACE_SWAP_SERVED_BY
+
     def availability(self) -> Availability:
         return mediapipe_availability(FACE_MESH_FILES, "Face Mesh")
 
     def load(self) -> None:
         self._finder.load()
-
-    def served_by(self, entry: CatalogEntry) -> ServedBy:
-        return ServedBy(
-            "MediaPipe Face Mesh landmark warp", limits=("landmark warp and Poisson blending, not a swap network",)
-        )
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
@@ -361,7 +369,7 @@ class FaceSwapBackend(Backend):
             swap_indexes, target_indexes = face_index_pairs(inputs)
             repeated = sorted({i for i in target_indexes if target_indexes.count(i) > 1})
             if repeated:
-                raise BackendError(f"target_faces_index: face {repeated[0]} is listed more than once")
+                raise InputRejected(f"target_faces_index: face {repeated[0]} is listed more than once")
         target_image = load_image(ctx, inputs, "target_image")
         swap_image = load_image(ctx, inputs, "swap_image")
         target = np.asarray(target_image.convert("RGB"), dtype=np.uint8)
@@ -375,7 +383,7 @@ class FaceSwapBackend(Backend):
             listed = "; ".join(f"{i}: {face.describe()}" for i, face in enumerate(faces))
             ctx.log(f"{field}: {len(faces)} face(s) found, left to right" + (f" ({listed})" if faces else ""))
             if not faces:
-                raise BackendError(
+                raise InputRejected(
                     f"{field}: no face was found; faces should be turned towards the camera and at least about "
                     "a tenth of the picture's width"
                 )

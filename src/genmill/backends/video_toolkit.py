@@ -1,5 +1,5 @@
-"""`Qubico/video-toolkit` on a CPU: ffmpeg Lanczos `upscale`, and per-frame MediaPipe `face-swap` and
-`background-remove`.
+"""`Qubico/video-toolkit`: per-frame MediaPipe `face-swap` and `background-remove`, and the ffmpeg plumbing
+(probe, limits, frame mapping) they share with `upscale` (`backends.video_upscale`).
 
 ffmpeg comes from the `imageio-ffmpeg` wheel, which bundles a static binary (with libx264 and libvpx), so no
 system package is needed. ffmpeg always runs as a child process from the worker thread; the backend reads its
@@ -9,7 +9,8 @@ encode never blocks cancellation or the event loop.
 The catalog checks what the request itself shows (an MP4, at most 10 MB inline). What only the decoded stream
 shows is checked here before any pixel work: the size of the fetched file, the resolution (at most 720p, i.e.
 1280x720 either way round) and the frame count (10-240 for upscale, at most 600 for face swap and background
-removal). Each refusal names the input field, e.g. `video: 250 frames, the limit is 240`.
+removal). Each refusal names the input field, e.g. `video: 250 frames, the limit is 240`, and is an
+`InputRejected` (error code 10001); ffmpeg failing on a video it could read stays a `BackendError` (10000).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.faces import (
     FACE_MESH_FILES,
+    FACE_SWAP_SERVED_BY,
     Face,
     FaceFinder,
     face_index_pairs,
@@ -44,12 +46,10 @@ from genmill.catalog._common import MAX_VIDEO_BYTES
 from genmill.catalog.video_toolkit import (
     FACE_SWAP_MAX_FRAMES,
     MODEL,
-    UPSCALE_MAX_FRAMES,
     UPSCALE_MAX_HEIGHT,
-    UPSCALE_MIN_FRAMES,
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import BackendError, InputRejected
 
 MAX_SHORT_SIDE = UPSCALE_MAX_HEIGHT
 MAX_LONG_SIDE = 1280
@@ -125,20 +125,20 @@ def probe(path: Path, field: str) -> VideoInfo:
     try:
         done = subprocess.run([*command, "-f", "null", "-"], capture_output=True, timeout=120, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise BackendError(f"{field}: reading the video took too long") from exc
+        raise InputRejected(f"{field}: reading the video took too long") from exc
     err = done.stderr
     detail = err.decode(errors="replace")[-800:]
     container = CONTAINER.search(err)
     demuxer = container.group(1).decode() if container else ""
     if demuxer == "image2" or demuxer.endswith("_pipe") or demuxer in ("gif", "apng", "webp"):
         # A still (or animated) image opens as a one-stream "video"; the catalog promises video files.
-        raise BackendError(f"{field}: not a decodable video (ffmpeg reads it as an image, {demuxer})")
+        raise InputRejected(f"{field}: not a decodable video (ffmpeg reads it as an image, {demuxer})")
     video = VIDEO_STREAM.search(err)
     counts = re.findall(rb"frame=\s*(\d+)", err)
     if container and not video:
-        raise BackendError(f"{field}: the file has no video stream", raw_message=detail)
+        raise InputRejected(f"{field}: the file has no video stream", raw_message=detail)
     if done.returncode != 0 or not video or not counts:
-        raise BackendError(f"{field}: not a decodable video", raw_message=detail)
+        raise InputRejected(f"{field}: not a decodable video", raw_message=detail)
     width, height = int(video.group(2)), int(video.group(3))
     rotation = ROTATION.search(err)
     if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:
@@ -159,12 +159,12 @@ def probe(path: Path, field: str) -> VideoInfo:
 def check_video(info: VideoInfo, field: str, *, max_frames: int, min_frames: int = 1) -> None:
     """Refuse what the catalog's limits forbid but only the decoded stream shows."""
     if info.frames > max_frames:
-        raise BackendError(f"{field}: {info.frames} frames, the limit is {max_frames}")
+        raise InputRejected(f"{field}: {info.frames} frames, the limit is {max_frames}")
     if info.frames < min_frames:
-        raise BackendError(f"{field}: {info.frames} frames, at least {min_frames} are needed")
+        raise InputRejected(f"{field}: {info.frames} frames, at least {min_frames} are needed")
     short, long = sorted((info.width, info.height))
     if short > MAX_SHORT_SIDE or long > MAX_LONG_SIDE:
-        raise BackendError(
+        raise InputRejected(
             f"{field}: {info.width}x{info.height}, the limit is 720p ({MAX_LONG_SIDE}x{MAX_SHORT_SIDE} "
             "either way round)"
         )
@@ -176,14 +176,14 @@ def staged_video(ctx: RunContext, inputs: TaskInput, field: str) -> Iterator[Pat
     folder afterwards, whatever happens."""
     ref = field_value(inputs, field)
     if not isinstance(ref, str) or not ref.strip():
-        raise BackendError(f"{field}: a video URL or base64 string is required")
+        raise InputRejected(f"{field}: a video URL or base64 string is required")
     data = ctx.read_input(ref, field=field).data
     if len(data) > MAX_VIDEO_BYTES:
-        raise BackendError(
+        raise InputRejected(
             f"{field}: {len(data) / 1024 / 1024:.1f} MB, the limit is {MAX_VIDEO_BYTES // (1024 * 1024)} MB"
         )
     if not data:
-        raise BackendError(f"{field}: the file is empty")
+        raise InputRejected(f"{field}: the file is empty")
     with tempfile.TemporaryDirectory(prefix="genmill-video-") as folder:
         path = Path(folder) / "input"
         path.write_bytes(data)
@@ -250,17 +250,18 @@ def map_frames(
     encode: list[str],
     field: str,
     out_pix_fmt: str = "rgb24",
+    out_size: tuple[int, int] | None = None,
     batch: int = 8,
 ) -> None:
     """Decode `source` to RGB frames, pass each through `process_frame`, and encode the results to `target`.
 
     Two ffmpeg children joined by this thread: a decoder writing raw RGB to a pipe and an encoder reading raw
     frames (RGB, or RGBA when `out_pix_fmt` is "rgba") from another, which also takes the audio of `source` as
-    its second input, so that `encode` can copy or re-encode it. Progress is reported every `batch` frames,
-    and cancellation is checked there too.
+    its second input, so that `encode` can copy or re-encode it. `out_size` is the processed frames' size
+    (default: the input's). Progress is reported every `batch` frames, and cancellation is checked there too.
     """
     exe = ffmpeg_exe()
-    size = f"{info.width}x{info.height}"
+    size = "{}x{}".format(*(out_size or (info.width, info.height)))
     rate = str(Fraction(info.fps).limit_denominator(1001))
     frame_bytes = info.width * info.height * 3
     decode_cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(source)]
@@ -293,55 +294,19 @@ def map_frames(
                 done += 1
             encoder.stdin.close()
             if decoder.wait(timeout=FFMPEG_TIMEOUT_S) != 0:
-                raise BackendError(f"{field}: the video could not be decoded", raw_message=_stderr_tail(decode_log))
+                raise InputRejected(f"{field}: the video could not be decoded", raw_message=_stderr_tail(decode_log))
             if encoder.wait(timeout=FFMPEG_TIMEOUT_S) != 0:
                 raise BackendError(
                     "ffmpeg failed while encoding the output video", raw_message=_stderr_tail(encode_log)
                 )
             if done == 0:
-                raise BackendError(f"{field}: no frame could be decoded", raw_message=_stderr_tail(decode_log))
+                raise InputRejected(f"{field}: no frame could be decoded", raw_message=_stderr_tail(decode_log))
         finally:
             if not encoder.stdin.closed:
                 with suppress(BrokenPipeError):
                     encoder.stdin.close()
             _kill(decoder)
             _kill(encoder)
-
-
-class VideoUpscaleBackend(Backend):
-    """`upscale`: 2x with ffmpeg's Lanczos scaler, H.264 out, the audio stream copied untouched.
-
-    A classical resampler rather than a super-resolution network: none that runs per frame at a usable speed on
-    a CPU ships in a wheel we may install. It is sharp, never invents detail, and a 240-frame 720p clip takes
-    seconds.
-    """
-
-    name = "ffmpeg-video-upscale"
-    entries = ((MODEL, "upscale"),)
-    requirements = ("imageio-ffmpeg",)
-
-    def availability(self) -> Availability:
-        return ffmpeg_availability()
-
-    def load(self) -> None:
-        pass  # nothing to load: each task starts its own ffmpeg child
-
-    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        with staged_video(ctx, inputs, "video") as source:
-            info = probe(source, "video")
-            ctx.log(f"video: {info.describe()}")
-            check_video(info, "video", min_frames=UPSCALE_MIN_FRAMES, max_frames=UPSCALE_MAX_FRAMES)
-            if ctx.cancelled():
-                raise cancelled_error()
-            ctx.progress(0.05, "probed")
-            target = source.with_name("output.mp4")
-            args = ["-i", str(source), "-map", "0:v:0", "-map", "0:a:0?"]
-            args += ["-vf", "scale=iw*2:ih*2:flags=lanczos", *X264_ARGS, "-c:a", "copy", str(target)]
-            run_ffmpeg(args, ctx, frames=info.frames, span=(0.05, 0.95), what="upscaling")
-            url = ctx.save_output(target.read_bytes(), ext="mp4", content_type="video/mp4")
-        ctx.progress(1.0)
-        ctx.log(f"done: {info.width * 2}x{info.height * 2} H.264 MP4" + (", audio copied" if info.audio_codec else ""))
-        return {"video_url": url}
 
 
 class VideoFaceSwapBackend(Backend):
@@ -359,6 +324,9 @@ class VideoFaceSwapBackend(Backend):
     def __init__(self) -> None:
         self._finder = FaceFinder()
 
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return FACE_SWAP_SERVED_BY
+
     def availability(self) -> Availability:
         found = ffmpeg_availability()
         return found if not found.ok else mediapipe_availability(FACE_MESH_FILES, "Face Mesh")
@@ -372,10 +340,10 @@ class VideoFaceSwapBackend(Backend):
         source = np.asarray(load_image(ctx, inputs, "swap_image").convert("RGB"), dtype=np.uint8)
         swaps = self._finder.find(source)
         if not swaps:
-            raise BackendError("swap_image: no face was found; the face should be turned towards the camera")
+            raise InputRejected("swap_image: no face was found; the face should be turned towards the camera")
         missing = sorted({i for i in swap_indexes if i >= len(swaps)})
         if missing:
-            raise BackendError(f"swap_faces_index: face {missing[0]} was asked for but swap_image has {len(swaps)}")
+            raise InputRejected(f"swap_faces_index: face {missing[0]} was asked for but swap_image has {len(swaps)}")
         pairs = list(zip(swap_indexes, target_indexes, strict=True))
         with staged_video(ctx, inputs, "target_video") as video:
             info = probe(video, "target_video")
@@ -395,7 +363,7 @@ class VideoFaceSwapBackend(Backend):
             target = video.with_name("output.mp4")
             map_frames(video, info, target, ctx, swap_frame, encode=[*X264_ARGS, "-c:a", "copy"], field="target_video")
             if counts["swapped"] == 0:
-                raise BackendError("target_video: no face was found in any frame")
+                raise InputRejected("target_video: no face was found in any frame")
             url = ctx.save_output(target.read_bytes(), ext="mp4", content_type="video/mp4")
         ctx.progress(1.0)
         ctx.log(f"done: faces swapped in {counts['swapped']} frames, {counts['kept']} frames without a face kept")
@@ -469,7 +437,7 @@ class VideoBackgroundRemoveBackend(Backend):
             with self._lock:  # one MediaPipe graph takes one stream of packets
                 map_frames(video, info, target, ctx, cut_out, encode=encode, field="video", out_pix_fmt="rgba")
             if people["frames"] == 0:
-                raise BackendError(
+                raise InputRejected(
                     "video: no person was found in any frame; this background remover (MediaPipe selfie "
                     "segmentation) separates people from their background"
                 )

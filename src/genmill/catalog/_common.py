@@ -24,7 +24,9 @@ from genmill.domain.catalog import TaskInput, usd
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
 
 
-def _check_media_ref(value: str) -> str:
+def check_media_ref(value: str) -> str:
+    """A media reference's shape: an http(s) URL with a host, a data: URI with a payload, a server path or
+    base64; nothing is fetched or decoded."""
     ref = value.strip()
     if not ref:
         raise ValueError("must be a URL, a data: URI or base64 data, not empty")
@@ -44,12 +46,12 @@ def _check_media_ref(value: str) -> str:
     return ref
 
 
-MediaRef = Annotated[str, AfterValidator(_check_media_ref)]
+MediaRef = Annotated[str, AfterValidator(check_media_ref)]
 """A required media input: URL, data: URI, server path or base64."""
 
 
 def _check_optional_media_ref(value: str) -> str:
-    return value if value == "" else _check_media_ref(value)
+    return value if value == "" else check_media_ref(value)
 
 
 OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref)]
@@ -99,7 +101,7 @@ def mp4_video_ref(*, max_bytes: int = MAX_VIDEO_BYTES) -> AfterValidator:
     """
 
     def check(value: str) -> str:
-        ref = _check_media_ref(value)
+        ref = check_media_ref(value)
         inline = _inline_payload(ref)
         if inline is None:
             path = urlsplit(ref).path.lower()
@@ -123,7 +125,7 @@ def video_size_limit(*, max_bytes: int = MAX_VIDEO_BYTES) -> AfterValidator:
     """Validator for a video input of any container whose inline data must not exceed `max_bytes`."""
 
     def check(value: str) -> str:
-        ref = _check_media_ref(value)
+        ref = check_media_ref(value)
         inline = _inline_payload(ref)
         if inline is not None and _decoded_size(inline[1]) > max_bytes:
             raise ValueError(f"video is larger than {max_bytes // (1024 * 1024)} MB")
@@ -215,6 +217,7 @@ __all__ = [
     "TaskInput",
     "VideoAspectRatio",
     "ceil_div",
+    "check_media_ref",
     "face_index_count",
     "flat",
     "mp4_video_ref",

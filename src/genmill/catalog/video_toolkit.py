@@ -13,7 +13,6 @@ from pydantic import Field, model_validator
 
 from genmill.catalog._common import (
     FaceIndexes,
-    MediaRef,
     TaskInput,
     face_index_count,
     flat,
@@ -21,6 +20,7 @@ from genmill.catalog._common import (
     per_unit,
     video_size_limit,
 )
+from genmill.catalog.image_toolkit import UPSCALE_MODELS, ToolkitImage, check_extra_choice
 from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
 
 MODEL = "Qubico/video-toolkit"
@@ -33,6 +33,9 @@ UPSCALE_MAX_HEIGHT = 720
 """Upscale input: at most 720p (1280x720), 10-240 frames; the output is 2x in each dimension."""
 
 # price: our choice — PiAPI bills video face swap per processed frame without a published rate.
+VIDEO_UPSCALE_MODES = ("realesrgan", "lanczos")
+"""Real-ESRGAN on every frame (the default), or ffmpeg's 2x Lanczos resize (a fast mode, not super-resolution)."""
+
 FACE_SWAP_USD_PER_FRAME = 0.0002
 FACE_SWAP_MAX_FRAMES = 600
 
@@ -42,10 +45,18 @@ AnyVideo = Annotated[str, video_size_limit()]
 
 class VideoUpscale(TaskInput):
     video: Mp4Video = Field(..., description="MP4, at most 720p, 10-240 frames and 10 MB; upscaled 2x.")
+    # genmill extras, undeclared so PiAPI's echoed input keeps its keys: `upscale_mode` (realesrgan or lanczos,
+    # else GENMILL_VIDEO_UPSCALE) and `upscale_model` (as for the image upscale), checked when sent.
+
+    @model_validator(mode="after")
+    def _known_extras(self) -> Self:
+        check_extra_choice(self, "upscale_mode", VIDEO_UPSCALE_MODES)
+        check_extra_choice(self, "upscale_model", UPSCALE_MODELS)
+        return self
 
 
 class VideoFaceSwap(TaskInput):
-    swap_image: MediaRef = Field(..., description="Image with the face(s) to put into the video.")
+    swap_image: ToolkitImage = Field(..., description="Image with the face(s) to put into the video.")
     target_video: Mp4Video = Field(..., description="MP4 of at most 600 frames and 10 MB.")
     swap_faces_index: FaceIndexes = "0"
     target_faces_index: FaceIndexes = "0"
@@ -89,7 +100,8 @@ ENTRIES: list[CatalogEntry] = [
         price=_upscale_price,
         family=FAMILY,
         retention=VIDEO_RETENTION,
-        description="2x video super-resolution ($0.0003 per frame, frozen at the 240-frame cap).",
+        description="2x video upscale with Real-ESRGAN x4plus on every frame (or, as configured, ffmpeg's Lanczos "
+        "resize, which is not super-resolution); $0.0003 per frame, frozen at the 240-frame cap.",
     ),
     CatalogEntry(
         model=MODEL,
@@ -98,7 +110,8 @@ ENTRIES: list[CatalogEntry] = [
         price=_face_swap_price,
         family=FAMILY,
         retention=VIDEO_RETENTION,
-        description="Swap faces in a video (per frame, frozen at the 600-frame cap).",
+        description="Swap faces in a video with a landmark warp and Poisson blending, not a swap network (per "
+        "frame, frozen at the 600-frame cap).",
     ),
     CatalogEntry(
         model=MODEL,
