@@ -17,14 +17,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from genmill.backends.audio_models import ACE_STEP_EDIT_REASON, audio_backends
+from genmill.backends.background import background_backends
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.echo import EchoBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
-from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
-from genmill.backends.segment import SegmentBackend
+from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend
+from genmill.backends.segment_grounded import segment_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.backends.video_models import video_backends
@@ -109,9 +110,9 @@ def builtin_backends(
     Real-ESRGAN runs on `realesrgan_gpuid` (GENMILL_REALESRGAN_GPUID). Callers pass what they read from settings."""
     return [
         RealEsrganUpscaleBackend(gpuid=realesrgan_gpuid),
-        SelfieBackgroundRemoveBackend(),
+        *background_backends(models_dir),
         FaceSwapBackend(),
-        SegmentBackend(),
+        *segment_backends(models_dir),
         PiperTtsBackend(),
         VideoUpscaleBackend(),
         VideoFaceSwapBackend(),
