@@ -2,7 +2,7 @@
 
 The photos are scikit-image's bundled samples (`coffee`: a cup on a saucer on a table; `chelsea`: a cat's head)
 and matplotlib's Grace Hopper portrait. The reference masks are polygons drawn from coordinates read off the
-photos: mask IoU = |cut ∩ reference| / |cut ∪ reference|, with the cut being alpha > 0.5. The same figure for
+photos: mask IoU = area(cut and reference) / area(cut or reference), with the cut being alpha > 0.5. The same figure for
 MediaPipe's selfie segmentation (the previous background remover) on the same photos shows what changed.
 Run: `PYTHONPATH=src python -m pytest tests/backends/test_background.py -q -s` prints every figure.
 """
@@ -238,7 +238,10 @@ def tiny_vitmatte(folder: Path) -> None:
         num_channels=4, out_features=["stage2"], use_relative_position_embeddings=True, window_block_indices=[0],
     )  # fmt: skip
     config = transformers.VitMatteConfig(
-        backbone_config=backbone, hidden_size=32, convstream_hidden_sizes=[8, 16, 32], fusion_hidden_sizes=[32, 16, 8, 8]
+        backbone_config=backbone,
+        hidden_size=32,
+        convstream_hidden_sizes=[8, 16, 32],
+        fusion_hidden_sizes=[32, 16, 8, 8],
     )
     transformers.VitMatteForImageMatting(config).eval().save_pretrained(folder)
     transformers.VitMatteImageProcessor().save_pretrained(folder)
@@ -259,4 +262,3 @@ def test_vitmatte_refines_the_edge_band_when_its_folder_is_present(tmp_path: Pat
     assert (alpha[tri == 255] == 255).all() and (alpha[tri == 0] == 0).all()
     assert (tri == 128).any()
     backend.unload()
-

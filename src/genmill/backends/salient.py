@@ -180,7 +180,7 @@ class VitMatteRefiner:
             return Availability(False, f"no ViTMatte config.json in {self.path}")
         if model_type != "vitmatte":
             return Availability(False, f"{self.path} holds a {model_type!r} model, not ViTMatte ('vitmatte')")
-        if not (self.path / "preprocessor_config.json").is_file():
+        if not any((self.path / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
             return Availability(False, f"{self.path} has no preprocessor_config.json")
         self.device = best_device()
         return Availability(True)

@@ -39,6 +39,9 @@ GROUNDING_DINO_FOLDER = "grounding-dino"
 SAM2_FOLDER = "sam2"
 REQUIRED_PACKAGES = ("torch", "transformers")
 INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""A published folder keeps its image processor's settings in preprocessor_config.json; transformers 5 saves
+them inside processor_config.json."""
 Box = tuple[float, float, float, float]
 
 log = logging.getLogger("genmill.backends.segment_grounded")
@@ -95,7 +98,7 @@ class GroundedSegmentBackend(Backend):
             return Availability(False, f"{', '.join(missing)} not installed: {INSTALL_HINT}")
         if model_type(self.detector_path) != "grounding-dino":
             return Availability(False, f"no GroundingDINO model (config.json) in {self.detector_path}")
-        if not (self.detector_path / "preprocessor_config.json").is_file():
+        if not any((self.detector_path / name).is_file() for name in PROCESSOR_FILES):
             return Availability(False, f"{self.detector_path} has no processor (preprocessor_config.json)")
         if not any((self.detector_path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
             return Availability(False, f"{self.detector_path} has no tokenizer (tokenizer.json or vocab.txt)")
