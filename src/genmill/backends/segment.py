@@ -1,10 +1,10 @@
 """`Qubico/image-toolkit` `segment` on a CPU: the prompt words MediaPipe's bundled models can answer.
 
-PiAPI's segment takes free text and is served by an open-vocabulary model; no such model ships in a wheel we may
-install, so this backend understands a fixed vocabulary and says so: "person" (selfie segmentation),
+This is the fallback where the open-vocabulary backend (`segment_grounded`: GroundingDINO + SAM 2, weights in the
+models folder) is not set up. It understands a fixed vocabulary and says so: "person" (selfie segmentation),
 "background" (its complement), "face" (the convex hull of Face Mesh landmarks) and "hand" (the hull of the hand
 landmarks, widened to cover the fingers), each with a few synonyms. The legacy MediaPipe solutions have no hair,
-clothes or object model, so those words are refused rather than guessed.
+clothes or object model, so any other word fails the task (`InputRejected`) rather than being guessed or skipped.
 
 The answer is the input image as an RGBA PNG whose alpha is the mask (255 inside, 0 outside): the segmented
 image, with the mask recoverable from its alpha channel.
