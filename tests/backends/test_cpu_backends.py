@@ -1,8 +1,7 @@
-"""The CPU backends, run for real: Real-ESRGAN upscale, MediaPipe background removal, Piper speech.
+"""The CPU backends, run for real: Real-ESRGAN upscale and Piper speech (background removal: test_background.py).
 
-Each test runs the actual model on small generated inputs (and, for background removal, the portrait photo that
-matplotlib ships as sample data). A backend whose `availability()` is False is skipped with its own reason, so
-this module passes without the `cpu` extra or the system libraries, and says why.
+Each test runs the actual model on small generated inputs. A backend whose `availability()` is False is skipped
+with its own reason, so this module passes without the `cpu` extra or the system libraries, and says why.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import threading
 import time
 import wave
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,7 +23,6 @@ from tests.backends.memory import MemoryContext, image_ref, ready
 from genmill.backends.base import Backend
 from genmill.backends.image_toolkit import (
     RealEsrganUpscaleBackend,
-    SelfieBackgroundRemoveBackend,
     _load_realesrgan,
     _ncnn_gpuids,
     plan_passes,
@@ -47,11 +44,6 @@ def entry_for(backend: Backend) -> CatalogEntry:
 @pytest.fixture(scope="module")
 def upscaler() -> Iterator[Backend]:
     yield from ready(RealEsrganUpscaleBackend())
-
-
-@pytest.fixture(scope="module")
-def remover() -> Iterator[Backend]:
-    yield from ready(SelfieBackgroundRemoveBackend())
 
 
 @pytest.fixture(scope="module")
@@ -224,49 +216,6 @@ def test_upscale_leaves_other_threads_running(upscaler: Backend) -> None:
     during = [t for t in ticks if started < t < finished]
     # The ticker runs throughout: at least a third of the 5 ms slots it would get on an idle machine.
     assert len(during) >= (finished - started) / 0.005 / 3, (len(during), finished - started)
-
-
-# --- background-remove ---------------------------------------------------------------------------------------
-
-
-def portrait() -> Image.Image:
-    """A real photograph of a person: the Grace Hopper portrait that matplotlib (a mediapipe dependency) ships."""
-    matplotlib = pytest.importorskip("matplotlib")
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    if not path.is_file():
-        pytest.skip(f"matplotlib's sample portrait is missing at {path}")
-    with Image.open(path) as image:
-        return image.convert("RGB").resize((256, 300), Image.Resampling.LANCZOS)
-
-
-def test_background_remove_cuts_out_the_person(remover: Backend) -> None:
-    ref = image_ref(portrait(), "JPEG")
-    source = Image.open(io.BytesIO(base64.b64decode(ref.split(",", 1)[1]))).convert("RGB")
-    ctx = MemoryContext()
-    output = run(remover, ctx, image=ref)
-
-    data = ctx.output(output["image_url"])
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    result = Image.open(io.BytesIO(data))
-    assert result.mode == "RGBA"
-    assert result.size == source.size
-    alpha = np.asarray(result.getchannel("A"), dtype=np.float32)
-    assert alpha.std() > 50, "alpha should separate person from background"
-    assert alpha[120:260, 80:180].mean() > 200  # face and shoulders stay
-    assert alpha[:40, :30].mean() < 30 and alpha[:40, -30:].mean() < 30  # the background corners go
-    # Soft edges: some alpha values lie strictly between transparent and opaque.
-    assert ((alpha > 10) & (alpha < 245)).any()
-    rgb = np.asarray(result.convert("RGB"), dtype=np.int16)
-    assert np.array_equal(rgb[200:260, 100:160], np.asarray(source, dtype=np.int16)[200:260, 100:160])
-
-
-def test_background_remove_fails_when_no_person_is_found(remover: Backend) -> None:
-    flat = Image.new("RGB", (128, 96), (40, 120, 200))
-    ImageDraw.Draw(flat).rectangle((30, 30, 90, 70), fill=(200, 60, 60))
-    ctx = MemoryContext()
-    with pytest.raises(BackendError, match=r"^image: no person was found"):
-        run(remover, ctx, image=image_ref(flat))
-    assert not ctx.outputs
 
 
 # --- tts -----------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from genmill.backends.faces import Face, FaceFinder, FaceSwapBackend, parse_inde
 from genmill.backends.registry import builtin_backends
 from genmill.backends.segment import SegmentBackend, grow, parse_prompt
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError, InputRejected
+from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
 
 pytestmark = pytest.mark.backends
 
@@ -312,13 +312,18 @@ def test_segment_refuses_prompts_it_cannot_answer(segmenter: Backend) -> None:
         run(segmenter, "segment", image=image_ref(plain()), prompt="face", negative_prompt="", segment_factor=0)
 
 
-def test_segment_ignores_unsupported_words_next_to_supported_ones(segmenter: Backend) -> None:
-    ctx = MemoryContext()
-    result = run(
-        segmenter, "segment", ctx, image=image_ref(portrait()), prompt="face, hat", negative_prompt="", segment_factor=0
-    )
-    assert (np.asarray(result.getchannel("A")) > 127).any()
-    assert any(line.startswith("prompt: 'hat' is not supported; ignored") for line in ctx.logs)
+def test_segment_refuses_unsupported_words_next_to_supported_ones(segmenter: Backend) -> None:
+    """Half an answer would be charged as a whole one: a word it cannot segment fails the task, either field."""
+    for prompt, negative, field in (("face, hat", "", "prompt"), ("person", "hat", "negative_prompt")):
+        ctx = MemoryContext()
+        with pytest.raises(InputRejected) as caught:
+            run(segmenter, "segment", ctx, image=image_ref(portrait()), prompt=prompt, negative_prompt=negative,
+                segment_factor=0)  # fmt: skip
+        assert (
+            str(caught.value)
+            == f"{field}: this server can segment person, face, hand, background; 'hat' is not supported"
+        )
+        assert caught.value.code == INPUT_ERROR_CODE and not ctx.outputs
 
 
 def test_parse_prompt_reads_head_nouns_case_insensitively() -> None:

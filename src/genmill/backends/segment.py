@@ -1,10 +1,10 @@
 """`Qubico/image-toolkit` `segment` on a CPU: the prompt words MediaPipe's bundled models can answer.
 
-PiAPI's segment takes free text and is served by an open-vocabulary model; no such model ships in a wheel we may
-install, so this backend understands a fixed vocabulary and says so: "person" (selfie segmentation),
+This is the fallback where the open-vocabulary backend (`segment_grounded`: GroundingDINO + SAM 2, weights in the
+models folder) is not set up. It understands a fixed vocabulary and says so: "person" (selfie segmentation),
 "background" (its complement), "face" (the convex hull of Face Mesh landmarks) and "hand" (the hull of the hand
 landmarks, widened to cover the fingers), each with a few synonyms. The legacy MediaPipe solutions have no hair,
-clothes or object model, so those words are refused rather than guessed.
+clothes or object model, so any other word fails the task (`InputRejected`) rather than being guessed or skipped.
 
 The answer is the input image as an RGBA PNG whose alpha is the mask (255 inside, 0 outside): the segmented
 image, with the mask recoverable from its alpha channel.
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.faces import FACE_MESH_FILES, FaceFinder, hull_mask, mediapipe_availability
 from genmill.backends.image_toolkit import (
     MODEL,
@@ -28,10 +29,10 @@ from genmill.backends.image_toolkit import (
     encode_png,
     field_value,
     has_alpha,
-    load_image,
 )
+from genmill.backends.salient import load_input_image
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import InputRejected
 
 Mask = NDArray[np.uint8]
 """A 0/255 mask with the image's height and width."""
@@ -108,6 +109,60 @@ def grow(mask: Mask, pixels: int) -> Mask:
     return mask
 
 
+@dataclass(frozen=True)
+class SegmentRequest:
+    """A segment task's text inputs, checked: what to keep, what to take away, and how far to move the edge."""
+
+    prompt: str
+    negative_prompt: str
+    segment_factor: int
+
+    @classmethod
+    def read(cls, inputs: TaskInput) -> SegmentRequest:
+        prompt = field_value(inputs, "prompt", "")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputRejected('prompt: name what to cut out, e.g. "cat" or "shirt, shoes"')
+        negative = field_value(inputs, "negative_prompt", "") or ""
+        if not isinstance(negative, str):
+            raise InputRejected(f"negative_prompt: must be text, got {type(negative).__name__}")
+        factor = field_value(inputs, "segment_factor", 0) or 0
+        if isinstance(factor, bool) or not isinstance(factor, int) or not -256 <= factor <= 256:
+            raise InputRejected(f"segment_factor: must be an integer from -256 to 256, got {factor!r}")
+        return cls(prompt.strip(), negative.strip(), factor)
+
+
+def finish_segment(
+    ctx: RunContext,
+    image: Image.Image,
+    mask: Mask,
+    removed: list[Mask],
+    request: SegmentRequest,
+    removed_names: list[str],
+) -> dict[str, Any]:
+    """Grow or shrink `mask` by segment_factor, take away the negative prompt's masks, and save the image as an
+    RGBA PNG whose alpha is the mask (times any alpha the image had)."""
+    if request.segment_factor:
+        mask = grow(mask, request.segment_factor)
+        if not mask.any():
+            raise InputRejected(f"segment_factor: shrinking by {-request.segment_factor} px leaves nothing of the mask")
+    for taken in removed:
+        mask = np.where(taken > 0, 0, mask).astype(np.uint8)
+    if not mask.any():
+        raise InputRejected(f"negative_prompt: removing {', '.join(removed_names)} leaves nothing of the mask")
+    ctx.progress(0.9)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    alpha = mask
+    if has_alpha(image):
+        source = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint16)
+        alpha = (source * mask // 255).astype(np.uint8)
+    output = Image.fromarray(rgb)
+    output.putalpha(Image.fromarray(alpha))
+    url = ctx.save_output(encode_png(output), ext="png", content_type="image/png")
+    ctx.progress(1.0)
+    ctx.log(f"done: {output.width}x{output.height} RGBA PNG, {float((mask > 0).mean()):.1%} of the image kept")
+    return {"image_url": url}
+
+
 class SegmentBackend(Backend):
     """`segment`: person, background, face and hand masks from MediaPipe, combined as the prompts say."""
 
@@ -136,25 +191,21 @@ class SegmentBackend(Backend):
             self._selfie = SelfieSegmentation(model_selection=0)
             self._hands = Hands(static_image_mode=True, max_num_hands=MAX_HANDS, model_complexity=1)
 
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return ServedBy(
+            f"MediaPipe ({SUPPORTED} only)",
+            limits=(
+                f"prompt words: {SUPPORTED} and their synonyms only; any other word fails (put grounding-dino/ "
+                "and sam2/ in the models folder for any words)",
+            ),
+        )
+
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
-        prompt = field_value(inputs, "prompt", "")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise BackendError(f"prompt: name what to cut out; this server can segment {SUPPORTED}")
-        wanted, unknown = parse_prompt(prompt)
-        if not wanted:
-            raise BackendError(f"prompt: this server can segment {SUPPORTED}; {unsupported(unknown)}")
-        if unknown:
-            ctx.log(f"prompt: {unsupported(unknown)}; ignored (this server can segment {SUPPORTED})")
-        negative = field_value(inputs, "negative_prompt", "") or ""
-        unwanted, unknown_negative = parse_prompt(negative if isinstance(negative, str) else "")
-        if unknown_negative:
-            ctx.log(f"negative_prompt: {unsupported(unknown_negative)}; ignored")
-        factor = field_value(inputs, "segment_factor", 0) or 0
-        if isinstance(factor, bool) or not isinstance(factor, int) or not -256 <= factor <= 256:
-            raise BackendError(f"segment_factor: must be an integer from -256 to 256, got {factor!r}")
-
-        image = load_image(ctx, inputs, "image")
+        request = SegmentRequest.read(inputs)
+        wanted = self._classes(request.prompt, "prompt")
+        unwanted = self._classes(request.negative_prompt, "negative_prompt") if request.negative_prompt else []
+        image = load_input_image(ctx, inputs, "image")
         rgb = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
         cache: dict[str, Mask | None] = {}
 
@@ -167,31 +218,19 @@ class SegmentBackend(Backend):
 
         found = [mask for mask in (mask_of(name) for name in wanted) if mask is not None]
         if not found:
-            names = " or ".join(wanted)
-            raise BackendError(f"prompt: no {names} was found in the image")
-        mask = np.bitwise_or.reduce(found)
-        if factor:
-            mask = grow(mask, factor)
-            if not mask.any():
-                raise BackendError(f"segment_factor: shrinking by {-factor} px leaves nothing of the mask")
-        for name in unwanted:
-            removed = mask_of(name)
-            if removed is not None:
-                mask = np.where(removed > 0, 0, mask).astype(np.uint8)
-        if not mask.any():
-            raise BackendError(f"negative_prompt: removing {', '.join(unwanted)} leaves nothing of the mask")
-        ctx.progress(0.9)
+            raise InputRejected(f"prompt: no {' or '.join(wanted)} was found in the image")
+        removed = [mask for mask in (mask_of(name) for name in unwanted) if mask is not None]
+        return finish_segment(ctx, image, np.bitwise_or.reduce(found), removed, request, unwanted)
 
-        alpha = mask
-        if has_alpha(image):
-            source = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.uint16)
-            alpha = (source * mask // 255).astype(np.uint8)
-        output = Image.fromarray(rgb)
-        output.putalpha(Image.fromarray(alpha))
-        url = ctx.save_output(encode_png(output), ext="png", content_type="image/png")
-        ctx.progress(1.0)
-        ctx.log(f"done: {output.width}x{output.height} RGBA PNG, {float((mask > 0).mean()):.1%} of the image kept")
-        return {"image_url": url}
+    @staticmethod
+    def _classes(text: str, field: str) -> list[str]:
+        """The vocabulary classes a prompt names; every term must be one this backend can segment."""
+        classes, unknown = parse_prompt(text)
+        if unknown:
+            raise InputRejected(f"{field}: this server can segment {SUPPORTED}; {unsupported(unknown)}")
+        if not classes:
+            raise InputRejected(f"{field}: name what to cut out; this server can segment {SUPPORTED}")
+        return classes
 
     def _mask(self, name: str, rgb: NDArray[np.uint8], ctx: RunContext) -> Mask | None:
         """The 0/255 mask for one class, or None when the image has none of it (logged either way)."""

@@ -1,9 +1,10 @@
 """Which Hugging Face repositories each weight folder under GENMILL_MODELS_DIR comes from.
 
 The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `ace_step`, `musicgen`,
-`stable_audio`); this table says, for each of those folders, which repository (or repositories, for a layout
-genmill assembles) fills it, which files of it the backend loads, and which catalog entries it serves.
-`genmill models pull` downloads from it and `genmill models` quotes it for entries that lack weights.
+`stable_audio`, `salient`, `segment_grounded`, `trellis`); this table says, for each of those folders, which
+repository (or repositories, for a layout genmill assembles) fills it, which files of it the backend loads, and
+which catalog entries it serves. `genmill models pull` downloads from it and `genmill models` quotes it for entries
+that lack weights.
 
 Only the files a backend loads are fetched (`allow_patterns`): FLUX.1-dev's repository, for instance, also holds
 the 23 GB single-file checkpoint `flux1-dev.safetensors` that diffusers' folder layout never reads.
@@ -343,9 +344,36 @@ SOURCES: tuple[WeightSource, ...] = (
         (("Qubico/trellis", "text-to-3d"),),
         note="needs Microsoft's TRELLIS code and its CUDA extensions (docs/backends.md)",
     ),
+    WeightSource(
+        "vitmatte",
+        "image",
+        (
+            RepoPart(
+                "hustvl/vitmatte-base-distinctions-646",
+                ("config.json", "preprocessor_config.json", "model.safetensors"),
+                0.39,
+            ),
+        ),
+        (("Qubico/image-toolkit", "background-remove"),),
+        note="optional: ViTMatte refines the edges of U²-Net-p's cut (which ships in genmill[cpu])",
+    ),
+    WeightSource(
+        "grounding-dino",
+        "image",
+        (RepoPart("IDEA-Research/grounding-dino-base", ("*.json", "vocab.txt", "model.safetensors"), 0.94),),
+        (("Qubico/image-toolkit", "segment"),),
+        note="with sam2/: segment with any words (without both, MediaPipe's person/face/hand/background)",
+    ),
+    WeightSource(
+        "sam2",
+        "image",
+        (RepoPart("facebook/sam2.1-hiera-large", ("*.json", "model.safetensors"), 0.9),),
+        (("Qubico/image-toolkit", "segment"),),
+        note="with grounding-dino/: segment with any words",
+    ),
 )
 
-FAMILIES = ("flux", "wan", "hunyuan", "audio", "trellis")
+FAMILIES = ("flux", "wan", "hunyuan", "audio", "image", "trellis")
 
 
 class UnknownTarget(ValueError):
@@ -368,7 +396,7 @@ def sources_for_model(model: str) -> list[WeightSource]:
 def resolve_targets(targets: Sequence[str], catalog_families: dict[str, set[Entry]]) -> list[WeightSource]:
     """The weight folders the targets name, in table order without repeats.
 
-    A target is a folder name (`flux1-dev`), a family (`flux`, `wan`, `hunyuan`, `audio`), a catalog entry
+    A target is a folder name (`flux1-dev`), a family (`flux`, `wan`, `hunyuan`, `audio`, `image`), a catalog entry
     (`Qubico/wanx/txt2video-14b`), a model (`Qubico/flux1-dev`: every task type's folders) or a catalog family
     (`wanx`, `framepack`), looked up in that order; `catalog_families` maps catalog family names to their entries.
     """
