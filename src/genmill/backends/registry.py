@@ -75,15 +75,16 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/wanx/img2video-14b-keyframe": "wan2.1-flf2v-14b/ (Wan first-last-frame)",
     "Qubico/wanx/wan22-txt2video-14b": "wan2.2-t2v-a14b/",
     "Qubico/wanx/wan22-img2video-14b": "wan2.2-i2v-a14b/",
-    "Qubico/hug-video": "wan2.1-i2v-14b/ (AI Hug runs on Wan image-to-video)",
+    "Qubico/hug-video": "wan2.1-i2v-14b/ (a stand-in: Wan image-to-video, with GENMILL_STAND_INS=hug-wan21-i2v)",
     "Qubico/skyreels": "skyreels-v2-i2v/",
     "Qubico/hunyuan": "hunyuanvideo/ (and hunyuan-loras/ for txt2video-lora)",
     "Qubico/hunyuan/img2video-concat": "hunyuanvideo-i2v-concat/",
     "Qubico/hunyuan/img2video-replace": "hunyuanvideo-i2v-replace/",
     "Qubico/framepack": "framepack/ (HunyuanVideo FramePack)",
-    "Qubico/ace-step": "musicgen/ (MusicGen stands in for ACE-Step)",
-    "Qubico/diffrhythm": "musicgen/ (MusicGen stands in for DiffRhythm)",
-    "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio)",
+    "Qubico/ace-step": "musicgen/ (MusicGen stands in for ACE-Step, with GENMILL_STAND_INS=musicgen)",
+    "Qubico/diffrhythm": "musicgen/ (MusicGen stands in for DiffRhythm, with GENMILL_STAND_INS=musicgen)",
+    "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
+    "GENMILL_STAND_INS=stable-audio-open)",
 }
 
 
