@@ -25,7 +25,7 @@ from genmill.api.limits import BodySizeLimit
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
-from genmill.domain.catalog import Catalog
+from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import PUBLIC_POOL
 from genmill.domain.timefmt import utcnow
 from genmill.net.fetch import GuardedFetcher
@@ -73,6 +73,7 @@ class Runtime:
                 found,
                 self.catalog,
                 enabled=enabled,
+                stand_ins=settings.stand_in_policy(),
                 memory_budgets=settings.memory_budgets(),
                 memory_margin_bytes=settings.gpu_memory_margin_mb * 1024 * 1024,
             )
@@ -102,6 +103,8 @@ class Runtime:
             self.catalog,
             self.serves,
             served=self.served_entries,
+            check_request=self.check_request,
+            why_not_served=self.backends.why_not,
             max_attempts=settings.max_attempts,
             private_price_factor=settings.private_pool_price_factor,
         )
@@ -129,21 +132,9 @@ class Runtime:
         itself is never forwarded."""
         if settings.workers == 0:
             return [[]]
-        from genmill.backends.realesrgan import UpscaleChoice
-        from genmill.backends.registry import discover_backends, upstream_backends
+        from genmill.backends.registry import configured_backends
 
-        return [
-            [
-                *discover_backends(
-                    settings.models_dir,
-                    settings.placement(device),
-                    realesrgan_gpuid=settings.realesrgan_gpuid,
-                    upscale=UpscaleChoice.from_settings(settings),
-                ),
-                *upstream_backends(settings, self.catalog),
-            ]
-            for device in settings.devices()
-        ]
+        return [configured_backends(settings, self.catalog, device) for device in settings.devices()]
 
     def make_worker(self, index: int) -> Worker:
         """Worker slot `index`; with several devices, slots alternate between them (GENMILL_WORKERS per device)."""
@@ -175,6 +166,12 @@ class Runtime:
             return True
         # A miss is checked afresh: a worker that registered a moment ago counts at once.
         return (model, task_type) in self.served_entries(pool, fresh=True)
+
+    def check_request(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> None:
+        """Let this process's backend for the entry refuse inputs it cannot honour, when it is the one that will run
+        the task (public pool, workers here); entries served only by remote workers are checked when they run."""
+        if pool == PUBLIC_POOL and self.settings.workers > 0:
+            self.backends.check_request(entry, inputs)
 
     def services(self) -> Services:
         return Services(

@@ -11,10 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genmill.errors import GenmillError
 from genmill.settings import Settings
+
+if TYPE_CHECKING:
+    from genmill.backends.base import ServedBy
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -117,8 +120,18 @@ def _models_dir(args: argparse.Namespace | None, settings: Settings) -> Path:
     return Path(value) if value else settings.models_dir
 
 
+def served_mark(served: ServedBy | None) -> str:
+    """`genmill models`' note of what runs an entry: `[stand-in: MusicGen (...)]` and `[limits: ...]`."""
+    if served is None:
+        return ""
+    marks = [f"[stand-in: {served.model}]"] if served.stand_in else []
+    if served.limits:
+        marks.append(f"[limits: {'; '.join(served.limits)}]")
+    return "  " + "  ".join(marks) if marks else ""
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    from genmill.backends.registry import discover_backends, upstream_backends, why_not_served
+    from genmill.backends.registry import configured_backends, why_not_served
     from genmill.catalog import build_catalog
     from genmill.weights.sources import pull_hint
     from genmill.worker.backendset import BackendSet
@@ -127,18 +140,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     models_dir = _models_dir(args, settings)
     catalog = build_catalog()
     backends = BackendSet(
-        [*discover_backends(models_dir, settings.placement()), *upstream_backends(settings, catalog)], catalog
+        configured_backends(settings.model_copy(update={"models_dir": models_dir}), catalog),
+        catalog,
+        stand_ins=settings.stand_in_policy(),
     )
-    reasons: dict[tuple[str, str], str] = {}
-    for status in backends.statuses:
-        for key in status.entries:
-            reasons.setdefault(key, status.reason if not status.available else "")
     for entry in sorted(catalog, key=lambda e: e.key):
         if backends.can_run(entry.model, entry.task_type):
             note = backends.backend_for(entry.model, entry.task_type).memory_note()
-            print(f"available  {entry.model}  {entry.task_type}" + (f"  ({note})" if note else ""))
+            mark = served_mark(backends.served_by(entry.model, entry.task_type))
+            print(f"available  {entry.model}  {entry.task_type}{mark}" + (f"  ({note})" if note else ""))
         else:
-            why = reasons.get(entry.key) or why_not_served(entry.model, entry.task_type, models_dir)
+            why = backends.why_not(entry.model, entry.task_type) or why_not_served(
+                entry.model, entry.task_type, models_dir
+            )
             hint = pull_hint(entry.model, entry.task_type, models_dir)
             print(f"missing    {entry.model}  {entry.task_type}  ({why}{'; ' + hint if hint else ''})")
     return 0
@@ -157,8 +171,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import socket
     import threading
 
-    from genmill.backends.realesrgan import UpscaleChoice
-    from genmill.backends.registry import discover_backends, upstream_backends
+    from genmill.backends.registry import configured_backends
     from genmill.catalog import build_catalog
     from genmill.worker.backendset import BackendSet
     from genmill.worker.http_transport import HttpTransport
@@ -177,17 +190,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     catalog = build_catalog()
     enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
     backends = BackendSet(
-        [
-            *discover_backends(
-                settings.models_dir,
-                settings.placement(),
-                realesrgan_gpuid=settings.realesrgan_gpuid,
-                upscale=UpscaleChoice.from_settings(settings),
-            ),
-            *upstream_backends(settings, catalog),
-        ],
+        configured_backends(settings, catalog),
         catalog,
         enabled=enabled,
+        stand_ins=settings.stand_in_policy(),
         memory_budgets=settings.memory_budgets(),
         memory_margin_bytes=settings.gpu_memory_margin_mb * 1024 * 1024,
     )

@@ -18,7 +18,7 @@ from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, Task
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.timefmt import utcnow
-from genmill.errors import GenmillError, InvalidRequest, ModelNotServed
+from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed
 from genmill.storage.files import FileService
 from genmill.store import Store
 
@@ -67,6 +67,8 @@ class TaskService:
         can_run: Callable[[str, str, str], bool],
         *,
         served: Callable[[str], set[tuple[str, str]]] | None = None,
+        check_request: Callable[[CatalogEntry, TaskInput, str], None] | None = None,
+        why_not_served: Callable[[str, str], str] | None = None,
         max_attempts: int,
         private_price_factor: float = 0.0,
     ) -> None:
@@ -75,6 +77,10 @@ class TaskService:
         self.catalog = catalog
         self.can_run = can_run
         self.served = served
+        self.check_request = check_request
+        """Lets the backend that will run a task refuse inputs it cannot honour (raises `InputRejected`)."""
+        self.why_not_served = why_not_served
+        """Why this deployment does not serve an entry ("stand-in not enabled: ..."), for the 400's message."""
         self.max_attempts = max_attempts
         self.private_price_factor = private_price_factor
 
@@ -144,11 +150,17 @@ class TaskService:
             served = self.served_models(pool)
             where = "this account's private pool" if pool != PUBLIC_POOL else "this deployment"
             field = "config.service_mode" if pool != PUBLIC_POOL else "model"
+            why = self.why_not_served(model, task_type) if self.why_not_served and pool == PUBLIC_POOL else ""
             raise ModelNotServed(
-                f"{field}: {model}/{task_type} is in the catalog but no worker of {where} can run it; "
-                f"{where} serves: {', '.join(served) or 'nothing yet'}",
-                detail={"served": served},
+                f"{field}: {model}/{task_type} is in the catalog but no worker of {where} can run it"
+                f"{f' ({why})' if why else ''}; {where} serves: {', '.join(served) or 'nothing yet'}",
+                detail={"served": served, **({"reason": why} if why else {})},
             )
+        if self.check_request is not None:
+            try:
+                self.check_request(entry, inputs, pool)
+            except InputRejected as exc:  # what the backend cannot honour is refused before anyone pays
+                raise InvalidRequest(f"input.{exc.message}") from exc
         self.check_generated_inputs(entry, inputs)
         idempotency = None
         if idempotency_key is not None:

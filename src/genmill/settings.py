@@ -16,6 +16,7 @@ from genmill.domain.placement import parse_memory_overrides
 
 if TYPE_CHECKING:
     from genmill.backends.diffusers_loading import Placement
+    from genmill.worker.backendset import StandIns
 
 
 class Settings(BaseSettings):
@@ -114,6 +115,12 @@ class Settings(BaseSettings):
         description="Video upscale: Real-ESRGAN on every frame, or lanczos (ffmpeg's 2x resize, fast, no super-"
         "resolution); a task's upscale_mode overrides it.",
     )
+    stand_ins: str = Field(
+        "none",
+        description="Which stand-ins may serve an entry with another model than the one it names (MusicGen for "
+        "ACE-Step): none, all, or a comma-separated list of backend names, models or model/task_type entries "
+        "(docs/backends.md).",
+    )
 
     @field_validator("device")
     @classmethod
@@ -127,6 +134,14 @@ class Settings(BaseSettings):
     @classmethod
     def _memory_modes_parse(cls, value: str) -> str:
         parse_memory_overrides(value)  # a typo stops the server at start, naming the bad part
+        return value
+
+    @field_validator("stand_ins")
+    @classmethod
+    def _stand_ins_parse(cls, value: str) -> str:
+        from genmill.worker.backendset import StandIns
+
+        StandIns.parse(value)  # "all,musicgen" stops the server at start, naming the problem
         return value
 
     @model_validator(mode="after")
@@ -158,6 +173,12 @@ class Settings(BaseSettings):
             memory_modes=self.memory_modes,
             margin_bytes=self.gpu_memory_margin_mb * 1024 * 1024,
         )
+
+    def stand_in_policy(self) -> StandIns:
+        """GENMILL_STAND_INS, parsed."""
+        from genmill.worker.backendset import StandIns
+
+        return StandIns.parse(self.stand_ins)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

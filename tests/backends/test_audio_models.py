@@ -40,7 +40,7 @@ from genmill.catalog import build_catalog
 from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM, MMAUDIO
 from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError
-from genmill.worker.backendset import BackendSet
+from genmill.worker.backendset import ALL_STAND_INS, BackendSet
 
 pytestmark = [
     pytest.mark.backends,
@@ -352,7 +352,8 @@ def test_folders_become_backends_and_unserved_entries_say_why(models_dir: Path) 
     assert not edit.available and edit.entries == ((ACE_STEP, "edit"),)
     assert "genmill models pull Qubico/ace-step" in edit.reason and "MusicGen" in edit.reason
     assert not f5.available and f5.entries == ((TTS, "zero-shot"),) and "libc10_cuda.so" in f5.reason
-    backend_set = BackendSet(found, CATALOG)
+    assert not BackendSet(found, CATALOG).can_run(ACE_STEP, "extend")  # stand-ins serve only when enabled
+    backend_set = BackendSet(found, CATALOG, stand_ins=ALL_STAND_INS)
     assert not backend_set.can_run(ACE_STEP, "edit") and backend_set.can_run(ACE_STEP, "extend")
     served = {key for backend in found if backend.availability().ok for key in backend.entries}
     audio = {entry.key for entry in CATALOG if entry.family in ("ace-step", "diffrhythm", "mmaudio")}

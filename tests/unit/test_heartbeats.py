@@ -82,3 +82,17 @@ def test_a_refused_beat_marks_the_lease_lost_and_stops_beating_it() -> None:
         threading.Event().wait(0.1)
         assert len(calls) == count
     hb.close()
+
+
+def test_a_first_beat_sooner_than_the_interval_carries_what_the_task_said_at_its_start() -> None:
+    """The worker asks for an early first beat so that a task's `served_by` shows while it runs, not only after a
+    whole heartbeat interval."""
+    sent = threading.Event()
+
+    def beat(c: Claim, logs: list[str], detail: dict[str, Any] | None) -> None:
+        sent.set()
+
+    hb = Heartbeats(beat, 3600.0)
+    with hb.watch(claim("t1"), Ctx(), first_beat=0.0):
+        assert sent.wait(10)
+    hb.close()

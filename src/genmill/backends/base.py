@@ -119,6 +119,12 @@ class Backend(ABC):
         it. The default: this backend's own model, in full."""
         return ServedBy(self.name)
 
+    def check_request(self, entry: CatalogEntry, inputs: TaskInput) -> None:  # noqa: B027 - optional hook
+        """Refuse, when the task is created and before anyone pays, inputs this backend can tell at once it cannot
+        honour (a language its voice does not speak, a reference voice it cannot clone): raise
+        `genmill.errors.InputRejected` naming the field. Runs in the API process: cheap, never loads the model.
+        Backends repeat the check in `run` for tasks created where they were not known (remote workers)."""
+
     def memory_note(self) -> str:
         """Where and how the model runs, for `genmill models` (e.g. "cuda:0, model-offload: ..."); "" when there
         is nothing to say."""

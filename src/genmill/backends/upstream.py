@@ -23,10 +23,11 @@ import logging
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from genmill.backends.base import Availability, Backend, RunContext
+from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.errors import BackendError, GenmillError
 from genmill.net.fetch import GuardedFetcher
@@ -135,6 +136,16 @@ class UpstreamBackend(Backend):
                 return Availability(False, f"GENMILL_UPSTREAM_MODELS names no catalog entry (unknown: {unknown})")
             return Availability(False, "GENMILL_UPSTREAM_MODELS is empty: no model is forwarded")
         return Availability(True)
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """The upstream runs the model named; clients learn that their inputs go there (scheme, host and path
+        only: never credentials or a query put into the URL)."""
+        parts = urlsplit(self.base_url)
+        where = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return ServedBy(
+            f"upstream: {where}",
+            limits=(f"forwarded: {where} runs the task and receives its inputs; its outputs are copied here",),
+        )
 
     def load(self) -> None:
         """Open the HTTP client once; connections to the upstream are then pooled across tasks."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genmill.backends.base import Backend, RunContext, UnservedBackend
+from genmill.backends.base import Backend, RunContext, ServedBy, UnservedBackend
 from genmill.backends.flux_tasks import prompt_text, resolve_loras
 from genmill.backends.image_toolkit import field_value, load_image
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
@@ -166,6 +166,18 @@ class WanBackend(VideoBackend):
         self.media_fields = MEDIA.get(spec.kind, ("image_url",))
         if spec.kind == "skyreels":
             self.label = "SkyReels"
+
+    def served_by(self, entry: CatalogEntry) -> ServedBy:
+        """The weights' own model; for AI Hug, which has no open model, a stand-in: Wan image-to-video with a
+        fixed prompt."""
+        runs = f"{self.label} ({self.weights.folder}, {self.weights.pipeline_class})"
+        if self.kind == "hug":
+            return ServedBy(
+                runs,
+                stand_in=True,
+                limits=("Wan 2.1 image-to-video animates the photo with a fixed hug prompt; no hug model runs",),
+            )
+        return ServedBy(runs)
 
     def check(self) -> str:
         if self.kind == "keyframe":

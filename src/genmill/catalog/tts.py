@@ -23,8 +23,8 @@ class ZeroShot(TaskInput):
     )
     ref_audio: OptionalMediaRef = Field(
         "",
-        description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech. Backends "
-        "that cannot clone a voice say so in the task's logs and use their own voice.",
+        description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech. A deployment "
+        "that serves no voice-cloning model refuses it when the task is created (GET /api/v1/models, served_by).",
     )
     ref_text: str = Field("", description="Transcript of ref_audio; transcribed automatically when empty.")
 

@@ -45,15 +45,17 @@ class Heartbeats:
         self._closed = False
 
     @contextmanager
-    def watch(self, claim: Claim, ctx: Beating) -> Iterator[None]:
-        """Keep `claim`'s lease alive while the block runs.
+    def watch(self, claim: Claim, ctx: Beating, *, first_beat: float | None = None) -> Iterator[None]:
+        """Keep `claim`'s lease alive while the block runs; the first beat comes after `first_beat` seconds (the
+        interval when None), so that what a task says at its start (what runs it) shows while it runs.
 
         On leaving, waits for a beat of this claim that is in flight, so that no heartbeat (and none of the logs
         it drained) can land after the caller settles the task.
         """
         task_id = claim.task.task_id
+        first = self._interval if first_beat is None else min(first_beat, self._interval)
         with self._cond:
-            self._due[task_id] = (time.monotonic() + self._interval, claim, ctx)
+            self._due[task_id] = (time.monotonic() + first, claim, ctx)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()

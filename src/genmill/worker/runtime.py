@@ -20,7 +20,7 @@ from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import Claim
 from genmill.errors import INPUT_ERROR_CODE, BackendError, Conflict, GenmillError, Unauthorized
 from genmill.service import describe_validation_error
-from genmill.worker.backendset import BackendSet
+from genmill.worker.backendset import BackendSet, served_by_json
 from genmill.worker.heartbeats import Heartbeats
 from genmill.worker.transport import WorkerTransport
 
@@ -29,17 +29,33 @@ log = logging.getLogger("genmill.worker")
 INTERNAL_ERROR_CODE = 10000
 
 
-class TaskContext:
-    """The `RunContext` a backend sees; buffers logs and progress until the next heartbeat flushes them."""
+FIRST_BEAT_SECONDS = 1.0
+"""A running task's first heartbeat comes this soon (not a whole interval later), so that its `detail` says what
+runs it while it runs; a task done sooner carries it with its result instead."""
 
-    def __init__(self, claim: Claim, entry: CatalogEntry, transport: WorkerTransport) -> None:
+
+class TaskContext:
+    """The `RunContext` a backend sees; buffers logs and progress until the next heartbeat flushes them.
+
+    `served_by` (what runs the task, `genmill.backends.base.ServedBy` in wire form) is part of every `detail` it
+    hands out: a heartbeat replaces the stored `detail` whole, so progress must never drop it.
+    """
+
+    def __init__(
+        self,
+        claim: Claim,
+        entry: CatalogEntry,
+        transport: WorkerTransport,
+        served_by: dict[str, Any] | None = None,
+    ) -> None:
         self.task_id = claim.task.task_id
         self._claim = claim
         self._entry = entry
         self._transport = transport
         self._lock = threading.Lock()
         self._logs: list[str] = []
-        self._detail: dict[str, Any] | None = None
+        self._base: dict[str, Any] = {"served_by": served_by} if served_by is not None else {}
+        self._detail: dict[str, Any] | None = dict(self._base) or None
         self.lost = threading.Event()
 
     def log(self, line: str) -> None:
@@ -49,6 +65,7 @@ class TaskContext:
     def progress(self, fraction: float, note: str = "") -> None:
         with self._lock:
             self._detail = {
+                **self._base,
                 "progress": round(max(0.0, min(1.0, fraction)), 4),
                 **({"note": note} if note else {}),
             }
@@ -161,10 +178,11 @@ class Worker:
         return more
 
     def _run_group(self, entry: CatalogEntry, backend: Backend, claims: list[Claim]) -> None:
-        ctxs = [TaskContext(c, entry, self.transport) for c in claims]
+        served_by = served_by_json(self.backends.served_by(*entry.key))
+        ctxs = [TaskContext(c, entry, self.transport, served_by) for c in claims]
         with ExitStack() as beating:
             for c, ctx in zip(claims, ctxs, strict=True):
-                beating.enter_context(self.heartbeats.watch(c, ctx))
+                beating.enter_context(self.heartbeats.watch(c, ctx, first_beat=FIRST_BEAT_SECONDS))
             results = self._run_backend(entry, backend, claims, ctxs)
         for c, ctx, result in zip(claims, ctxs, results, strict=True):
             self._settle(c, ctx, result)
