@@ -12,13 +12,10 @@ cancellation are real. Skipped where the `diffusers` extra is not installed.
 from __future__ import annotations
 
 import base64
-import io
 import os
-import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +24,8 @@ pytest.importorskip("imageio_ffmpeg")
 
 import torch
 from tests.backends.memory import MemoryContext
+from tests.backends.wav import read_wav
+from tests.backends.wav import tone as tone_at
 
 from genmill.backends.ace_step import PIPELINE, AceStepBackend, untimed_lyrics
 from genmill.backends.audio_models import audio_backends
@@ -150,28 +149,6 @@ def backend(models_dir: Path) -> AceStepBackend:
     return ace_step
 
 
-def wav_ref(samples: np.ndarray, rate: int = 8000) -> str:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def tone(seconds: float, hz: float) -> str:
-    t = np.arange(round(seconds * 8000)) / 8000
-    return wav_ref(0.5 * np.sin(2 * np.pi * hz * t))
-
-
-def read_wav(data: bytes) -> tuple[int, np.ndarray]:
-    with wave.open(io.BytesIO(data)) as wav:
-        rate, channels = wav.getframerate(), wav.getnchannels()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return rate, pcm.reshape(-1, channels).T.astype(np.float32) / 32767
-
-
 def run(backend: AceStepBackend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:
     entry = CATALOG.get(model, task_type)
     assert entry is not None
@@ -273,3 +250,7 @@ def test_ace_step_comes_before_musicgen_and_edit_needs_no_excuse(models_dir: Pat
     missing = audio_backends(tmp_path)[0]
     assert isinstance(missing, AceStepBackend)
     assert "genmill models pull Qubico/ace-step" in missing.availability().reason
+
+
+def tone(seconds: float, hz: float) -> str:
+    return tone_at(seconds, hz, 8000)

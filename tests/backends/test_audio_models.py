@@ -10,10 +10,8 @@ that are not honoured, and the unserved entries are real. Skipped where the `dif
 from __future__ import annotations
 
 import base64
-import io
 import os
 import subprocess
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ pytest.importorskip("imageio_ffmpeg")
 import torch
 from tests.backends.memory import MemoryContext
 from tests.backends.tiny_tokenizers import t5_tokenizer
+from tests.backends.wav import read_wav, tone, wav_ref
 
 from genmill.backends.audio_io import decode_audio
 from genmill.backends.audio_models import audio_backends
@@ -194,30 +193,8 @@ def backends(models_dir: Path) -> dict[str, Backend]:
 # --- inputs and outputs --------------------------------------------------------------------------------------
 
 
-def wav_ref(samples: np.ndarray, rate: int = 16000) -> str:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def tone(seconds: float, hz: float) -> str:
-    t = np.arange(round(seconds * 16000)) / 16000
-    return wav_ref(0.5 * np.sin(2 * np.pi * hz * t))
-
-
 def noise(seconds: float) -> str:
     return wav_ref(np.random.default_rng(5).uniform(-0.5, 0.5, round(seconds * 16000)))
-
-
-def read_wav(data: bytes) -> tuple[int, np.ndarray]:
-    with wave.open(io.BytesIO(data)) as wav:
-        rate, channels = wav.getframerate(), wav.getnchannels()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return rate, pcm.reshape(-1, channels).T.astype(np.float32) / 32767
 
 
 def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:

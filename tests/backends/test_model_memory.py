@@ -248,3 +248,24 @@ def test_out_of_memory_while_loading_is_retried_after_freeing_the_device(
     assert task.status is TaskStatus.COMPLETED, task.error
     assert len(calls) == 2 and any(line.startswith("out of memory on cpu") for line in task.logs)
     assert runtime.backends.load_counts == {"flux1-dev": 1}
+
+
+def test_an_offloaded_pipeline_counts_its_weights_in_ram_and_its_peak_on_the_gpu(
+    wan_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned for a GPU (no GPU needed: nothing loads) under model offload: the weights are a CPU resident under
+    their own key, the GPU holds nothing between tasks, and a run needs the plan's peak there."""
+    from genmill.backends import diffusers_loading
+    from genmill.backends.diffusers_loading import Placement, plan_pipeline
+    from genmill.domain.placement import MemoryMode
+
+    monkeypatch.setattr(diffusers_loading, "device_total_bytes", lambda device: 24 * 1024**3)
+    placement = Placement("cuda:0", memory_modes="*=model-offload", dtype=torch.bfloat16)
+    path = wan_dir / "wan2.1-i2v-14b"
+    memory = plan_pipeline(placement, ("wan21-i2v-14b",), path, "WanImageToVideoPipeline", video=True)
+    assert memory.plan.mode is MemoryMode.MODEL_OFFLOAD and memory.device == "cuda:0"
+    (resident,) = memory.residents
+    assert resident.device == "cpu" and resident.key.endswith("@cpu") and resident.nbytes > 0
+    assert memory.device_bytes == 0 and memory.working_bytes > 0
+    whole = plan_pipeline(Placement("cpu"), ("wan21-i2v-14b",), path, "WanImageToVideoPipeline", video=True)
+    assert whole.residents[0].nbytes == 2 * resident.nbytes  # fp32 on the CPU, bf16 planned for the GPU

@@ -32,11 +32,10 @@ import numpy as np
 
 from genmill.backends.audio_io import Audio, decode_audio, save_wav
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext, ServedBy
-from genmill.backends.diffusers_loading import Placement, folder_footprint, load_pipeline
+from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pipeline
 from genmill.backends.flux_tasks import StepCancelled, StepReporter, pick_seed, read_model_index
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.backends.memory_modes import is_out_of_memory
-from genmill.backends.video_models import plan_residents
 from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import MemoryPlan
@@ -137,12 +136,9 @@ class AceStepBackend(Backend):
             return Availability(False, f"{self.path} holds a {found}, not an {PIPELINE_CLASS}")
         if absent:
             return Availability(False, f"{self.path} is incomplete: its {', '.join(absent)} folder(s) are missing")
-        self.device = self.placement.device
-        footprint = folder_footprint(self.path, self.placement.dtypes()[0].itemsize)
-        self.plan = self.placement.plan((self.name, FOLDER), footprint, video=False)
-        key = f"pipeline:{PIPELINE_CLASS}:{self.path}"
-        self._residents, self.working_bytes = plan_residents(key, self.plan, footprint, self.device)
-        self.memory_bytes = sum(r.nbytes for r in self._residents if r.device == self.device)
+        memory = plan_pipeline(self.placement, (self.name, FOLDER), self.path, PIPELINE_CLASS, video=False)
+        self.device, self.plan, self._residents = memory.device, memory.plan, list(memory.residents)
+        self.working_bytes, self.memory_bytes = memory.working_bytes, memory.device_bytes
         return Availability(True)
 
     def residents(self) -> list[Resident]:

@@ -17,11 +17,13 @@ import logging
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genmill.backends.base import Resident
 from genmill.backends.memory_modes import apply_plan, compute_dtypes, device_total_bytes, quantization_config
 from genmill.domain.placement import (
     FOOTPRINTS,
@@ -170,6 +172,45 @@ class Placement:
         quantized = "" if plan.quantization is Quantization.NONE else f", {plan.quantization.value} transformer"
         tiled = ", tiled VAE" if plan.vae_tiling else ""
         return f"{self.device}, {plan.mode.value}{quantized}{tiled}"
+
+
+@dataclass(frozen=True)
+class PipelineMemory:
+    """A pipeline folder's memory plan and what it holds once loaded under it (for `Backend.residents()`)."""
+
+    device: str
+    plan: MemoryPlan
+    residents: tuple[Resident, ...]
+    working_bytes: int
+    """GPU memory a run needs on top of the residents (activations; offloaded weights while they run)."""
+
+    @property
+    def device_bytes(self) -> int:
+        return sum(r.nbytes for r in self.residents if r.device == self.device)
+
+
+def plan_pipeline(
+    placement: Placement, names: tuple[str, ...], path: Path, pipeline_class: str, *, video: bool
+) -> PipelineMemory:
+    """Plan one pipeline folder on `placement` and say what it holds, read from its weight files (nothing loads).
+
+    Whole on the GPU: everything is resident there. Offloaded: the weights live in CPU RAM (their own resident,
+    so they count against the CPU budget), a part may stay on the GPU, and a run needs its peak on the GPU only
+    while it runs. On the CPU everything is in RAM. Backends loading the same folder get the same keys, so the
+    model cache counts it once.
+    """
+    device = placement.device
+    footprint = folder_footprint(path, placement.dtypes()[0].itemsize)
+    plan = placement.plan(names, footprint, video=video)
+    key = f"pipeline:{pipeline_class}:{path}"
+    if not device.startswith("cuda"):
+        total = footprint.transformer + footprint.encoders + footprint.vae
+        return PipelineMemory(device, plan, (Resident(key, device, total),), footprint.activations)
+    gpu = plan.gpu_resident_bytes(footprint)
+    residents = [Resident(key, device, gpu)] if gpu else []
+    if plan.mode is not MemoryMode.GPU:
+        residents.append(Resident(f"{key}@cpu", "cpu", plan.cpu_bytes(footprint)))
+    return PipelineMemory(device, plan, tuple(residents), max(0, plan.gpu_peak_bytes(footprint) - gpu))
 
 
 def load_pipeline(

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
-from genmill.backends.diffusers_loading import Placement, folder_footprint, load_pipeline
+from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pipeline
 from genmill.backends.flux import INSTALL_HINT, REQUIRED_PACKAGES
 from genmill.backends.flux_tasks import (
     LoraChoice,
@@ -40,7 +40,7 @@ from genmill.backends.image_toolkit import cancelled_error
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.backends.video_toolkit import X264_ARGS, ffmpeg_availability, run_ffmpeg
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.domain.placement import Footprint, MemoryMode, MemoryPlan
+from genmill.domain.placement import MemoryPlan
 from genmill.errors import BackendError
 
 log = logging.getLogger("genmill.backends.video")
@@ -135,22 +135,6 @@ class VideoShared:
 
     def lora_state(self, pipe: Any) -> LoraState:
         return self.loras.setdefault(id(pipe.transformer), LoraState())
-
-
-def plan_residents(key: str, plan: MemoryPlan, footprint: Footprint, device: str) -> tuple[list[Resident], int]:
-    """What a model loaded under `plan` holds per device, and the working memory a run needs on top.
-
-    Whole on the GPU: everything is resident there. Offloaded: the weights live in CPU RAM, a part stays on the
-    GPU, and a run needs its peak on the GPU only while it runs. On the CPU everything is in RAM.
-    """
-    if not device.startswith("cuda"):
-        total = footprint.transformer + footprint.encoders + footprint.vae
-        return [Resident(key, device, total)], footprint.activations
-    gpu = plan.gpu_resident_bytes(footprint)
-    residents = [Resident(key, device, gpu)] if gpu else []
-    if plan.mode is not MemoryMode.GPU:
-        residents.append(Resident(key, "cpu", plan.cpu_bytes(footprint)))
-    return residents, max(0, plan.gpu_peak_bytes(footprint) - gpu)
 
 
 class VideoSteps(StepReporter):
@@ -250,13 +234,11 @@ class VideoBackend(Backend):
         reason = self.check()
         if reason:
             return Availability(False, reason)
-        placement = self.shared.placement
-        self.device = placement.device
-        footprint = folder_footprint(self.path, placement.dtypes()[0].itemsize)
-        self.plan = placement.plan((self.name, self.weights.folder), footprint, video=True)
-        key = f"pipeline:{self.weights.pipeline_class}:{self.path}"
-        self._residents, self.working_bytes = plan_residents(key, self.plan, footprint, self.device)
-        self.memory_bytes = sum(r.nbytes for r in self._residents if r.device == self.device)
+        memory = plan_pipeline(
+            self.shared.placement, (self.name, self.weights.folder), self.path, self.weights.pipeline_class, video=True
+        )
+        self.device, self.plan, self._residents = memory.device, memory.plan, list(memory.residents)
+        self.working_bytes, self.memory_bytes = memory.working_bytes, memory.device_bytes
         return Availability(True)
 
     def residents(self) -> list[Resident]:
