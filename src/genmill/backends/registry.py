@@ -119,7 +119,7 @@ def builtin_backends(
     Real-ESRGAN runs on `realesrgan_gpuid` (GENMILL_REALESRGAN_GPUID) with the networks `upscale` names
     (GENMILL_UPSCALE_MODEL, GENMILL_VIDEO_UPSCALE). Callers pass what they read from settings."""
     return [
-        RealEsrganUpscaleBackend(upscale.model, gpuid=realesrgan_gpuid),
+        RealEsrganUpscaleBackend(upscale.model, gpuid=realesrgan_gpuid, models_dir=models_dir),
         *background_backends(models_dir),
         InswapperFaceSwapBackend(models_dir),  # before the classical warp: the swap network runs where it is installed
         FaceSwapBackend(),

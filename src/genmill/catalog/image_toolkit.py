@@ -12,7 +12,7 @@ import binascii
 import io
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from genmill.catalog._common import (
@@ -36,9 +36,6 @@ UpscaleModel = Literal["photo", "photo-sharp", "anime"]
 server's default, the `upscale_model` input (a genmill extra) overrides it per task."""
 
 UPSCALE_MODELS: tuple[str, ...] = get_args(UpscaleModel)
-
-NO_FACE_RESTORER = "no face restorer is installed on this server"
-"""Why `face_enhance: true` is refused: no GFPGAN or CodeFormer runs here, and the flag must not be ignored."""
 
 
 def inline_image_bytes(ref: str) -> bytes | None:
@@ -97,16 +94,12 @@ class BackgroundRemove(TaskInput):
 class Upscale(TaskInput):
     image: ToolkitImage = Field(..., description="Image to enlarge (URL or base64), at most 2048x2048.")
     scale: int = Field(2, ge=2, le=10, description="Enlargement factor.")
-    face_enhance: bool = Field(False, description="Also restore faces; refused: no face restorer runs here.")
+    face_enhance: bool = Field(
+        False,
+        description="Also restore faces (GFPGAN v1.4); refused at create where the server has no face restorer.",
+    )
     # `upscale_model` (UpscaleModel) is a genmill extra, not declared so that PiAPI clients' echoed input keeps
     # PiAPI's keys: it is checked when sent and kept like any extra key.
-
-    @field_validator("face_enhance")
-    @classmethod
-    def _face_restorer_needed(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(NO_FACE_RESTORER)
-        return value
 
     @model_validator(mode="after")
     def _known_upscale_model(self) -> Self:
@@ -166,7 +159,7 @@ ENTRIES: list[CatalogEntry] = [
         Upscale,
         0.002,
         "Super-resolution, 2-10x, with Real-ESRGAN x4plus (photo model) corrected to shrink back to the input; "
-        "face restoration is not available.",
+        "face_enhance restores faces with GFPGAN v1.4 where its weights are installed.",
         ("image",),
     ),
     # price: our choice — the list price is $0.01 per started megapixel, which needs the decoded image; a flat

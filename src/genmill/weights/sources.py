@@ -358,6 +358,14 @@ SOURCES: tuple[WeightSource, ...] = (
         note="optional: ViTMatte refines the edges of U²-Net-p's cut (which ships in genmill[cpu])",
     ),
     WeightSource(
+        "face-restore",
+        "image",
+        (RepoPart("facefusion/models-3.0.0", ("gfpgan_1.4.onnx",), 0.34),),
+        (("Qubico/image-toolkit", "upscale"),),
+        note="GFPGAN v1.4 (ONNX) for upscale's face_enhance; Apache-2.0 with StyleGAN2-derived parts under NVIDIA's "
+        "licence, trained on FFHQ: check it fits commercial use",
+    ),
+    WeightSource(
         "grounding-dino",
         "image",
         (RepoPart("IDEA-Research/grounding-dino-base", ("*.json", "vocab.txt", "model.safetensors"), 0.94),),
