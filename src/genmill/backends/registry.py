@@ -31,8 +31,9 @@ from genmill.backends.segment_grounded import segment_backends
 from genmill.backends.trellis import trellis_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
+from genmill.backends.video_background import VideoBackgroundRemoveBackend
 from genmill.backends.video_models import video_backends
-from genmill.backends.video_toolkit import VideoBackgroundRemoveBackend, VideoFaceSwapBackend
+from genmill.backends.video_toolkit import VideoFaceSwapBackend
 from genmill.backends.video_upscale import VideoUpscaleBackend
 from genmill.backends.wan import CAMERA_REASON
 from genmill.catalog import build_catalog

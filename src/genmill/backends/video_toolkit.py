@@ -1,5 +1,5 @@
-"""`Qubico/video-toolkit`: per-frame MediaPipe `face-swap` and `background-remove`, and the ffmpeg plumbing
-(probe, limits, frame mapping) they share with `upscale` (`backends.video_upscale`).
+"""`Qubico/video-toolkit`: per-frame MediaPipe `face-swap`, and the ffmpeg plumbing (probe, limits, frame mapping)
+it shares with `upscale` (`backends.video_upscale`) and `background-remove` (`backends.video_background`).
 
 ffmpeg comes from the `imageio-ffmpeg` wheel, which bundles a static binary (with libx264 and libvpx), so no
 system package is needed. ffmpeg always runs as a child process from the worker thread; the backend reads its
@@ -367,81 +367,4 @@ class VideoFaceSwapBackend(Backend):
             url = ctx.save_output(target.read_bytes(), ext="mp4", content_type="video/mp4")
         ctx.progress(1.0)
         ctx.log(f"done: faces swapped in {counts['swapped']} frames, {counts['kept']} frames without a face kept")
-        return {"video_url": url}
-
-
-class VideoBackgroundRemoveBackend(Backend):
-    """`background-remove`: MediaPipe selfie segmentation per frame, written as a WebM (VP9) with an alpha channel.
-
-    Transparency rather than a solid colour: it is what "removed" means for the image toolkit too (an RGBA
-    PNG), and a transparent video composites over anything in a browser or an editor, while a colour would have
-    to be keyed out again. VP9 in WebM is the alpha-capable format browsers play; the audio is re-encoded to
-    Opus because WebM cannot hold AAC. `invert_output` keeps the background and removes the person.
-    """
-
-    name = "mediapipe-video-background-remove"
-    entries = ((MODEL, "background-remove"),)
-    requirements = ("imageio-ffmpeg", "mediapipe")
-
-    def __init__(self, *, edge: tuple[float, float] = (0.15, 0.85)) -> None:
-        """`edge`: the confidence band mapped smoothly onto alpha 0..1 (as in the image background remover)."""
-        self.edge = edge
-        self._segmenter: Any = None
-        self._lock = threading.Lock()
-
-    def availability(self) -> Availability:
-        found = ffmpeg_availability()
-        files = (
-            ("selfie_segmentation", "selfie_segmentation_cpu.binarypb"),
-            ("selfie_segmentation", "selfie_segmentation.tflite"),
-        )
-        return found if not found.ok else mediapipe_availability(files, "selfie-segmentation")
-
-    def load(self) -> None:
-        if self._segmenter is not None:
-            return
-        with self._lock:
-            if self._segmenter is None:
-                from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
-
-                self._segmenter = SelfieSegmentation(model_selection=0)
-
-    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        self.load()
-        invert = bool(field_value(inputs, "invert_output", False))
-        low, high = self.edge
-        people = {"frames": 0}
-
-        def cut_out(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
-            result = self._segmenter.process(frame)
-            mask = result.segmentation_mask
-            if mask is None:
-                alpha = np.zeros(frame.shape[:2], dtype=np.float32)
-            else:
-                t = np.clip((np.asarray(mask, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
-                alpha = t * t * (3.0 - 2.0 * t)
-            if float((alpha > 0.5).mean()) >= 0.001:
-                people["frames"] += 1
-            if invert:
-                alpha = 1.0 - alpha
-            channel = np.round(alpha * 255).astype(np.uint8)[..., None]
-            return np.concatenate([frame, channel], axis=2)
-
-        with staged_video(ctx, inputs, "video") as video:
-            info = probe(video, "video")
-            ctx.log(f"video: {info.describe()}")
-            check_video(info, "video", max_frames=BACKGROUND_REMOVE_MAX_FRAMES)
-            target = video.with_name("output.webm")
-            encode = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-b:v", "0", "-crf", "30", "-deadline", "good"]
-            encode += ["-cpu-used", "4", "-row-mt", "1", "-auto-alt-ref", "0", "-c:a", "libopus", "-b:a", "96k"]
-            with self._lock:  # one MediaPipe graph takes one stream of packets
-                map_frames(video, info, target, ctx, cut_out, encode=encode, field="video", out_pix_fmt="rgba")
-            if people["frames"] == 0:
-                raise InputRejected(
-                    "video: no person was found in any frame; this background remover (MediaPipe selfie "
-                    "segmentation) separates people from their background"
-                )
-            url = ctx.save_output(target.read_bytes(), ext="webm", content_type="video/webm")
-        ctx.progress(1.0)
-        ctx.log(f"done: {info.width}x{info.height} WebM (VP9 with alpha), a person in {people['frames']} frames")
         return {"video_url": url}

@@ -121,6 +121,7 @@ ENTRIES: list[CatalogEntry] = [
         price=flat(0.028),
         family=FAMILY,
         retention=VIDEO_RETENTION,
-        description="Remove the background of a video.",
+        description="Remove the background of a video: the subject of every frame (any object, not only people) "
+        "cut out by U²-Net-p into a WebM (VP9) with an alpha channel.",
     ),
 ]
