@@ -23,7 +23,7 @@ OFFLOAD_MODES = ("model-offload", "group-offload", "sequential-offload")
 def bench_gpu(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
-        [sys.executable, "-m", "bench.gpu", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "bench.gpu", *args], cwd=ROOT, capture_output=True, text=True, timeout=570, env=env
     )
 
 
