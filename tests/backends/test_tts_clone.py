@@ -1,0 +1,204 @@
+"""Voice cloning for `Qubico/tts` with Dia, on a tiny random Dia and a tiny 44.1 kHz DAC codec.
+
+Both are built from configs, saved with `save_pretrained` into a models folder laid out like production's
+(`tts-clone/` with the codec in `tts-clone/dac/`) and loaded by the backend's own `from_pretrained` calls,
+offline; Dia's byte tokenizer needs no vocabulary. The speech is noise, but the reference clip's path through the
+codec into the prompt, the chunking, lengths, seeds, the create-time refusals and the choice between Dia and Piper
+are real. Skipped where transformers or torch is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("imageio_ffmpeg")
+
+from tests.backends.memory import MemoryContext, ready
+from tests.backends.wav import read_wav, tone, wav_ref
+
+from genmill.backends.base import Backend
+from genmill.backends.tts_clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
+from genmill.backends.tts_piper import PiperTtsBackend
+from genmill.catalog import build_catalog
+from genmill.catalog.tts import MODEL as TTS
+from genmill.errors import InputRejected
+from genmill.worker.backendset import BackendSet
+
+pytestmark = [
+    pytest.mark.backends,
+    pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:`max_length` is ignored:UserWarning"),
+]
+
+CATALOG = build_catalog()
+ENTRY = CATALOG.get(TTS, "zero-shot")
+RATE = 44_100
+REF_TEXT = "Hello, this is my voice."
+piper_missing = not PiperTtsBackend().availability().ok
+
+
+def save_tiny_dia(folder: Path) -> None:
+    """A one-layer Dia (the real 9-codebook delay pattern and 1,024-code vocabulary) and a DAC with DAC 44 kHz's
+    512-sample hop (86 frames a second) but a few channels, saved as the production folder is laid out."""
+    import torch
+    from transformers import (
+        DacConfig,
+        DacModel,
+        DiaConfig,
+        DiaDecoderConfig,
+        DiaEncoderConfig,
+        DiaFeatureExtractor,
+        DiaForConditionalGeneration,
+        DiaTokenizer,
+    )
+
+    torch.manual_seed(0)
+    codec = DacConfig(
+        encoder_hidden_size=4,
+        decoder_hidden_size=16,
+        downsampling_ratios=[2, 4, 8, 8],
+        upsampling_ratios=[8, 8, 4, 2],
+        hop_length=512,
+        n_codebooks=9,
+        codebook_size=1024,
+        codebook_dim=4,
+        hidden_size=16,
+        sampling_rate=RATE,
+    )
+    DacModel(codec).save_pretrained(folder / CODEC_FOLDER)
+    encoder = DiaEncoderConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    decoder = DiaDecoderConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        cross_hidden_size=16,
+        cross_num_attention_heads=2,
+        cross_num_key_value_heads=2,
+        cross_head_dim=8,
+    )
+    DiaForConditionalGeneration(DiaConfig(encoder_config=encoder, decoder_config=decoder)).save_pretrained(folder)
+    DiaFeatureExtractor(sampling_rate=RATE, hop_length=512).save_pretrained(folder)
+    DiaTokenizer().save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    save_tiny_dia(root / FOLDER)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cloner(models_dir: Path) -> Iterator[Backend]:
+    # Fast speech, little slack and 60-character parts keep the random model's generations short.
+    backend = DiaCloneTtsBackend(models_dir / FOLDER, max_chunk_chars=60, chars_per_second=100.0, slack_seconds=0.25)
+    yield from ready(backend)
+
+
+def speech(seconds: float, seed: int) -> str:
+    """A voice-like reference clip: a few harmonics of a pitch with a slow vibrato and a little noise."""
+    rate = 16_000
+    t = np.arange(round(seconds * rate)) / rate
+    pitch = 120 + 25 * seed + 10 * np.sin(2 * np.pi * 3 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    noise = np.random.default_rng(seed).normal(0, 0.02, t.size)
+    return wav_ref(0.25 * voice + noise, rate)
+
+
+def clone(backend: Backend, **fields: Any) -> tuple[bytes, MemoryContext]:
+    assert ENTRY is not None
+    ctx = MemoryContext()
+    values = {"ref_audio": speech(0.5, 1), "ref_text": REF_TEXT, "seed": 7, **fields}
+    output = backend.run(ENTRY, SimpleNamespace(**values), ctx)  # type: ignore[arg-type]
+    (data, content_type), *_ = ctx.outputs.values()
+    assert output == {"audio_url": next(iter(ctx.outputs))} and content_type == "audio/wav"
+    return data, ctx
+
+
+def test_a_cloned_wav_has_dias_rate_and_grows_with_the_text(cloner: Backend) -> None:
+    short, ctx = clone(cloner, gen_text="Good morning.")
+    rate, audio = read_wav(short)
+    assert rate == RATE and audio.shape[0] == 1 and float(np.abs(audio).max()) > 0
+    long_text = "Good morning. The weather is fine today, and the trains run on time. See you at noon by the river."
+    longer, long_ctx = clone(cloner, gen_text=long_text)
+    assert read_wav(longer)[1].shape[1] > 2 * audio.shape[1]
+    logs = "\n".join(ctx.logs)
+    assert "cloning the voice of 0.5s of ref_audio" in logs and "seed 7" in logs
+    assert len(long_ctx.fractions) == 4 and long_ctx.fractions[-1] == 1.0  # three parts of at most 60 characters
+
+
+def test_the_same_seed_gives_the_same_bytes_and_another_voice_another_output(cloner: Backend) -> None:
+    first, _ = clone(cloner, gen_text="Good morning.")
+    again, _ = clone(cloner, gen_text="Good morning.")
+    assert again == first
+    other_voice, _ = clone(cloner, gen_text="Good morning.", ref_audio=speech(0.5, 3))
+    assert other_voice != first
+    other_seed, _ = clone(cloner, gen_text="Good morning.", seed=8)
+    assert other_seed != first
+
+
+def test_a_reference_longer_than_dia_can_follow_is_refused_not_cut(cloner: Backend) -> None:
+    with pytest.raises(InputRejected, match=r"^ref_audio: 16\.0 s is longer than 15 s"):
+        clone(cloner, gen_text="Good morning.", ref_audio=tone(16.0, 200))
+
+
+def test_create_time_refusals_name_the_field(cloner: Backend) -> None:
+    assert ENTRY is not None
+    check = cloner.check_request
+    ref = speech(1.0, 1)
+    with pytest.raises(InputRejected, match=r"^ref_text: required here: this server has no speech recogniser"):
+        check(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Hello.", "ref_audio": ref}))
+    with pytest.raises(InputRejected, match=r"^gen_text: Dia speaks English only; 2 letter"):
+        check(ENTRY, ENTRY.input_model.model_validate({"gen_text": "你好", "ref_audio": ref, "ref_text": "hi"}))
+    with pytest.raises(InputRejected, match=r"^ref_text: at most 400 characters"):
+        check(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Hi.", "ref_audio": ref, "ref_text": "a " * 300}))
+    check(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Hello.", "ref_audio": ref, "ref_text": REF_TEXT}))
+
+
+def test_ref_audio_is_refused_at_create_without_the_folder_and_accepted_with_it(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    assert ENTRY is not None
+    inputs = ENTRY.input_model.model_validate({"gen_text": "Hello.", "ref_audio": speech(1.0, 1), "ref_text": "hi"})
+    without = BackendSet(tts_backends(tmp_path), CATALOG)
+    if piper_missing:
+        assert not without.can_run(TTS, "zero-shot")
+    else:
+        with pytest.raises(InputRejected, match=r"^ref_audio: voice cloning is not available here"):
+            without.check_request(ENTRY, inputs)
+    with_dia = BackendSet(tts_backends(models_dir), CATALOG)
+    with_dia.check_request(ENTRY, inputs)
+    served = with_dia.served_by(TTS, "zero-shot")
+    assert served is not None and served.model.startswith("Dia-1.6B") and not served.stand_in
+    assert any("English only" in limit for limit in served.limits)
+
+
+@pytest.mark.skipif(piper_missing, reason="piper-tts or its voice is not installed")
+def test_without_ref_audio_piper_speaks(cloner: Backend) -> None:
+    assert ENTRY is not None
+    ctx = MemoryContext()
+    cloner.run(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Good morning."}), ctx)
+    (data, _), *_ = ctx.outputs.values()
+    assert read_wav(data)[0] == 22_050  # the joe-medium voice's rate, not Dia's
+    assert any("Piper" in line for line in ctx.logs)
