@@ -31,7 +31,7 @@ from genmill.backends.tts_clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend,
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.catalog import build_catalog
 from genmill.catalog.tts import MODEL as TTS
-from genmill.errors import InputRejected
+from genmill.errors import BackendError, InputRejected
 from genmill.worker.backendset import BackendSet
 
 pytestmark = [
@@ -163,6 +163,20 @@ def test_a_reference_longer_than_dia_can_follow_is_refused_not_cut(cloner: Backe
         clone(cloner, gen_text="Good morning.", ref_audio=tone(16.0, 200))
 
 
+def test_a_cancelled_task_stops_between_parts_with_nothing_saved(cloner: Backend) -> None:
+    class CancelAfterFirstPart(MemoryContext):
+        def progress(self, fraction: float, note: str = "") -> None:
+            super().progress(fraction, note)
+            self.stop = True
+
+    assert ENTRY is not None
+    ctx = CancelAfterFirstPart()
+    fields = {"gen_text": "One. " + "Two words here. " * 5, "ref_audio": speech(0.5, 1), "ref_text": REF_TEXT}
+    with pytest.raises(BackendError, match="cancelled"):
+        cloner.run(ENTRY, SimpleNamespace(**fields, seed=1), ctx)  # type: ignore[arg-type]
+    assert len(ctx.fractions) == 1 and not ctx.outputs
+
+
 def test_create_time_refusals_name_the_field(cloner: Backend) -> None:
     assert ENTRY is not None
     check = cloner.check_request
@@ -202,3 +216,32 @@ def test_without_ref_audio_piper_speaks(cloner: Backend) -> None:
     (data, _), *_ = ctx.outputs.values()
     assert read_wav(data)[0] == 22_050  # the joe-medium voice's rate, not Dia's
     assert any("Piper" in line for line in ctx.logs)
+
+
+def test_the_api_refuses_a_reference_without_its_transcript_with_no_credit_moved(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from genmill.app import Runtime, create_app
+    from genmill.settings import Settings
+
+    config = Settings(data_dir=tmp_path, public_url="http://testserver", workers=1)
+    runtime = Runtime(config, backends=tts_backends(models_dir))
+    with TestClient(create_app(config, runtime=runtime, run_workers=False)) as client:
+        account = runtime.store.accounts.create_account("one", credits=1_000_000)
+        key, _ = runtime.store.accounts.create_key(account.account_id)
+
+        def create(**fields: str) -> Any:
+            body = {"model": TTS, "task_type": "zero-shot", "input": {"gen_text": "Hello.", **fields}}
+            return client.post("/api/v1/task", headers={"X-API-Key": key}, json=body)
+
+        before = runtime.store.accounts.get(account.account_id).balances
+        refused = create(ref_audio=speech(0.5, 1))
+        assert refused.status_code == 400 and "input.ref_text: required here" in refused.json()["message"]
+        assert runtime.store.accounts.get(account.account_id).balances == before
+        assert create(ref_audio=speech(0.5, 1), ref_text=REF_TEXT).status_code == 200
+        listed = client.get("/api/v1/models").json()["data"]["models"]
+        served = {f"{m['model']}/{m['task_type']}": m["served_by"] for m in listed}
+        assert served[f"{TTS}/zero-shot"]["model"].startswith("Dia-1.6B")
+    runtime.store.close()

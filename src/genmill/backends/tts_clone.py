@@ -202,7 +202,6 @@ class DiaCloneTtsBackend(Backend):
         with self._lock:
             if self._model is not None:
                 return
-            import torch
             import transformers
 
             # Any-typed handles: these loaders are untyped, which strict mypy refuses to call.
@@ -211,10 +210,9 @@ class DiaCloneTtsBackend(Backend):
             processor_class: Any = transformers.DiaProcessor
             started = time.perf_counter()
             device = best_device()
-            # Nari Labs run Dia in bfloat16 on GPUs; the CPU keeps float32, which it computes fastest.
-            dtype = torch.bfloat16 if device == "cuda" else torch.float32
             try:
-                model = model_class.from_pretrained(str(self.path), dtype=dtype)
+                # In the checkpoint's own dtype, which is what `memory_bytes` (the files' size) counts.
+                model = model_class.from_pretrained(str(self.path))
                 codec = codec_class.from_pretrained(str(self.path / CODEC_FOLDER))
                 processor = processor_class(
                     transformers.DiaFeatureExtractor.from_pretrained(str(self.path)),
@@ -300,7 +298,10 @@ class DiaCloneTtsBackend(Backend):
             for number, chunk in enumerate(chunks, start=1):
                 if ctx.cancelled():
                     raise cancelled_error()
-                kwargs: dict[str, Any] = {"text": [prefix + tagged(chunk)], "padding": True, "return_tensors": "pt"}
+                # A clone continues the reference's turn ("[S1] <ref_text> <part>"): Dia's scripts alternate speaker
+                # tags, and a repeated [S1] is outside what it was trained on.
+                text = prefix + chunk if reference is not None else tagged(chunk)
+                kwargs: dict[str, Any] = {"text": [text], "padding": True, "return_tensors": "pt"}
                 if reference is not None:
                     kwargs["audio"] = [reference[0]]
                 batch = processor(**kwargs).to(self.device)

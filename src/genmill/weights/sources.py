@@ -313,8 +313,8 @@ SOURCES: tuple[WeightSource, ...] = (
         "tts-clone",
         "audio",
         (
-            RepoPart("nari-labs/Dia-1.6B-0626", ("*.json", "model.safetensors"), 6.4),
-            RepoPart("descript/dac_44khz", ("*.json", "model.safetensors"), 0.31, subfolder="dac"),
+            RepoPart("nari-labs/Dia-1.6B-0626", ("*.json", "model*.safetensors"), 6.4),
+            RepoPart("descript/dac_44khz", ("*.json", "model*.safetensors"), 0.31, subfolder="dac"),
         ),
         (("Qubico/tts", "zero-shot"),),
         note="Dia-1.6B (Apache-2.0) clones ref_audio with its transcript; without it Piper's voice speaks",
