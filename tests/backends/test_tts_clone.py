@@ -177,6 +177,19 @@ def test_a_cancelled_task_stops_between_parts_with_nothing_saved(cloner: Backend
     assert len(ctx.fractions) == 1 and not ctx.outputs
 
 
+def test_parts_shrink_so_that_a_long_reference_leaves_room_for_slow_speech(models_dir: Path) -> None:
+    backend = DiaCloneTtsBackend(models_dir / FOLDER)  # the production pacing: 8 characters a second, 250 at most
+    backend.load()
+    text = " ".join(f"Sentence number {n} is here." for n in range(40))
+    short_clip = backend._parts(text, np.zeros((1, 2 * RATE), np.float32), REF_TEXT)
+    long_clip = backend._parts(text, np.zeros((1, 15 * RATE), np.float32), REF_TEXT)
+    assert max(map(len, short_clip)) <= 250 and max(map(len, long_clip)) <= 8 * (3072 - 1309) // 86
+    assert len(long_clip) > len(short_clip)
+    transcript = "é" * 400  # 800 bytes of Dia's 1,024: the parts get what is left
+    accented = backend._parts("é" * 900, np.zeros((1, 2 * RATE), np.float32), transcript)
+    assert all(len(f"[S1] {transcript} {part}".encode()) <= 1024 for part in accented) and len(accented) > 4
+
+
 def test_create_time_refusals_name_the_field(cloner: Backend) -> None:
     assert ENTRY is not None
     check = cloner.check_request

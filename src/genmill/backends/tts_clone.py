@@ -116,6 +116,9 @@ class DiaCloneTtsBackend(Backend):
         self.sentence_silence = sentence_silence
         self.sampling = {"guidance_scale": guidance_scale, "temperature": temperature, "top_p": top_p, "top_k": top_k}
         self.memory_bytes = weights_bytes(path)
+        # Dia's self-attention cache over 3,072 frames, doubled for guidance: about 0.5 GB in float32; the DAC
+        # codec's activations over a 15 s clip come on top.
+        self.working_bytes = 1 << 30
         self._model: Any = None
         self._processor: Any = None
         self._lock = threading.Lock()
@@ -268,7 +271,8 @@ class DiaCloneTtsBackend(Backend):
             ctx.log(f"cloning the voice of {seconds:.1f}s of ref_audio with {MODEL_NAME}; seed {seed}")
         else:
             ctx.log(f"no ref_audio and Piper is not installed: {MODEL_NAME} speaks in a voice of its own; seed {seed}")
-        chunks = split_text(text, self.max_chunk_chars)
+        chunks = self._parts(text, reference, ref_text)
+        ctx.log(f"speaking {len(text)} characters in {len(chunks)} part(s)")
         started = time.perf_counter()
         pieces = self._speak(chunks, reference, ref_text, seed, ctx)
         pause = np.zeros((1, round(self.sentence_silence * rate)), dtype=np.float32)
@@ -281,6 +285,33 @@ class DiaCloneTtsBackend(Backend):
         ctx.log(f"done: {audio.shape[1] / rate:.1f}s of {rate} Hz audio in {time.perf_counter() - started:.1f}s")
         return output
 
+    def _frame_rate(self) -> float:
+        return self.sampling_rate / math.prod(self._processor.audio_tokenizer.config.downsampling_ratios)
+
+    def _parts(self, text: str, reference: Audio | None, ref_text: str) -> list[str]:
+        """gen_text in parts that each fit, with the reference prompt, in Dia's limits: the audio frames left after
+        the reference clip must hold the part spoken at `chars_per_second` (else the speech would be cut off),
+        and the text encoder's bytes must hold the transcript and the part (letters beyond ASCII take two)."""
+        config = self._model.config
+        frame_rate = self._frame_rate()
+        prompt_frames = 1 + max(config.delay_pattern)
+        if reference is not None:
+            prompt_frames += math.ceil(
+                reference.shape[1] / math.prod(self._processor.audio_tokenizer.config.downsampling_ratios)
+            )
+        room_s = (int(config.decoder_config.max_position_embeddings) - prompt_frames) / frame_rate - self.slack_seconds
+        limit = min(self.max_chunk_chars, int(room_s * self.chars_per_second))
+        room_bytes = int(config.encoder_config.max_position_embeddings) - len(f"{tagged(ref_text)} ".encode()) - 8
+        if limit < 20 or room_bytes < 40:
+            raise InputRejected(
+                f"ref_audio: with this clip and ref_text Dia has no room left to speak; send a shorter clip "
+                f"(at most {MAX_REF_SECONDS:g} s) and its transcript"
+            )
+        parts: list[str] = []
+        for part in split_text(text, limit):
+            parts.extend(split_text(part, room_bytes // 2) if len(part.encode()) > room_bytes else [part])
+        return parts
+
     def _speak(
         self, chunks: list[str], reference: Audio | None, ref_text: str, seed: int, ctx: RunContext
     ) -> list[Audio]:
@@ -289,7 +320,7 @@ class DiaCloneTtsBackend(Backend):
         import torch
 
         model, processor = self._model, self._processor
-        frame_rate = self.sampling_rate / math.prod(processor.audio_tokenizer.config.downsampling_ratios)
+        frame_rate = self._frame_rate()
         max_frames = int(model.config.decoder_config.max_position_embeddings)
         prefix = f"{tagged(ref_text)} " if reference is not None else ""
         pieces: list[Audio] = []
@@ -306,12 +337,8 @@ class DiaCloneTtsBackend(Backend):
                     kwargs["audio"] = [reference[0]]
                 batch = processor(**kwargs).to(self.device)
                 prompt_frames = int(batch["decoder_attention_mask"].shape[1])
-                wanted = math.ceil(len(chunk) / self.chars_per_second * frame_rate) + round(
-                    self.slack_seconds * frame_rate
-                )
+                wanted = math.ceil((len(chunk) / self.chars_per_second + self.slack_seconds) * frame_rate)
                 room = max_frames - prompt_frames
-                if room <= frame_rate:
-                    raise InputRejected(f"ref_audio: too long to leave Dia room to speak (max {MAX_REF_SECONDS:g} s)")
                 frames = _Frames(ctx)
                 try:
                     with torch.inference_mode():
