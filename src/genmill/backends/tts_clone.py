@@ -285,8 +285,12 @@ class DiaCloneTtsBackend(Backend):
         ctx.log(f"done: {audio.shape[1] / rate:.1f}s of {rate} Hz audio in {time.perf_counter() - started:.1f}s")
         return output
 
+    def _hop(self) -> int:
+        """Samples per codec frame (512 for DAC 44 kHz)."""
+        return math.prod(int(ratio) for ratio in self._processor.audio_tokenizer.config.downsampling_ratios)
+
     def _frame_rate(self) -> float:
-        return self.sampling_rate / math.prod(self._processor.audio_tokenizer.config.downsampling_ratios)
+        return self.sampling_rate / self._hop()
 
     def _parts(self, text: str, reference: Audio | None, ref_text: str) -> list[str]:
         """gen_text in parts that each fit, with the reference prompt, in Dia's limits: the audio frames left after
@@ -296,9 +300,7 @@ class DiaCloneTtsBackend(Backend):
         frame_rate = self._frame_rate()
         prompt_frames = 1 + max(config.delay_pattern)
         if reference is not None:
-            prompt_frames += math.ceil(
-                reference.shape[1] / math.prod(self._processor.audio_tokenizer.config.downsampling_ratios)
-            )
+            prompt_frames += math.ceil(reference.shape[1] / self._hop())
         room_s = (int(config.decoder_config.max_position_embeddings) - prompt_frames) / frame_rate - self.slack_seconds
         limit = min(self.max_chunk_chars, int(room_s * self.chars_per_second))
         room_bytes = int(config.encoder_config.max_position_embeddings) - len(f"{tagged(ref_text)} ".encode()) - 8
