@@ -26,7 +26,7 @@ pytest.importorskip("imageio_ffmpeg")
 from tests.backends.memory import MemoryContext, ready
 from tests.backends.wav import read_wav, tone, wav_ref
 
-from genmill.backends.base import Backend
+from genmill.backends.base import Availability, Backend
 from genmill.backends.tts_clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.catalog import build_catalog
@@ -161,6 +161,25 @@ def test_the_same_seed_gives_the_same_bytes_and_another_voice_another_output(clo
 def test_a_reference_longer_than_dia_can_follow_is_refused_not_cut(cloner: Backend) -> None:
     with pytest.raises(InputRejected, match=r"^ref_audio: 16\.0 s is longer than 15 s"):
         clone(cloner, gen_text="Good morning.", ref_audio=tone(16.0, 200))
+    with pytest.raises(InputRejected, match=r"^ref_audio: not a decodable audio file"):
+        clone(cloner, gen_text="Good morning.", ref_audio="data:audio/wav;base64,bm90IGF1ZGlv")
+
+
+class NoPiper(PiperTtsBackend):
+    def availability(self) -> Availability:
+        return Availability(False, "not installed")
+
+
+def test_without_ref_audio_or_piper_dia_speaks_in_a_voice_the_seed_picks(models_dir: Path) -> None:
+    backend = DiaCloneTtsBackend(
+        models_dir / FOLDER, piper=NoPiper(), max_chunk_chars=60, chars_per_second=100.0, slack_seconds=0.25
+    )
+    assert backend.served_by(ENTRY).model.endswith("without ref_audio: Dia in a voice the seed picks")  # type: ignore[arg-type]
+    first, ctx = clone(backend, gen_text="Good morning.", ref_audio="", ref_text="")
+    assert read_wav(first)[0] == RATE and clone(backend, gen_text="Good morning.", ref_audio="")[0] == first
+    assert any("speaks in a voice of its own; seed 7" in line for line in ctx.logs)
+    with pytest.raises(InputRejected, match=r"^gen_text: Dia speaks English only"):
+        backend.check_request(ENTRY, SimpleNamespace(gen_text="Привет", ref_audio=""))  # type: ignore[arg-type]
 
 
 def test_a_cancelled_task_stops_between_parts_with_nothing_saved(cloner: Backend) -> None:

@@ -258,9 +258,13 @@ class DiaCloneTtsBackend(Backend):
         reference: Audio | None = None
         ref_text = ""
         if cloning:
-            reference = decode_audio(
-                ctx.read_input(str(ref_audio), field="ref_audio").data, field="ref_audio", rate=rate, channels=1
-            )
+            data = ctx.read_input(str(ref_audio), field="ref_audio").data
+            try:
+                reference = decode_audio(data, field="ref_audio", rate=rate, channels=1)
+            except InputRejected:
+                raise
+            except BackendError as exc:  # empty, undecodable or over-long: the input's fault, code 10001
+                raise InputRejected(exc.message, raw_message=exc.raw_message) from exc
             seconds = reference.shape[1] / rate
             if seconds > MAX_REF_SECONDS:
                 raise InputRejected(
