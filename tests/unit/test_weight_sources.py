@@ -16,6 +16,7 @@ from genmill.backends import (
     segment_grounded,
     stable_audio,
     trellis,
+    tts_clone,
     wan,
 )
 from genmill.backends.registry import why_not_served
@@ -33,7 +34,7 @@ def test_every_folder_a_backend_reads_has_a_source() -> None:
     read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in flux.CONTROL_TYPES} | {flux.DEPTH_FOLDER}
     read |= {variant.weights.folder for variant in wan.VARIANTS.values()}
     read |= {weights.folder for _, _, weights, _ in hunyuan.VARIANTS.values()}
-    read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER}
+    read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER, tts_clone.FOLDER}
     read |= {variant.folder for variant in trellis.VARIANTS.values()}
     read |= {salient.VITMATTE_FOLDER, segment_grounded.GROUNDING_DINO_FOLDER, segment_grounded.SAM2_FOLDER}
     read |= {face_restore.FOLDER}
@@ -54,7 +55,8 @@ def test_targets_resolve_by_folder_family_entry_model_and_catalog_family() -> No
     assert folders("Qubico/flux1-dev") == ["flux1-dev"]
     assert folders("Qubico/wanx/txt2video-14b") == ["wan2.1-t2v-14b"]
     assert folders("Qubico/flux1-dev-advanced/redux-variation") == ["flux1-dev", "flux1-redux-dev"]
-    assert folders("audio") == ["ace-step", "musicgen", "stable-audio-open"]
+    assert folders("audio") == ["ace-step", "musicgen", "stable-audio-open", "tts-clone"]
+    assert folders("Qubico/tts") == ["tts-clone"]
     assert folders("Qubico/ace-step") == folders("Qubico/diffrhythm/txt2audio-full") == ["ace-step"]
     assert folders("framepack", "hunyuan")[-1] == "framepack" and len(folders("hunyuan")) == 4
     assert folders("skyreels") == ["skyreels-v2-i2v"]

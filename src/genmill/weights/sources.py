@@ -1,8 +1,8 @@
 """Which Hugging Face repositories each weight folder under GENMILL_MODELS_DIR comes from.
 
 The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `ace_step`, `musicgen`,
-`stable_audio`, `salient`, `segment_grounded`, `trellis`); this table says, for each of those folders, which
-repository (or repositories, for a layout genmill assembles) fills it, which files of it the backend loads, and
+`stable_audio`, `tts_clone`, `salient`, `segment_grounded`, `trellis`); this table says, for each of those folders,
+which repository (or repositories, for a layout genmill assembles) fills it, which files of it the backend loads, and
 which catalog entries it serves. `genmill models pull` downloads from it and `genmill models` quotes it for entries
 that lack weights.
 
@@ -308,6 +308,16 @@ SOURCES: tuple[WeightSource, ...] = (
         ),
         (("Qubico/mmaudio", "video2audio"),),
         note="Stable Audio Open stands in for MMAudio",
+    ),
+    WeightSource(
+        "tts-clone",
+        "audio",
+        (
+            RepoPart("nari-labs/Dia-1.6B-0626", ("*.json", "model*.safetensors"), 6.4),
+            RepoPart("descript/dac_44khz", ("*.json", "model*.safetensors"), 0.31, subfolder="dac"),
+        ),
+        (("Qubico/tts", "zero-shot"),),
+        note="Dia-1.6B (Apache-2.0) clones ref_audio with its transcript; without it Piper's voice speaks",
     ),
     WeightSource(
         "trellis-image-large",
