@@ -61,3 +61,10 @@ class MemoryContext:
 
     def output(self, url: str) -> bytes:
         return self.outputs[url][0]
+
+
+class CancelAfterProgress(MemoryContext):
+    """A context whose task is cancelled as soon as the backend reports any progress (stops after one step)."""
+
+    def cancelled(self) -> bool:
+        return bool(self.fractions)

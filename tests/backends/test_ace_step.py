@@ -23,7 +23,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import MemoryContext
+from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.wav import read_wav
 from tests.backends.wav import tone as tone_at
 
@@ -227,10 +227,6 @@ def test_diffrhythm_is_a_stand_in_with_its_song_length(backend: AceStepBackend) 
 def test_a_cancelled_task_stops_after_the_step_it_was_in(backend: AceStepBackend) -> None:
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
-
-    class CancelAfterProgress(MemoryContext):
-        def cancelled(self) -> bool:
-            return bool(self.fractions)
 
     ctx = CancelAfterProgress()
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})

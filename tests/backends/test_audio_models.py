@@ -24,7 +24,7 @@ pytest.importorskip("torchsde")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import MemoryContext
+from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.tiny_tokenizers import t5_tokenizer
 from tests.backends.wav import read_wav, tone, wav_ref
 
@@ -271,10 +271,6 @@ def test_diffrhythm_songs_have_their_length_across_windows(backends: dict[str, B
 def test_a_cancelled_task_stops_between_frames(backends: dict[str, Backend]) -> None:
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
-
-    class CancelAfterProgress(MemoryContext):
-        def cancelled(self) -> bool:
-            return bool(self.fractions)
 
     ctx = CancelAfterProgress()
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})
