@@ -168,15 +168,7 @@ class DiaCloneTtsBackend(Backend):
 
     @staticmethod
     def _check_letters(field: str, text: object) -> None:
-        if not isinstance(text, str):
-            return
-        foreign = ENGLISH.foreign_letters(text)
-        if foreign:
-            sample = "".join(dict.fromkeys(foreign))[:12]
-            raise InputRejected(
-                f"{field}: Dia speaks English only; {len(foreign)} letter(s) are outside the Latin script, "
-                f"e.g. {sample!r}"
-            )
+        ENGLISH.refuse_foreign(field, text, "Dia speaks English only")
 
     # --- loading ------------------------------------------------------------------------------------------
 

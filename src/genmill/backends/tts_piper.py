@@ -129,6 +129,14 @@ class VoiceLanguage:
             return []
         return [ch for ch in text if ch.isalpha() and script not in unicodedata.name(ch, "").split()]
 
+    def refuse_foreign(self, field: str, text: object, speaker: str) -> None:
+        """Raise `InputRejected` naming `field` when `text` has letters outside this language's script; `speaker`
+        opens the message ("Dia speaks English only")."""
+        foreign = self.foreign_letters(text) if isinstance(text, str) else []
+        if foreign:
+            sample = "".join(dict.fromkeys(foreign))[:12]
+            raise InputRejected(f"{field}: {speaker}; {len(foreign)} letter(s) are outside its script, e.g. {sample!r}")
+
 
 def wav_bytes(samples: Any, sample_rate: int) -> bytes:
     """Mono 16-bit PCM WAV from int16 samples."""
@@ -186,17 +194,11 @@ class PiperTtsBackend(Backend):
                 f"ref_audio: voice cloning is not available here; Qubico/tts zero-shot is served by Piper's fixed "
                 f"{VOICE_NAME} voice ({CLONING_UNAVAILABLE}); send ref_audio empty to use that voice"
             )
-        text = getattr(inputs, "gen_text", None)
         language = self.language()
-        if not isinstance(text, str) or language is None:
-            return
-        foreign = language.foreign_letters(text)
-        if foreign:
-            sample = "".join(dict.fromkeys(foreign))[:12]
-            raise InputRejected(
-                f"gen_text: the voice here speaks {language.describe()} only (languages served: "
-                f"{language.describe()}); {len(foreign)} letter(s) are outside its script, e.g. {sample!r}"
-            )
+        if language is not None:
+            spoken = language.describe()
+            speaker = f"the voice here speaks {spoken} only (languages served: {spoken})"
+            language.refuse_foreign("gen_text", getattr(inputs, "gen_text", None), speaker)
 
     def availability(self) -> Availability:
         if importlib.util.find_spec("piper") is None:
