@@ -25,20 +25,18 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.faces import (
     FACE_MESH_FILES,
     Face,
     FaceFinder,
-    check_indexes,
-    face_index_pairs,
     mediapipe_availability,
+    run_face_swap,
 )
-from genmill.backends.image_toolkit import MODEL, cancelled_error, encode_png, has_alpha, load_image
+from genmill.backends.image_toolkit import MODEL
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError, InputRejected
+from genmill.errors import BackendError
 
 FOLDER = "inswapper"
 SWAPPER, RECOGNISER = "inswapper_128.onnx", "w600k_r50.onnx"
@@ -189,47 +187,14 @@ class InswapperFaceSwapBackend(Backend):
             self._network = None
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
-        multi = entry.task_type == "multi-face-swap"
-        pairs_asked = face_index_pairs(inputs) if multi else None
-        target_image = load_image(ctx, inputs, "target_image")
-        swap_image = load_image(ctx, inputs, "swap_image")
         self.load()
-        assert self._network is not None
-        target = np.asarray(target_image.convert("RGB"), dtype=np.uint8)
-        source = np.asarray(swap_image.convert("RGB"), dtype=np.uint8)
-        found: dict[str, list[Face]] = {}
-        for field, pixels in (("swap_image", source), ("target_image", target)):
-            faces = found[field] = self._finder.find(pixels)
-            ctx.log(f"{field}: {len(faces)} face(s) found, left to right")
-            if not faces:
-                raise InputRejected(f"{field}: no face was found; faces should be turned towards the camera")
-        swaps, targets = found["swap_image"], found["target_image"]
-        if pairs_asked is not None:
-            check_indexes(pairs_asked[0], swaps, "swap_faces_index", "swap_image")
-            check_indexes(pairs_asked[1], targets, "target_faces_index", "target_image")
-            repeated = sorted({i for i in pairs_asked[1] if pairs_asked[1].count(i) > 1})
-            if repeated:
-                raise InputRejected(f"target_faces_index: face {repeated[0]} is listed more than once")
-            pairs = list(zip(*pairs_asked, strict=True))
-        else:
-            pairs = [(_largest(swaps), _largest(targets))]
-        ctx.progress(0.3)
-        result = target
-        with self._network.lock:
-            for number, (swap_index, target_index) in enumerate(pairs, start=1):
-                if ctx.cancelled():
-                    raise cancelled_error()
-                identity = self._network.identity(source, swaps[swap_index])
-                result = self._network.swap(result, targets[target_index], identity)
-                ctx.log(f"swapped swap_image face {swap_index} onto target_image face {target_index} (inswapper)")
-                ctx.progress(0.3 + 0.6 * number / len(pairs))
-        output = Image.fromarray(result)
-        if has_alpha(target_image):
-            output.putalpha(target_image.convert("RGBA").getchannel("A"))
-        url = ctx.save_output(encode_png(output), ext="png", content_type="image/png")
-        ctx.progress(1.0)
-        return {"image_url": url}
+        network = self._network
+        assert network is not None
 
+        def swap_pair(
+            source: NDArray[np.uint8], swap: Face, target: NDArray[np.uint8], onto: Face
+        ) -> NDArray[np.uint8]:
+            with network.lock:  # one ONNX session pair, run by one task at a time
+                return network.swap(target, onto, network.identity(source, swap))
 
-def _largest(faces: list[Face]) -> int:
-    return max(range(len(faces)), key=lambda i: faces[i].size)
+        return run_face_swap(entry, inputs, ctx, self._finder, swap_pair, how=" (inswapper)")

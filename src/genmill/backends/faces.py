@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,55 +364,68 @@ class FaceSwapBackend(Backend):
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         self.load()
-        multi = entry.task_type == "multi-face-swap"
-        if multi:
-            swap_indexes, target_indexes = face_index_pairs(inputs)
-            repeated = sorted({i for i in target_indexes if target_indexes.count(i) > 1})
-            if repeated:
-                raise InputRejected(f"target_faces_index: face {repeated[0]} is listed more than once")
-        target_image = load_image(ctx, inputs, "target_image")
-        swap_image = load_image(ctx, inputs, "swap_image")
-        target = np.asarray(target_image.convert("RGB"), dtype=np.uint8)
-        source = np.asarray(swap_image.convert("RGB"), dtype=np.uint8)
+        return run_face_swap(entry, inputs, ctx, self._finder, swap_face)
 
-        found: dict[str, list[Face]] = {}
-        for field, pixels in (("swap_image", source), ("target_image", target)):
-            if ctx.cancelled():
-                raise cancelled_error()
-            faces = found[field] = self._finder.find(pixels)
-            listed = "; ".join(f"{i}: {face.describe()}" for i, face in enumerate(faces))
-            ctx.log(f"{field}: {len(faces)} face(s) found, left to right" + (f" ({listed})" if faces else ""))
-            if not faces:
-                raise InputRejected(
-                    f"{field}: no face was found; faces should be turned towards the camera and at least about "
-                    "a tenth of the picture's width"
-                )
-        swaps, targets = found["swap_image"], found["target_image"]
-        if multi:
-            check_indexes(swap_indexes, swaps, "swap_faces_index", "swap_image")
-            check_indexes(target_indexes, targets, "target_faces_index", "target_image")
-            pairs = list(zip(swap_indexes, target_indexes, strict=True))
-        else:
-            pairs = [(_largest(swaps), _largest(targets))]
-            if len(targets) > 1 or len(swaps) > 1:
-                ctx.log("face-swap uses the largest face of each image; multi-face-swap chooses faces by index")
-        ctx.progress(0.3)
 
-        result = target
-        for number, (swap_index, target_index) in enumerate(pairs, start=1):
-            if ctx.cancelled():
-                raise cancelled_error()
-            result = swap_face(source, swaps[swap_index], result, targets[target_index])
-            ctx.log(f"swapped swap_image face {swap_index} onto target_image face {target_index}")
-            ctx.progress(0.3 + 0.6 * number / len(pairs))
+SwapPair = Callable[[NDArray[np.uint8], Face, NDArray[np.uint8], Face], NDArray[np.uint8]]
+"""Put one face of the swap image onto one face of the (partly swapped) target: (source, swap face, target, onto)."""
 
-        output = Image.fromarray(result)
-        if has_alpha(target_image):
-            output.putalpha(target_image.convert("RGBA").getchannel("A"))
-        url = ctx.save_output(encode_png(output), ext="png", content_type="image/png")
-        ctx.progress(1.0)
-        ctx.log(f"done: {output.width}x{output.height} PNG")
-        return {"image_url": url}
+
+def run_face_swap(
+    entry: CatalogEntry, inputs: TaskInput, ctx: RunContext, finder: FaceFinder, swap_pair: SwapPair, how: str = ""
+) -> dict[str, Any]:
+    """A face-swap or multi-face-swap task around `swap_pair`: load both images, find and number the faces, pair
+    them (the largest of each, or by index), swap pair by pair, and store the PNG. Shared by the classical warp
+    and the swap network, which differ only in `swap_pair`; `how` is added to each swap's log line."""
+    multi = entry.task_type == "multi-face-swap"
+    if multi:
+        swap_indexes, target_indexes = face_index_pairs(inputs)
+        repeated = sorted({i for i in target_indexes if target_indexes.count(i) > 1})
+        if repeated:
+            raise InputRejected(f"target_faces_index: face {repeated[0]} is listed more than once")
+    target_image = load_image(ctx, inputs, "target_image")
+    swap_image = load_image(ctx, inputs, "swap_image")
+    target = np.asarray(target_image.convert("RGB"), dtype=np.uint8)
+    source = np.asarray(swap_image.convert("RGB"), dtype=np.uint8)
+
+    found: dict[str, list[Face]] = {}
+    for field, pixels in (("swap_image", source), ("target_image", target)):
+        if ctx.cancelled():
+            raise cancelled_error()
+        faces = found[field] = finder.find(pixels)
+        listed = "; ".join(f"{i}: {face.describe()}" for i, face in enumerate(faces))
+        ctx.log(f"{field}: {len(faces)} face(s) found, left to right" + (f" ({listed})" if faces else ""))
+        if not faces:
+            raise InputRejected(
+                f"{field}: no face was found; faces should be turned towards the camera and at least about "
+                "a tenth of the picture's width"
+            )
+    swaps, targets = found["swap_image"], found["target_image"]
+    if multi:
+        check_indexes(swap_indexes, swaps, "swap_faces_index", "swap_image")
+        check_indexes(target_indexes, targets, "target_faces_index", "target_image")
+        pairs = list(zip(swap_indexes, target_indexes, strict=True))
+    else:
+        pairs = [(_largest(swaps), _largest(targets))]
+        if len(targets) > 1 or len(swaps) > 1:
+            ctx.log("face-swap uses the largest face of each image; multi-face-swap chooses faces by index")
+    ctx.progress(0.3)
+
+    result = target
+    for number, (swap_index, target_index) in enumerate(pairs, start=1):
+        if ctx.cancelled():
+            raise cancelled_error()
+        result = swap_pair(source, swaps[swap_index], result, targets[target_index])
+        ctx.log(f"swapped swap_image face {swap_index} onto target_image face {target_index}{how}")
+        ctx.progress(0.3 + 0.6 * number / len(pairs))
+
+    output = Image.fromarray(result)
+    if has_alpha(target_image):
+        output.putalpha(target_image.convert("RGBA").getchannel("A"))
+    url = ctx.save_output(encode_png(output), ext="png", content_type="image/png")
+    ctx.progress(1.0)
+    ctx.log(f"done: {output.width}x{output.height} PNG")
+    return {"image_url": url}
 
 
 def _largest(faces: list[Face]) -> int:
