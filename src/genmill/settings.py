@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genmill.domain.placement import parse_memory_overrides
+from genmill.domain.placement import normalize_device, parse_memory_overrides
 
 if TYPE_CHECKING:
     from genmill.backends.diffusers_loading import Placement
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _devices_once(cls, value: str) -> str:
-        devices = [("cuda:0" if d == "cuda" else d) for d in value.split(",")]
+        devices = [normalize_device(d) for d in value.split(",")]
         if len(set(devices)) != len(devices):
             raise ValueError(f"{value!r} names a device twice")
         return value
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
 
     def devices(self) -> list[str]:
         """The devices of GENMILL_DEVICE, in order ("cuda" is the first GPU)."""
-        return [("cuda:0" if d == "cuda" else d) for d in self.device.split(",")]
+        return [normalize_device(d) for d in self.device.split(",")]
 
     def placement(self, device: str | None = None) -> Placement:
         """Where and how this process's diffusers backends load their models on `device` (the first of

@@ -31,6 +31,7 @@ from genmill.domain.placement import (
     MemoryMode,
     MemoryPlan,
     Quantization,
+    normalize_device,
     parse_memory_overrides,
     plan_memory,
 )
@@ -136,7 +137,7 @@ class Placement:
 
                 self._device = "cuda:0" if torch.cuda.is_available() else "cpu"
             else:
-                self._device = "cuda:0" if self.requested == "cuda" else self.requested
+                self._device = normalize_device(self.requested)
         return self._device
 
     def dtypes(self) -> tuple[Any, Any]:

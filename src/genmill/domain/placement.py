@@ -40,6 +40,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+
+def normalize_device(device: str) -> str:
+    """ "cuda" means the first GPU: settings, placements and memory budgets all say "cuda:0" for it."""
+    return "cuda:0" if device == "cuda" else device
+
+
 GB = 10**9
 GIB = 2**30
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from genmill.backends.base import Backend, Resident
+from genmill.domain.placement import normalize_device
 from genmill.errors import OutOfDeviceMemory
 
 log = logging.getLogger("genmill.worker")
@@ -34,11 +35,6 @@ GIB = 1024**3
 def device_kind(device: str) -> str:
     """ "cuda:1" -> "cuda"; budgets may be set per kind of device or per device."""
     return device.split(":", 1)[0]
-
-
-def normalize_device(device: str) -> str:
-    """ "cuda" means the first GPU: the same budget whether a backend says "cuda" or "cuda:0"."""
-    return "cuda:0" if device == "cuda" else device
 
 
 def _free_bytes(device: str) -> int:
