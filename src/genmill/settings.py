@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genmill.domain.placement import normalize_device, parse_memory_overrides
+from genmill.domain.placement import DEFAULT_MARGIN_BYTES, normalize_device, parse_memory_overrides
 
 if TYPE_CHECKING:
     from genmill.backends.diffusers_loading import Placement
@@ -47,7 +47,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Model cache budget per GPU; 0 means the GPU's free memory at start less the margin."
     )
     gpu_memory_margin_mb: int = Field(
-        2048, ge=0, description="GPU memory kept free for activations and the CUDA context when the budget is auto."
+        DEFAULT_MARGIN_BYTES // (1024 * 1024),
+        ge=0,
+        description="GPU memory kept free for activations and the CUDA context when the budget is auto.",
     )
     memory_modes: str = Field(
         "",

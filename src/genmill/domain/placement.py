@@ -370,6 +370,9 @@ EXPECTED_SLOWDOWN = {
 """Time per task relative to whole-GPU, expected from how each mode moves weights (docs/gpu.md explains each);
 expectations until `python -m bench.gpu` has measured them on the card in question."""
 IMAGE_MODELS = frozenset(name for name in FOOTPRINTS if name.startswith("flux1-"))
+DEFAULT_MARGIN_BYTES = 2 * GIB
+"""The default of GENMILL_GPU_MEMORY_MARGIN_MB: what the server keeps free on a card besides the runtime reserve,
+and so what the documented table plans with."""
 CARD_SIZES_GB = (24, 48, 80, 141)
 """The card sizes of the documented table (RTX 4090 / L40S-A6000 / A100-H100 / H200); taken as GiB, which is how
 those cards report their memory."""
@@ -382,13 +385,14 @@ def plan_for(model: str, card_bytes: int, **overrides: object) -> MemoryPlan:
 
 
 def plan_table_markdown() -> str:
-    """The card-size table of docs/gpu.md, generated so that the doc cannot drift from the planner."""
+    """The card-size table of docs/gpu.md, generated so that the doc cannot drift from the planner; planned with
+    the server's default margin, so it shows what a server with default settings picks."""
     header = "| model | weights | " + " | ".join(f"{gb} GB card" for gb in CARD_SIZES_GB) + " |"
     lines = [header, "|---|---|" + "---|" * len(CARD_SIZES_GB)]
     for model, footprint in FOOTPRINTS.items():
         cells = []
         for gb in CARD_SIZES_GB:
-            plan = plan_for(model, gb * GIB)
+            plan = plan_for(model, gb * GIB, margin_bytes=DEFAULT_MARGIN_BYTES)
             cell = _describe(plan.mode, plan.quantization)
             cell += ", tiled VAE" if plan.vae_tiling else ""
             cells.append(f"{cell} ({EXPECTED_SLOWDOWN[plan.mode]})")
