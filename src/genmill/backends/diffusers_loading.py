@@ -32,6 +32,7 @@ from genmill.domain.placement import (
     MemoryPlan,
     Quantization,
     normalize_device,
+    override_for,
     parse_memory_overrides,
     plan_memory,
 )
@@ -149,12 +150,7 @@ class Placement:
     def plan(self, names: tuple[str, ...], footprint: Footprint, *, video: bool) -> MemoryPlan:
         """The memory plan of a model: the first override naming one of `names` (a backend name, a weight folder,
         a family), else `*`, else chosen from the card's size."""
-        mode: MemoryMode | None = None
-        quantization: Quantization | None = None
-        for name in (*names, "*"):
-            if name in self.overrides:
-                mode, quantization = self.overrides[name]
-                break
+        mode, quantization = override_for(self.overrides, *names)
         return plan_memory(
             footprint,
             device_total_bytes(self.device),

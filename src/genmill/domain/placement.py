@@ -306,10 +306,14 @@ def parse_memory_overrides(text: str) -> dict[str, tuple[MemoryMode | None, Quan
 
 
 def override_for(
-    overrides: dict[str, tuple[MemoryMode | None, Quantization | None]], model: str
+    overrides: dict[str, tuple[MemoryMode | None, Quantization | None]], *names: str
 ) -> tuple[MemoryMode | None, Quantization | None]:
-    """The override that applies to one weight folder: its own entry, else `*`, else none."""
-    return overrides.get(model, overrides.get("*", (None, None)))
+    """The override that applies to a model known by `names` (a backend name, its weight folder, its family): the
+    first of them with an entry, else `*`, else none."""
+    for name in (*names, "*"):
+        if name in overrides:
+            return overrides[name]
+    return None, None
 
 
 def _bf16(params: float) -> int:
