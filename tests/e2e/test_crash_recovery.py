@@ -50,7 +50,7 @@ def test_killed_server_task_is_requeued_and_billed_once(server: Server) -> None:
 
     server.start()
     done = server.wait_for(key, task_id)
-    assert done["status"] == "completed", done
+    assert done["status"] == "completed", (done["error"], done["logs"])
     assert any("lease expired on attempt 1" in line for line in done["logs"]), done["logs"]
     assert any("attempt 2 of" in line for line in done["logs"]), done["logs"]
     assert done["meta"]["usage"] == {"type": "quota", "frozen": 0, "consume": price}

@@ -10,6 +10,7 @@ the call that was in flight fails with a clear error.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -21,8 +22,21 @@ from genmill.errors import BackendError
 _MODEL: Any = None
 
 
-def _init(loader: Callable[[], Any]) -> None:
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the child: end when the server that started it is gone. A server killed with SIGKILL cannot stop its
+    children, and an orphaned model process would keep its gigabytes until the machine runs out of memory."""
+    while True:
+        threading.Event().wait(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _init(loader: Callable[[], Any], parent: int) -> None:
     global _MODEL
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     _MODEL = loader()
 
 
@@ -55,7 +69,7 @@ class ProcessModel:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init,
-                    initargs=(self.loader,),
+                    initargs=(self.loader, os.getpid()),
                 )
             pool = self._pool
         if not pool.submit(_invoke, _ready, ()).result():

