@@ -135,13 +135,37 @@ def measure_load(bench: ModelBench, model: Any, args: argparse.Namespace, dtype:
     with tempfile.TemporaryDirectory(prefix="genmill-bench-gpu-", dir=args.scratch) as folder:
         model.save_pretrained(folder, safe_serialization=True)
         size = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+        declared = declared_bytes(Path(folder), dtype)
         sync(args.device)
+        before = allocated_bytes(args.device)
         began = time.perf_counter()
         loaded = bench.model_class().from_pretrained(folder, torch_dtype=dtype).to(args.device)
         sync(args.device)
         seconds = time.perf_counter() - began
+        held = allocated_bytes(args.device) - before
         del loaded
-    return {"seconds": seconds, "gb": round(size / GB, 2), "gb_per_s": size / GB / seconds}
+    result: dict[str, Any] = {"seconds": seconds, "gb": round(size / GB, 2), "gb_per_s": size / GB / seconds}
+    if declared is not None and held > 0:
+        # What the model cache counts for this folder (read from the headers) against what the load really holds.
+        result.update(
+            declared_gb=round(declared / GB, 3), held_gb=round(held / GB, 3), declared_over_held=declared / held
+        )
+    return result
+
+
+def declared_bytes(folder: Path, dtype: Any) -> int | None:
+    """The bytes genmill's model cache declares for these weights (safetensors headers, no tensor read)."""
+    try:
+        from genmill.backends.diffusers_loading import weight_bytes
+    except ImportError:  # a machine without genmill's own dependencies: the comparison is left out
+        return None
+    return weight_bytes(folder, dtype.itemsize)
+
+
+def allocated_bytes(device: str) -> int:
+    import torch
+
+    return int(torch.cuda.memory_allocated(device)) if device.startswith("cuda") else 0
 
 
 def measure_mode(

@@ -365,14 +365,20 @@ FOOTPRINTS: dict[str, Footprint] = {
     # FramePack generates a clip in short sections, so its working memory stays small.
     "framepack": Footprint(_bf16(12.87e9), LLAMA_TEXT + _bf16(428e6), HUNYUAN_VAE, 5 * GB),
 }
-EXPECTED_SLOWDOWN = {
-    MemoryMode.GPU: "1x",
-    MemoryMode.MODEL_OFFLOAD: "~1.1x",
-    MemoryMode.GROUP_OFFLOAD: "~1.2-2x",
-    MemoryMode.SEQUENTIAL_OFFLOAD: "~3-20x",
+MEASURED_SLOWDOWN = {
+    (MemoryMode.GPU, False): "1x",
+    (MemoryMode.GPU, True): "1x",
+    (MemoryMode.MODEL_OFFLOAD, False): "~6x",
+    (MemoryMode.MODEL_OFFLOAD, True): "~1.2-1.5x",
+    (MemoryMode.GROUP_OFFLOAD, False): "~3x",
+    (MemoryMode.GROUP_OFFLOAD, True): "~1.1x",
+    (MemoryMode.SEQUENTIAL_OFFLOAD, False): "~25x",
+    (MemoryMode.SEQUENTIAL_OFFLOAD, True): "~2.3x",
 }
-"""Time per task relative to whole-GPU, expected from how each mode moves weights (docs/gpu.md explains each);
-expectations until `python -m bench.gpu` has measured them on the card in question."""
+"""Time per task relative to whole-GPU, by mode and by (image, video), as `python -m bench.gpu` measured the
+transformers on an H200 (bench/results/gpu-2026-11-29.json: FLUX.1-dev at 1024x1024; Wan 2.1 14B at 480p and
+HunyuanVideo at 544x960). Short image steps cannot hide the weight copies that long video steps do; a card on a
+slower host link (PCIe 4) pays more for every offload mode."""
 IMAGE_MODELS = frozenset(name for name in FOOTPRINTS if name.startswith("flux1-"))
 DEFAULT_MARGIN_BYTES = 2 * GIB
 """The default of GENMILL_GPU_MEMORY_MARGIN_MB: what the server keeps free on a card besides the runtime reserve,
@@ -399,7 +405,7 @@ def plan_table_markdown() -> str:
             plan = plan_for(model, gb * GIB, margin_bytes=DEFAULT_MARGIN_BYTES)
             cell = _describe(plan.mode, plan.quantization)
             cell += ", tiled VAE" if plan.vae_tiling else ""
-            cells.append(f"{cell} ({EXPECTED_SLOWDOWN[plan.mode]})")
+            cells.append(f"{cell} ({MEASURED_SLOWDOWN[plan.mode, model not in IMAGE_MODELS]})")
         lines.append(f"| {model} | {_gb(footprint.weights)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
