@@ -12,11 +12,12 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
 from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.domain.timefmt import utcnow
@@ -27,7 +28,6 @@ from genmill.store.mapping import to_task
 from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
 from genmill.store.tables import accounts, tasks
 
-LOST_WORKER_CODE = 10002
 SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
 
 
@@ -160,7 +160,7 @@ class LeaseStore(Queries):
             status=transition(task.status, TaskEvent.CLAIM),
             attempts=task.attempts + 1,
             lease_id=str(uuid.uuid4()),
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_expires_at=lease_ends_at(now, lease_seconds),
             worker_id=worker_id,
             started_at=task.started_at or now,
         )
@@ -184,7 +184,7 @@ class LeaseStore(Queries):
         task = select_task(conn, task_id, lock=True)
         if task is None:
             raise Conflict(f"task {task_id} does not exist")
-        if task.status is not TaskStatus.PROCESSING or task.lease_id != lease_id:
+        if not holds_lease(task.status, task.lease_id, lease_id):
             raise Conflict(
                 f"lease {lease_id} on task {task_id} is no longer valid (task is {task.status.value})",
                 detail={"task_id": task_id, "status": task.status.value},
@@ -202,7 +202,7 @@ class LeaseStore(Queries):
     ) -> datetime:
         """Renew the lease, appending log lines and replacing `detail`; returns the new expiry."""
         now = utcnow()
-        expires = now + timedelta(seconds=lease_seconds)
+        expires = lease_ends_at(now, lease_seconds)
         with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
             values: dict[str, Any] = {"lease_expires_at": expires}
@@ -278,28 +278,21 @@ class LeaseStore(Queries):
             ).all()
             for row in rows:
                 task = to_task(row)
-                if task.attempts >= task.max_attempts:
-                    error = {
-                        "code": LOST_WORKER_CODE,
-                        "message": f"the worker stopped responding on each of {task.attempts} attempts",
-                        "raw_message": f"lease expired (worker {task.worker_id})",
-                        "detail": None,
-                    }
-                    line = f"lease expired on attempt {task.attempts}; no attempts left, credits released"
-                    result.promoted += end_task(conn, task, TaskEvent.FAIL, now, error=error, log_line=line)
+                expiry = expire_lease(task.status, task.attempts, task.max_attempts, task.worker_id)
+                if expiry.failure is not None:
+                    error = expiry.failure.to_error()
+                    result.promoted += end_task(conn, task, expiry.event, now, error=error, log_line=expiry.log_line)
                     result.failed.append(task.task_id)
                     continue
-                status = transition(task.status, TaskEvent.REQUEUE)
-                line = f"lease expired on attempt {task.attempts} (worker {task.worker_id}); requeued"
                 conn.execute(
                     sa.update(tasks)
                     .where(tasks.c.task_id == task.task_id)
                     .values(
-                        status=status.value,
+                        status=expiry.status.value,
                         lease_id=None,
                         lease_expires_at=None,
                         worker_id=None,
-                        logs=([*task.logs, line])[-MAX_LOG_LINES:],
+                        logs=([*task.logs, expiry.log_line])[-MAX_LOG_LINES:],
                         updated_at=now,
                     )
                 )

@@ -13,11 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.admission import staged_admission, starts_pending
 from genmill.domain.ledger import LedgerKind
 from genmill.domain.records import Account, Idempotency, NewTask, Task, TaskPage
 from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
 from genmill.domain.timefmt import utcnow
-from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound, TooManyTasks
+from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
 from genmill.store.mapping import to_task
@@ -94,15 +95,9 @@ class TaskStore(Queries):
     def _insert(self, conn: sa.Connection, new: NewTask, account: Account, now: datetime) -> Task:
         task_id = str(uuid.uuid4())
         status = TaskStatus.PENDING
-        if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
+        if not starts_pending(count_tasks(conn, account.account_id, ACTIVE), account.max_concurrency):
             staged = count_tasks(conn, account.account_id, (TaskStatus.STAGED.value,))
-            if staged >= self.max_staged:
-                raise TooManyTasks(
-                    f"the account already has {staged} staged tasks (the limit is {self.max_staged}); "
-                    "wait for some to finish",
-                    detail={"staged_count": staged, "limit": self.max_staged},
-                )
-            status = TaskStatus.STAGED
+            status = staged_admission(staged, self.max_staged)
         # Freeze before the insert: InsufficientCredits leaves nothing written.
         move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
         task = Task(
