@@ -17,10 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
 from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
-from genmill.domain.timefmt import utcnow
 from genmill.errors import Conflict
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import PROGRESS, STATUS, emit
@@ -55,8 +55,8 @@ _PROCESSING_LOADS = (
 
 
 class LeaseStore(Queries):
-    def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
-        super().__init__(engine, publish)
+    def __init__(self, engine: sa.Engine, publish: Publisher | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(engine, publish, clock=clock)
         self._claim_statements: dict[tuple[tuple[tuple[str, str], ...], str], sa.Select[Any]] = {}
 
     def claim_next_task(
@@ -79,7 +79,7 @@ class LeaseStore(Queries):
         caps = tuple(sorted(set(capabilities)))
         if not caps:
             return None
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
             params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
@@ -136,7 +136,7 @@ class LeaseStore(Queries):
         """
         if limit <= 0:
             return []
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             rows = conn.execute(
                 sa.select(tasks)
@@ -201,7 +201,7 @@ class LeaseStore(Queries):
         detail: dict[str, Any] | None = None,
     ) -> datetime:
         """Renew the lease, appending log lines and replacing `detail`; returns the new expiry."""
-        now = utcnow()
+        now = self.clock.now()
         expires = lease_ends_at(now, lease_seconds)
         with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
@@ -227,7 +227,7 @@ class LeaseStore(Queries):
         """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
         with self.tx() as conn:
             task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.COMPLETE, utcnow(), output=output)
+            return end_task(conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output)
 
     def fail(
         self,
@@ -241,7 +241,7 @@ class LeaseStore(Queries):
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
             task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.FAIL, utcnow(), error=error)
+            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error)
 
     @staticmethod
     def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
@@ -261,7 +261,7 @@ class LeaseStore(Queries):
 
         Also promotes staged tasks of any account with free slots, repairing promotions a crash may have missed.
         """
-        now = utcnow()
+        now = self.clock.now()
         result = SweepResult()
         with self.tx() as conn:
             if (
