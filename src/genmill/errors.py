@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genmill.domain.failures import FailureCode, TaskFailure
+
 
 class GenmillError(Exception):
     """Base of every error genmill raises on purpose."""
@@ -87,16 +89,24 @@ class FetchRefused(FetchError):
 class BackendError(GenmillError):
     """A backend could not do what the task asked; the task fails and its credits are released.
 
-    `message` is for people; `raw_message` keeps the backend's own words.
+    `message` is for people; `raw_message` keeps the backend's own words; `code` is from the one table,
+    `genmill.domain.failures.FailureCode` (or an upstream provider's own code, passed through).
     """
 
-    def __init__(self, message: str, *, raw_message: str = "", code: int = 10000, detail: Any = None) -> None:
+    def __init__(
+        self, message: str, *, raw_message: str = "", code: int = FailureCode.BACKEND_FAILED, detail: Any = None
+    ) -> None:
         super().__init__(message, detail=detail)
         self.raw_message = raw_message or message
-        self.code = code
+        self.code = int(code)
+
+    @property
+    def failure(self) -> TaskFailure:
+        """The task failure this error fails its task with."""
+        return TaskFailure(self.code, self.message, self.raw_message, self.detail)
 
 
-INPUT_ERROR_CODE = 10001
+INPUT_ERROR_CODE = FailureCode.INPUT_REJECTED
 """The task error code of an input the backend cannot use (undecodable, too large, nothing to work on)."""
 
 
@@ -107,10 +117,10 @@ class InputRejected(BackendError):
     Distinct from plain `BackendError` (10000), which is a genuine failure of the backend."""
 
     def __init__(self, message: str, *, raw_message: str = "", detail: Any = None) -> None:
-        super().__init__(message, raw_message=raw_message, code=INPUT_ERROR_CODE, detail=detail)
+        super().__init__(message, raw_message=raw_message, code=FailureCode.INPUT_REJECTED, detail=detail)
 
 
-GPU_MEMORY_ERROR_CODE = 10003
+GPU_MEMORY_ERROR_CODE = FailureCode.OUT_OF_GPU_MEMORY
 """The task error code of a run that did not fit the device's memory, even after unloading the other models."""
 
 
@@ -122,4 +132,4 @@ class OutOfDeviceMemory(BackendError):
     """
 
     def __init__(self, message: str, *, raw_message: str = "", detail: Any = None) -> None:
-        super().__init__(message, raw_message=raw_message, code=GPU_MEMORY_ERROR_CODE, detail=detail)
+        super().__init__(message, raw_message=raw_message, code=FailureCode.OUT_OF_GPU_MEMORY, detail=detail)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from genmill.domain.clock import ManualClock
 from genmill.domain.records import NewTask
 from genmill.domain.states import TaskStatus
 from genmill.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, TooManyTasks
@@ -153,11 +154,14 @@ def test_cancel_many_filters_by_time_and_family(store: Store) -> None:
 
 
 def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None:
+    clock = ManualClock()
+    store = Store(store.engine, clock=clock)  # the same database, on a clock this test steps
     acct = store.accounts.create_account("a", credits=1000)
     task = store.tasks.create(new_task(acct.account_id, 250))[0]  # max_attempts=2
     first = store.leases.claim_next_task("dead-1", CAPS, 0.05)
     assert first is not None
-    time.sleep(0.1)
+    assert store.leases.sweep_expired_leases().requeued == []  # the lease still runs
+    clock.advance(0.1)
     sweep = store.leases.sweep_expired_leases()
     assert sweep.requeued == [task.task_id]
     requeued = store.tasks.get(acct.account_id, task.task_id)
@@ -166,13 +170,28 @@ def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None
     assert second is not None and second.task.attempts == 2
     with pytest.raises(Conflict):  # the first worker came back too late
         store.leases.complete(task.task_id, first.lease_id, {})
-    time.sleep(0.1)
+    clock.advance(0.1)
     sweep = store.leases.sweep_expired_leases()
     assert sweep.failed == [task.task_id]
     failed = store.tasks.get(acct.account_id, task.task_id)
     assert failed.status is TaskStatus.FAILED and failed.error["code"] != 0
     assert store.accounts.get(acct.account_id).balances.available == 1000
     assert_reconciles(store, acct.account_id, 1000)
+
+
+def test_a_heartbeat_renews_the_lease_from_the_stores_clock(store: Store) -> None:
+    clock = ManualClock()
+    store = Store(store.engine, clock=clock)
+    acct = store.accounts.create_account("a", credits=1000)
+    task = store.tasks.create(new_task(acct.account_id))[0]
+    claim = store.leases.claim_next_task("w", CAPS, 10)
+    assert claim is not None and claim.lease_expires_at == clock.now() + timedelta(seconds=10)
+    clock.advance(8)
+    assert store.leases.heartbeat(task.task_id, claim.lease_id, 10) == clock.now() + timedelta(seconds=10)
+    clock.advance(8)  # past the first lease, inside the renewed one
+    assert store.leases.sweep_expired_leases().requeued == []
+    clock.advance(3)
+    assert store.leases.sweep_expired_leases().requeued == [task.task_id]
 
 
 def test_claim_only_takes_what_the_worker_can_run(store: Store) -> None:

@@ -12,16 +12,19 @@ import pytest
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime
+from genmill.domain.clock import ManualClock
 from genmill.domain.records import Account
 from genmill.domain.states import TaskStatus
 from genmill.settings import Settings
+from genmill.store import Store
+from genmill.store.migrate import upgrade
 from genmill.worker.pool import Reaper
 
 UPSCALE = ("Qubico/image-toolkit", "upscale")
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
+def build_runtime(tmp_path: Path, clock: ManualClock | None = None) -> Runtime:
+    """A runtime; with `clock`, its store reads time from it (the workers' heartbeat timing stays real)."""
     settings = Settings(
         data_dir=tmp_path,
         public_url="http://testserver",
@@ -30,7 +33,29 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
         heartbeat_seconds=0.1,
         max_attempts=2,
     )
-    rt = Runtime(settings, backends=[PillowUpscale()])
+    if clock is None:
+        return Runtime(settings, backends=[PillowUpscale()])
+    url = settings.resolved_database_url()
+    upgrade(url)
+    store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account, clock=clock)
+    return Runtime(settings, backends=[PillowUpscale()], store=store)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = build_runtime(tmp_path)
+    yield rt
+    rt.store.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def clocked_runtime(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    rt = build_runtime(tmp_path, clock)
     yield rt
     rt.store.close()
 
@@ -59,12 +84,13 @@ def test_heartbeats_keep_a_slow_task_alive(runtime: Runtime) -> None:
     assert done.status is TaskStatus.COMPLETED and done.attempts == 1
 
 
-def test_a_dead_workers_task_is_requeued_and_finished_by_another(runtime: Runtime) -> None:
+def test_a_dead_workers_task_is_requeued_and_finished_by_another(clocked_runtime: Runtime, clock: ManualClock) -> None:
+    runtime = clocked_runtime
     account = runtime.store.accounts.create_account("a", credits=10**9)
     task_id = create(runtime, account)
     dead = runtime.store.leases.claim_next_task("worker-that-dies", [UPSCALE], 0.2)
     assert dead is not None
-    time.sleep(0.3)
+    clock.advance(0.3)
     Reaper(runtime.store, runtime.files).sweep()
     assert runtime.store.tasks.get(account.account_id, task_id).status is TaskStatus.PENDING
     assert runtime.workers[0].run_once()

@@ -122,7 +122,12 @@ class EventRef:
 
 
 @dataclass(frozen=True)
-class TaskEvent:
+class StoredEvent:
+    """A task event as the outbox (`task_events`) keeps it: what a progress stream replays.
+
+    The event that changes a task's status is `genmill.domain.states.TaskEvent`, the only type of that name.
+    """
+
     event_id: int
     task_id: str
     kind: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.store.accounts import AccountStore
 from genmill.store.base import Publisher
 from genmill.store.blobs import BlobIndex
@@ -16,17 +17,22 @@ from genmill.store.workers import WorkerRegistry
 
 
 class Store:
-    """The composition of the query modules over one engine."""
+    """The composition of the query modules over one engine.
 
-    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50) -> None:
+    `clock` gives every query its `now` (real UTC by default); a test passes a `ManualClock` and advances it to
+    expire a lease or bring a webhook retry due, instead of sleeping.
+    """
+
+    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
-        self.accounts = AccountStore(engine)
-        self.tasks = TaskStore(engine, max_staged_per_account=max_staged_per_account)
-        self.leases = LeaseStore(engine)
-        self.blobs = BlobIndex(engine)
-        self.events = EventLog(engine)
-        self.webhooks = WebhookStore(engine)
-        self.workers = WorkerRegistry(engine)
+        self.clock = clock
+        self.accounts = AccountStore(engine, clock=clock)
+        self.tasks = TaskStore(engine, max_staged_per_account=max_staged_per_account, clock=clock)
+        self.leases = LeaseStore(engine, clock=clock)
+        self.blobs = BlobIndex(engine, clock=clock)
+        self.events = EventLog(engine, clock=clock)
+        self.webhooks = WebhookStore(engine, clock=clock)
+        self.workers = WorkerRegistry(engine, clock=clock)
 
     def set_publisher(self, publish: Publisher) -> None:
         """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
@@ -34,8 +40,8 @@ class Store:
             queries.publish = publish
 
     @classmethod
-    def from_url(cls, url: str, *, max_staged_per_account: int = 50) -> Store:
-        return cls(create_engine(url), max_staged_per_account=max_staged_per_account)
+    def from_url(cls, url: str, *, max_staged_per_account: int = 50, clock: Clock = SYSTEM_CLOCK) -> Store:
+        return cls(create_engine(url), max_staged_per_account=max_staged_per_account, clock=clock)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind, balances_from_ledger
 from genmill.domain.records import Account, ApiKey
-from genmill.domain.timefmt import utcnow
 from genmill.errors import InvalidRequest, NotFound
 from genmill.store.base import Queries
 from genmill.store.mapping import to_account
@@ -45,7 +44,7 @@ class AccountStore(Queries):
             raise InvalidRequest("credits: must be zero or more")
         if max_concurrency < 1:
             raise InvalidRequest("max_concurrency: must be at least 1")
-        now = utcnow()
+        now = self.clock.now()
         account_id = str(uuid.uuid4())
         with self.tx() as conn:
             conn.execute(
@@ -84,12 +83,12 @@ class AccountStore(Queries):
             raise InvalidRequest("credits: must be a positive integer")
         with self.tx() as conn:
             account = lock_account(conn, account_id)
-            return move_credits(conn, account, LedgerKind.TOPUP, credits, None, utcnow())
+            return move_credits(conn, account, LedgerKind.TOPUP, credits, None, self.clock.now())
 
     def create_key(self, account_id: str, name: str = "") -> tuple[str, ApiKey]:
         """A new key for the account; returns the plaintext (shown once) and its record."""
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-        now = utcnow()
+        now = self.clock.now()
         key = ApiKey(str(uuid.uuid4()), account_id, name, plaintext[:10], now, None)
         with self.tx() as conn:
             lock_account(conn, account_id)
@@ -115,7 +114,7 @@ class AccountStore(Queries):
             result = conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
+                .values(revoked_at=self.clock.now())
             )
         if result.rowcount == 0:
             raise NotFound(f"no active key {key_id}")

@@ -12,6 +12,7 @@ from contextlib import contextmanager, nullcontext
 
 import sqlalchemy as sa
 
+from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.domain.records import EventRef
 from genmill.store.engine import write_lock
 
@@ -25,9 +26,12 @@ def _no_publisher(events: list[EventRef]) -> None:
 
 
 class Queries:
-    def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
+    """A query module over one engine. `clock` is where its `now` comes from (see `genmill.domain.clock`)."""
+
+    def __init__(self, engine: sa.Engine, publish: Publisher | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.engine = engine
         self.publish: Publisher = publish or _no_publisher
+        self.clock = clock
         self._write_lock = write_lock(engine)
 
     @contextmanager

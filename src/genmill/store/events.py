@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genmill.domain.records import EventRef, Task, TaskEvent
+from genmill.domain.records import EventRef, StoredEvent, Task
 from genmill.domain.wire import task_public
 from genmill.store.base import PENDING_EVENTS, Queries
 from genmill.store.mapping import to_task
@@ -82,15 +82,15 @@ def decode_ref(payload: str) -> EventRef:
     return EventRef(int(event_id), str(task_id), str(account_id), str(status), str(kind), bool(has_delivery))
 
 
-def _to_event(row: sa.Row[Any]) -> TaskEvent:
+def _to_event(row: sa.Row[Any]) -> StoredEvent:
     m = row._mapping
-    return TaskEvent(m["event_id"], m["task_id"], m["kind"], m["status"], m["snapshot"], m["created_at"])
+    return StoredEvent(m["event_id"], m["task_id"], m["kind"], m["status"], m["snapshot"], m["created_at"])
 
 
 class EventLog(Queries):
     """Reads of the outbox for live progress streams and replay."""
 
-    def events_after(self, task_id: str, after_event_id: int = 0, *, limit: int = 500) -> list[TaskEvent]:
+    def events_after(self, task_id: str, after_event_id: int = 0, *, limit: int = 500) -> list[StoredEvent]:
         with self.read() as conn:
             rows = conn.execute(
                 sa.select(task_events)

@@ -12,14 +12,15 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.clock import SYSTEM_CLOCK, Clock
+from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
 from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
-from genmill.domain.timefmt import utcnow
 from genmill.errors import Conflict
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import PROGRESS, STATUS, emit
@@ -27,7 +28,6 @@ from genmill.store.mapping import to_task
 from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
 from genmill.store.tables import accounts, tasks
 
-LOST_WORKER_CODE = 10002
 SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
 
 
@@ -55,8 +55,8 @@ _PROCESSING_LOADS = (
 
 
 class LeaseStore(Queries):
-    def __init__(self, engine: sa.Engine, publish: Publisher | None = None) -> None:
-        super().__init__(engine, publish)
+    def __init__(self, engine: sa.Engine, publish: Publisher | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(engine, publish, clock=clock)
         self._claim_statements: dict[tuple[tuple[tuple[str, str], ...], str], sa.Select[Any]] = {}
 
     def claim_next_task(
@@ -79,7 +79,7 @@ class LeaseStore(Queries):
         caps = tuple(sorted(set(capabilities)))
         if not caps:
             return None
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
             params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
@@ -136,7 +136,7 @@ class LeaseStore(Queries):
         """
         if limit <= 0:
             return []
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             rows = conn.execute(
                 sa.select(tasks)
@@ -160,7 +160,7 @@ class LeaseStore(Queries):
             status=transition(task.status, TaskEvent.CLAIM),
             attempts=task.attempts + 1,
             lease_id=str(uuid.uuid4()),
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_expires_at=lease_ends_at(now, lease_seconds),
             worker_id=worker_id,
             started_at=task.started_at or now,
         )
@@ -184,7 +184,7 @@ class LeaseStore(Queries):
         task = select_task(conn, task_id, lock=True)
         if task is None:
             raise Conflict(f"task {task_id} does not exist")
-        if task.status is not TaskStatus.PROCESSING or task.lease_id != lease_id:
+        if not holds_lease(task.status, task.lease_id, lease_id):
             raise Conflict(
                 f"lease {lease_id} on task {task_id} is no longer valid (task is {task.status.value})",
                 detail={"task_id": task_id, "status": task.status.value},
@@ -201,8 +201,8 @@ class LeaseStore(Queries):
         detail: dict[str, Any] | None = None,
     ) -> datetime:
         """Renew the lease, appending log lines and replacing `detail`; returns the new expiry."""
-        now = utcnow()
-        expires = now + timedelta(seconds=lease_seconds)
+        now = self.clock.now()
+        expires = lease_ends_at(now, lease_seconds)
         with self.tx() as conn:
             task = self._locked_lease(conn, task_id, lease_id)
             values: dict[str, Any] = {"lease_expires_at": expires}
@@ -227,7 +227,7 @@ class LeaseStore(Queries):
         """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
         with self.tx() as conn:
             task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.COMPLETE, utcnow(), output=output)
+            return end_task(conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output)
 
     def fail(
         self,
@@ -241,7 +241,7 @@ class LeaseStore(Queries):
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
             task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.FAIL, utcnow(), error=error)
+            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error)
 
     @staticmethod
     def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
@@ -261,7 +261,7 @@ class LeaseStore(Queries):
 
         Also promotes staged tasks of any account with free slots, repairing promotions a crash may have missed.
         """
-        now = utcnow()
+        now = self.clock.now()
         result = SweepResult()
         with self.tx() as conn:
             if (
@@ -278,28 +278,21 @@ class LeaseStore(Queries):
             ).all()
             for row in rows:
                 task = to_task(row)
-                if task.attempts >= task.max_attempts:
-                    error = {
-                        "code": LOST_WORKER_CODE,
-                        "message": f"the worker stopped responding on each of {task.attempts} attempts",
-                        "raw_message": f"lease expired (worker {task.worker_id})",
-                        "detail": None,
-                    }
-                    line = f"lease expired on attempt {task.attempts}; no attempts left, credits released"
-                    result.promoted += end_task(conn, task, TaskEvent.FAIL, now, error=error, log_line=line)
+                expiry = expire_lease(task.status, task.attempts, task.max_attempts, task.worker_id)
+                if expiry.failure is not None:
+                    error = expiry.failure.to_error()
+                    result.promoted += end_task(conn, task, expiry.event, now, error=error, log_line=expiry.log_line)
                     result.failed.append(task.task_id)
                     continue
-                status = transition(task.status, TaskEvent.REQUEUE)
-                line = f"lease expired on attempt {task.attempts} (worker {task.worker_id}); requeued"
                 conn.execute(
                     sa.update(tasks)
                     .where(tasks.c.task_id == task.task_id)
                     .values(
-                        status=status.value,
+                        status=expiry.status.value,
                         lease_id=None,
                         lease_expires_at=None,
                         worker_id=None,
-                        logs=([*task.logs, line])[-MAX_LOG_LINES:],
+                        logs=([*task.logs, expiry.log_line])[-MAX_LOG_LINES:],
                         updated_at=now,
                     )
                 )

@@ -14,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from genmill.domain import ledger as credit_rules
+from genmill.domain.admission import free_slots
 from genmill.domain.ledger import LedgerEntry, LedgerKind
 from genmill.domain.records import Account, Task
+from genmill.domain.settlement import settle
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import NotFound
 from genmill.store.events import SELECT_TASK, STATUS, emit
@@ -107,9 +109,9 @@ def promote_staged(conn: sa.Connection, account_id: str, now: datetime, *, accou
     rows = conn.execute(STAGED_OF_ACCOUNT, {"b_account_id": account_id, "b_limit": account.max_concurrency}).all()
     if not rows:
         return []
-    free = account.max_concurrency - count_tasks(conn, account_id, ACTIVE)
+    free = free_slots(account.max_concurrency, count_tasks(conn, account_id, ACTIVE))
     promoted = []
-    for task_id, status in rows[: max(free, 0)]:
+    for task_id, status in rows[:free]:
         new_status = transition(status, TaskEvent.PROMOTE)
         update_task(conn, task_id, {"status": new_status.value, "updated_at": now})
         emit(conn, task_id, STATUS, now)  # announces the new pending task: workers wake, webhooks fire
@@ -129,18 +131,16 @@ def end_task(
 ) -> list[str]:
     """Finish a task (complete, fail or cancel) with its credit movement, in the caller's transaction.
 
-    Completion consumes the frozen price; failure and cancellation release it. A task that held a
-    concurrency slot frees it, so staged tasks of the account are promoted here too. Returns promoted ids.
+    `genmill.domain.settlement.settle` decides the ending status, whether the frozen price is consumed or
+    released, and whether a concurrency slot frees (then staged tasks of the account are promoted here too).
+    Returns promoted ids.
     """
-    new_status = transition(task.status, event)
+    settlement = settle(task.status, event, task.frozen_credits, task.task_id)
+    new_status = settlement.status
     account = lock_account(conn, task.account_id)
-    consumed = 0
-    if task.frozen_credits:
-        if new_status is TaskStatus.COMPLETED:
-            move_credits(conn, account, LedgerKind.CONSUME, task.frozen_credits, task.task_id, now)
-            consumed = task.frozen_credits
-        else:
-            move_credits(conn, account, LedgerKind.RELEASE, task.frozen_credits, task.task_id, now)
+    if settlement.entry is not None:
+        move_credits(conn, account, settlement.entry.kind, settlement.entry.amount, task.task_id, now)
+    consumed = settlement.consumed
     logs = task.logs + ([log_line] if log_line else [])
     values: dict[str, Any] = {
         "status": new_status.value,
@@ -170,6 +170,6 @@ def end_task(
         error=error if error is not None else task.error,
     )
     emit(conn, task.task_id, STATUS, now, task=snapshot)
-    if task.status.is_active:
+    if settlement.frees_slot:
         return promote_staged(conn, task.account_id, now, account=account)
     return []

@@ -13,11 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.admission import staged_admission, starts_pending
+from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.domain.ledger import LedgerKind
 from genmill.domain.records import Account, Idempotency, NewTask, Task, TaskPage
 from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
-from genmill.domain.timefmt import utcnow
-from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound, TooManyTasks
+from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
 from genmill.store.mapping import to_task
@@ -32,9 +33,14 @@ _SELECT_OWN_TASK = sa.select(tasks).where(
 
 class TaskStore(Queries):
     def __init__(
-        self, engine: sa.Engine, *, max_staged_per_account: int = 50, publish: Publisher | None = None
+        self,
+        engine: sa.Engine,
+        *,
+        max_staged_per_account: int = 50,
+        publish: Publisher | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(engine, publish)
+        super().__init__(engine, publish, clock=clock)
         self.max_staged = max_staged_per_account
 
     def create(self, new: NewTask, *, idempotency: Idempotency | None = None) -> tuple[Task, bool]:
@@ -44,7 +50,7 @@ class TaskStore(Queries):
         first one made (and `True`), and a different request under the same key is a 409. The account row lock
         taken first serialises creates of one account, so two racing repeats cannot both insert.
         """
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             account = lock_account(conn, new.account_id)
             if not account.is_enabled:
@@ -94,15 +100,9 @@ class TaskStore(Queries):
     def _insert(self, conn: sa.Connection, new: NewTask, account: Account, now: datetime) -> Task:
         task_id = str(uuid.uuid4())
         status = TaskStatus.PENDING
-        if count_tasks(conn, account.account_id, ACTIVE) >= account.max_concurrency:
+        if not starts_pending(count_tasks(conn, account.account_id, ACTIVE), account.max_concurrency):
             staged = count_tasks(conn, account.account_id, (TaskStatus.STAGED.value,))
-            if staged >= self.max_staged:
-                raise TooManyTasks(
-                    f"the account already has {staged} staged tasks (the limit is {self.max_staged}); "
-                    "wait for some to finish",
-                    detail={"staged_count": staged, "limit": self.max_staged},
-                )
-            status = TaskStatus.STAGED
+            status = staged_admission(staged, self.max_staged)
         # Freeze before the insert: InsufficientCredits leaves nothing written.
         move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
         task = Task(
@@ -162,7 +162,7 @@ class TaskStore(Queries):
             refusal = cancel_refusal(task.status)
             if refusal:
                 raise InvalidRequest(f"task {task_id} cannot be cancelled: {refusal}")
-            end_task(conn, task, TaskEvent.CANCEL, utcnow(), log_line="cancelled by the client")
+            end_task(conn, task, TaskEvent.CANCEL, self.clock.now(), log_line="cancelled by the client")
             row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
         return to_task(row)
 
@@ -181,7 +181,7 @@ class TaskStore(Queries):
             # Staged first: cancelling a pending task frees a slot and promotes the oldest staged task, which
             # must not be one we are about to cancel from a stale snapshot.
             ordered = sorted((to_task(r) for r in rows), key=lambda t: t.status is not TaskStatus.STAGED)
-            now = utcnow()
+            now = self.clock.now()
             for task in ordered:
                 end_task(conn, task, TaskEvent.CANCEL, now, log_line="cancelled by the client")
         return [t.task_id for t in ordered]

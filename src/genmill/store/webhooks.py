@@ -15,7 +15,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genmill.domain.timefmt import utcnow
 from genmill.domain.webhooks import Decision, DeliveryState
 from genmill.errors import InvalidRequest, NotFound
 from genmill.store.base import Queries
@@ -39,7 +38,7 @@ class DueDelivery:
 
 class WebhookStore(Queries):
     def claim_due(self, dispatcher_id: str, *, limit: int = 1, lock_seconds: float = 60) -> list[DueDelivery]:
-        now = utcnow()
+        now = self.clock.now()
         d = webhook_deliveries.alias("d")
         earlier = webhook_deliveries.alias("earlier")
         blocked = (
@@ -200,7 +199,7 @@ class WebhookStore(Queries):
                 .values(
                     state=DeliveryState.PENDING.value,
                     attempts=0,
-                    next_attempt_at=utcnow(),
+                    next_attempt_at=self.clock.now(),
                     locked_until=None,
                     locked_by=None,
                 )

@@ -15,7 +15,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from genmill.domain.records import WorkerToken
-from genmill.domain.timefmt import utcnow
 from genmill.errors import NotFound, Unauthorized
 from genmill.store.accounts import hash_key
 from genmill.store.base import Queries
@@ -32,7 +31,7 @@ def _to_token(row: sa.Row[Any]) -> WorkerToken:
 class WorkerRegistry(Queries):
     def create_token(self, name: str = "", account_id: str | None = None) -> tuple[str, WorkerToken]:
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = WorkerToken(str(uuid.uuid4()), name, account_id, plaintext[:10], utcnow(), None)
+        token = WorkerToken(str(uuid.uuid4()), name, account_id, plaintext[:10], self.clock.now(), None)
         with self.tx() as conn:
             if (
                 account_id is not None
@@ -62,7 +61,7 @@ class WorkerRegistry(Queries):
             result = conn.execute(
                 sa.update(worker_tokens)
                 .where(worker_tokens.c.token_id == token_id, worker_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
+                .values(revoked_at=self.clock.now())
             )
         if result.rowcount == 0:
             raise NotFound(f"no active worker token {token_id}")
@@ -77,7 +76,7 @@ class WorkerRegistry(Queries):
 
     def register(self, token: WorkerToken, name: str, capabilities: list[tuple[str, str]]) -> str:
         worker_id = f"w-{uuid.uuid4().hex[:16]}"
-        now = utcnow()
+        now = self.clock.now()
         with self.tx() as conn:
             conn.execute(
                 sa.insert(workers).values(
@@ -102,7 +101,9 @@ class WorkerRegistry(Queries):
             ).one_or_none()
             if row is None:
                 raise NotFound(f"worker {worker_id} is not registered with this token")
-            conn.execute(sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=utcnow()))
+            conn.execute(
+                sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=self.clock.now())
+            )
         return str(row.pool), [(str(m), str(t)) for m, t in row.capabilities]
 
     def served(self, pool: str, since: datetime) -> set[tuple[str, str]]:
@@ -118,9 +119,11 @@ class WorkerRegistry(Queries):
     def touch(self, worker_id: str) -> None:
         """Mark a worker seen (heartbeats count, so a long task does not make its worker look gone)."""
         with self.tx() as conn:
-            conn.execute(sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=utcnow()))
+            conn.execute(
+                sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=self.clock.now())
+            )
 
     def forget_idle(self, older_than: timedelta) -> int:
         with self.tx() as conn:
-            result = conn.execute(sa.delete(workers).where(workers.c.last_seen_at < utcnow() - older_than))
+            result = conn.execute(sa.delete(workers).where(workers.c.last_seen_at < self.clock.now() - older_than))
         return int(result.rowcount or 0)

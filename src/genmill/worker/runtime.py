@@ -17,17 +17,15 @@ from pydantic import ValidationError
 from genmill.backends.base import Backend, InputFile
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.failures import FailureCode, TaskFailure
 from genmill.domain.records import Claim
-from genmill.errors import INPUT_ERROR_CODE, BackendError, Conflict, GenmillError, Unauthorized
+from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet, served_by_json
 from genmill.worker.heartbeats import Heartbeats
 from genmill.worker.transport import WorkerTransport
 
 log = logging.getLogger("genmill.worker")
-
-INTERNAL_ERROR_CODE = 10000
-
 
 FIRST_BEAT_SECONDS = 1.0
 """A running task's first heartbeat comes this soon (not a whole interval later), so that its `detail` says what
@@ -253,7 +251,7 @@ class Worker:
         logs, detail = ctx.drain()
         try:
             if isinstance(result, Exception):
-                self.transport.fail(claim, self._error(task.task_id, result), logs, detail)
+                self.transport.fail(claim, self._failure(task.task_id, result).to_error(), logs, detail)
             else:
                 self.transport.complete(claim, result, logs, detail)
         except Conflict:
@@ -264,24 +262,22 @@ class Worker:
             log.exception("task %s: could not record the result; the task will be retried", task.task_id)
 
     @staticmethod
-    def _error(task_id: str, exc: Exception) -> dict[str, Any]:
+    def _failure(task_id: str, exc: Exception) -> TaskFailure:
+        """What a task fails with when running it raised `exc`: a backend's own failure as it said it, any other
+        genmill error or invalid input as the client's input (10001), anything else as a crash (10000)."""
         if isinstance(exc, BackendError):
-            return {"code": exc.code, "message": exc.message, "raw_message": exc.raw_message, "detail": exc.detail}
+            return exc.failure
         if isinstance(exc, GenmillError):
-            return {"code": INPUT_ERROR_CODE, "message": exc.message, "raw_message": exc.message, "detail": exc.detail}
+            return TaskFailure(FailureCode.INPUT_REJECTED, exc.message, detail=exc.detail)
         if isinstance(exc, ValidationError):
-            message = describe_validation_error(exc, "input")
-            return {"code": INPUT_ERROR_CODE, "message": message, "raw_message": message, "detail": None}
+            return TaskFailure(FailureCode.INPUT_REJECTED, describe_validation_error(exc, "input"))
         log.error("task %s: backend crashed", task_id, exc_info=exc)
-        return {
-            "code": INTERNAL_ERROR_CODE,
-            "message": "the model backend failed unexpectedly",
-            "raw_message": f"{type(exc).__name__}: {exc}",
-            "detail": None,
-        }
+        return TaskFailure(
+            FailureCode.BACKEND_FAILED, "the model backend failed unexpectedly", f"{type(exc).__name__}: {exc}"
+        )
 
     def _finish_failed(self, claim: Claim, ctx: TaskContext | None, message: str) -> None:
-        error = {"code": INTERNAL_ERROR_CODE, "message": message, "raw_message": message, "detail": None}
+        error = TaskFailure(FailureCode.BACKEND_FAILED, message).to_error()
         try:
             self.transport.fail(claim, error, [], None)
         except Exception:
