@@ -18,6 +18,7 @@ from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, Task
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.timefmt import utcnow
+from genmill.domain.validation import describe_validation_error
 from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed
 from genmill.storage.files import FileService
 from genmill.store import Store
@@ -26,16 +27,6 @@ MAX_WEBHOOK_URL = 2048
 MAX_IDEMPOTENCY_KEY = 255
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_SECRET = 256
-
-
-def describe_validation_error(exc: ValidationError, prefix: str) -> str:
-    """`input.width: Input should be less than or equal to 2048; input.prompt: Field required`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
 
 
 def normalise_config(config: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from genmill.backends.base import Backend, InputFile
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import Claim
+from genmill.domain.validation import describe_validation_error
 from genmill.errors import INPUT_ERROR_CODE, BackendError, Conflict, GenmillError, Unauthorized
-from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet, served_by_json
 from genmill.worker.heartbeats import Heartbeats
 from genmill.worker.transport import WorkerTransport
