@@ -7,7 +7,6 @@ only settings.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,11 +24,11 @@ from genmill.api.limits import BodySizeLimit
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
-from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.catalog import Catalog
 from genmill.domain.records import PUBLIC_POOL
-from genmill.domain.timefmt import utcnow
+from genmill.engine import Accounts, LocalTransport, ServedEntries, TaskEngine, WorkerGate
+from genmill.engine.inputs import InputResolver
 from genmill.net.fetch import GuardedFetcher
-from genmill.service import TaskService
 from genmill.settings import Settings
 from genmill.storage import build_blob_store
 from genmill.storage.blobstore import BlobStore
@@ -39,10 +38,8 @@ from genmill.store.migrate import upgrade
 from genmill.store.notify import PgListener
 from genmill.webhooks.dispatcher import WebhookDispatcher
 from genmill.worker.backendset import BackendSet
-from genmill.worker.inputs import InputResolver
 from genmill.worker.pool import Reaper, WorkerPool, worker_id
 from genmill.worker.runtime import Worker
-from genmill.worker.transport import LocalTransport
 
 log = logging.getLogger("genmill")
 
@@ -97,18 +94,30 @@ class Runtime:
         )
         self.wakeup = self.bus.workers
         self.keys = KeyCache(settings.auth_cache_seconds)
-        self.tasks = TaskService(
+        self.serving = ServedEntries(
+            self.store.workers,
+            self.backends,
+            runs_workers=settings.workers > 0,
+            worker_seen_seconds=settings.worker_seen_seconds,
+        )
+        self.tasks = TaskEngine(
             self.store,
             self.files,
             self.catalog,
-            self.serves,
-            served=self.served_entries,
-            check_request=self.check_request,
-            why_not_served=self.backends.why_not,
+            self.serving,
             max_attempts=settings.max_attempts,
             private_price_factor=settings.private_pool_price_factor,
+            webhook_wakeup=self.bus.webhooks,
         )
-        self._remote_served: dict[str, tuple[float, set[tuple[str, str]]]] = {}
+        self.accounts = Accounts(self.store)
+        self.gate = WorkerGate(
+            self.store,
+            self.files,
+            self.catalog,
+            self.inputs,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
         self.webhooks = WebhookDispatcher(
             self.store.webhooks,
             GuardedFetcher(
@@ -138,7 +147,7 @@ class Runtime:
 
     def make_worker(self, index: int) -> Worker:
         """Worker slot `index`; with several devices, slots alternate between them (GENMILL_WORKERS per device)."""
-        transport = LocalTransport(self.store, self.files, self.inputs, self.wakeup)
+        transport = LocalTransport(self.gate, self.wakeup)
         return Worker(
             worker_id(index),
             transport,
@@ -149,42 +158,16 @@ class Runtime:
             batch_wait_seconds=self.settings.batch_wait_ms / 1000,
         )
 
-    def served_entries(self, pool: str, *, fresh: bool = False) -> set[tuple[str, str]]:
-        """Entries some worker can run for `pool`: in-process backends (public pool, when this process runs
-        workers) and remote workers of that pool seen within `worker_seen_seconds` (one query, cached 1 s)."""
-        now = time.monotonic()
-        cached = self._remote_served.get(pool)
-        if fresh or cached is None or now - cached[0] > 1.0:
-            since = utcnow() - timedelta(seconds=self.settings.worker_seen_seconds)
-            cached = (now, self.store.workers.served(pool, since))
-            self._remote_served[pool] = cached
-        local = set(self.backends.capabilities()) if pool == PUBLIC_POOL and self.settings.workers > 0 else set()
-        return local | cached[1]
-
-    def serves(self, model: str, task_type: str, pool: str) -> bool:
-        if (model, task_type) in self.served_entries(pool):
-            return True
-        # A miss is checked afresh: a worker that registered a moment ago counts at once.
-        return (model, task_type) in self.served_entries(pool, fresh=True)
-
-    def check_request(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> None:
-        """Let this process's backend for the entry refuse inputs it cannot honour, when it is the one that will run
-        the task (public pool, workers here); entries served only by remote workers are checked when they run."""
-        if pool == PUBLIC_POOL and self.settings.workers > 0:
-            self.backends.check_request(entry, inputs)
-
     def services(self) -> Services:
         return Services(
-            store=self.store,
+            tasks=self.tasks,
+            accounts=self.accounts,
+            gate=self.gate,
             files=self.files,
             catalog=self.catalog,
             backends=self.backends,
-            tasks=self.tasks,
             max_upload_bytes=self.settings.max_upload_bytes,
             bus=self.bus,
-            inputs=self.inputs,
-            lease_seconds=self.settings.lease_seconds,
-            heartbeat_seconds=self.settings.heartbeat_seconds,
             keys=self.keys,
         )
 
@@ -237,7 +220,7 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
-        return ok({"version": __version__, "served": len(rt.served_entries(PUBLIC_POOL))})
+        return ok({"version": __version__, "served": len(rt.serving.entries(PUBLIC_POOL))})
 
     app.add_middleware(
         BodySizeLimit,

@@ -298,7 +298,7 @@ def test_the_server_offers_forwarded_entries_from_its_settings(tmp_path: Path) -
     )
     runtime = Runtime(settings)
     try:
-        assert runtime.serves("Qubico/hunyuan", "txt2video", "public")
-        assert not runtime.serves("Qubico/hunyuan", "fast-txt2video", "public")
+        assert runtime.serving.serves("Qubico/hunyuan", "txt2video", "public")
+        assert not runtime.serving.serves("Qubico/hunyuan", "fast-txt2video", "public")
     finally:
         runtime.store.close()

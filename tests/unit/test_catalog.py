@@ -22,7 +22,7 @@ from genmill.domain.catalog import (
     TaskInput,
     usd,
 )
-from genmill.service import describe_validation_error
+from genmill.domain.validation import describe_validation_error
 
 IMG = "https://example.com/cat.png"
 IMG_B64 = (

@@ -19,7 +19,7 @@ router = APIRouter(tags=["account"])
 
 @router.get("/account/info", summary="Account credits and limits")
 def account_info(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
-    account = services.store.accounts.get(account.account_id)  # fresh balances, never the key cache's copy
+    account = services.accounts.get(account.account_id)  # fresh balances, never the key cache's copy
     b = account.balances
     return ok(
         {
@@ -42,7 +42,7 @@ def account_info(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
 @router.get("/account/active_tasks", summary="Pending, processing and staged tasks by model family")
 def active_tasks(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
-    for task in services.store.tasks.active(account.account_id):
+    for task in services.tasks.active(account.account_id):
         group = groups.setdefault(
             task.family, {"pending_count": 0, "processing_count": 0, "staged_count": 0, "active_tasks": []}
         )
@@ -71,7 +71,7 @@ def histories(
     end_time: int | None = Query(None, ge=0, description="Unix seconds."),
     status: TaskStatus | None = Query(None, description="Only tasks in this status (our addition)."),
 ) -> dict[str, Any]:
-    result = services.store.tasks.history(
+    result = services.tasks.history(
         account.account_id,
         page=page,
         page_size=page_size,

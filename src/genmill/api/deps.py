@@ -12,28 +12,28 @@ from genmill.api.keycache import KeyCache
 from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
+from genmill.engine import Accounts, TaskEngine, WorkerGate
 from genmill.errors import Unauthorized
-from genmill.service import TaskService
 from genmill.storage.files import FileService
-from genmill.store import Store
 from genmill.worker.backendset import BackendSet
-from genmill.worker.inputs import InputResolver
 
 
 @dataclass
 class Services:
-    """Everything handlers need, built once by `create_app` (the composition root)."""
+    """Everything handlers need, built once by `create_app` (the composition root).
 
-    store: Store
+    There is no store here: handlers reach tasks through the engine (`tasks`, `gate`, `accounts`) and only map
+    HTTP onto its calls and its answers back onto the wire.
+    """
+
+    tasks: TaskEngine
+    accounts: Accounts
+    gate: WorkerGate
     files: FileService
     catalog: Catalog
     backends: BackendSet
-    tasks: TaskService
     max_upload_bytes: int
     bus: EventBus
-    inputs: InputResolver
-    lease_seconds: float
-    heartbeat_seconds: float
     keys: KeyCache
 
 
@@ -50,7 +50,7 @@ async def get_account(request: Request, services: Annotated[Services, Depends(ge
         raise Unauthorized("missing API key: send it in the X-API-Key header")
     account = services.keys.get(key)
     if account is None:
-        account = await run_in_threadpool(services.store.accounts.authenticate, key)
+        account = await run_in_threadpool(services.accounts.authenticate, key)
         if account is None:
             raise Unauthorized("invalid API key")
         services.keys.put(key, account)

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genmill.api.envelope import error_response
+from genmill.domain.validation import describe_validation_error
 from genmill.errors import GenmillError, InvalidRequest
-from genmill.service import describe_validation_error
 
 log = logging.getLogger("genmill.api")
 

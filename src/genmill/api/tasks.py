@@ -48,7 +48,7 @@ async def wait_until_terminal(services: Services, task: Task, seconds: float) ->
     deadline = time.monotonic() + seconds
     with services.bus.watch(task.task_id) as changed:
         # Read again once subscribed: a change committed before the subscription would otherwise be missed.
-        task = await run_in_threadpool(services.store.tasks.get, task.account_id, task.task_id)
+        task = await run_in_threadpool(services.tasks.get, task.account_id, task.task_id)
         while task.status not in TERMINAL:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -58,7 +58,7 @@ async def wait_until_terminal(services: Services, task: Task, seconds: float) ->
             except TimeoutError:
                 break
             changed.clear()
-            task = await run_in_threadpool(services.store.tasks.get, task.account_id, task.task_id)
+            task = await run_in_threadpool(services.tasks.get, task.account_id, task.task_id)
     return task
 
 
@@ -96,7 +96,7 @@ async def create_task(
 async def get_task(
     task_id: str, account: AccountDep, services: ServicesDep, response: Response, prefer: PreferHeader = None
 ) -> dict[str, Any]:
-    task = await run_in_threadpool(services.store.tasks.get, account.account_id, task_id)
+    task = await run_in_threadpool(services.tasks.get, account.account_id, task_id)
     wait = requested_wait(prefer)
     if wait:
         task = await wait_until_terminal(services, task, wait)
@@ -117,7 +117,7 @@ async def task_events(
 ) -> StreamingResponse:
     """`event: status|progress`, `id: <event id>`, `data: <the task as GET returns it>`; ends after a terminal
     status. A reconnecting client sends `Last-Event-ID` and receives what it missed first."""
-    await run_in_threadpool(services.store.tasks.get, account.account_id, task_id)  # 404 for foreign tasks
+    await run_in_threadpool(services.tasks.get, account.account_id, task_id)  # 404 for foreign tasks
     try:
         after = int(last_event_id) if last_event_id else 0
     except ValueError as exc:
@@ -133,16 +133,14 @@ async def _event_stream(services: Services, task_id: str, after: int) -> AsyncIt
     with services.bus.watch(task_id) as changed:
         while True:
             changed.clear()
-            events = await run_in_threadpool(services.store.events.events_after, task_id, after)
+            events = await run_in_threadpool(services.tasks.events_after, task_id, after)
             for event in events:
                 after = event.event_id
                 yield f"id: {event.event_id}\nevent: {event.kind}\ndata: {json.dumps(event.snapshot)}\n\n"
                 if event.kind == "status" and event.status in TERMINAL:
                     return
-            if not events:
-                task = await run_in_threadpool(services.store.tasks.get_any, task_id)
-                if task.status in TERMINAL:  # its events were pruned: the stream has nothing more to say
-                    return
+            if not events and await run_in_threadpool(services.tasks.is_terminal, task_id):
+                return  # its events were pruned: the stream has nothing more to say
             try:
                 await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
             except TimeoutError:
@@ -150,7 +148,7 @@ async def _event_stream(services: Services, task_id: str, after: int) -> AsyncIt
 
 
 def _cancel(task_id: str, account_id: str, services: ServicesDep) -> dict[str, Any]:
-    services.store.tasks.cancel(account_id, task_id)
+    services.tasks.cancel(account_id, task_id)
     return {"code": 200, "message": f"task {task_id} canceled"}
 
 
@@ -176,5 +174,5 @@ def cancel_tasks(
     except (OverflowError, OSError, ValueError) as exc:
         raise InvalidRequest("created_before: not a valid unix time") from exc
     family = None if model in ("", "all") else model
-    ids = services.store.tasks.cancel_many(account.account_id, created_before=before, model=family)
+    ids = services.tasks.cancel_many(account.account_id, created_before=before, model=family)
     return ok({"cancelled_task_ids": ids, "count": len(ids)}, message=f"{len(ids)} tasks canceled")

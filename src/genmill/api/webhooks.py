@@ -15,9 +15,8 @@ router = APIRouter(tags=["webhooks"])
 
 @router.get("/api/v1/task/{task_id}/webhooks", summary="Webhook deliveries of a task, with every attempt")
 def list_deliveries(task_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
-    services.store.tasks.get(account.account_id, task_id)  # 404 for unknown or foreign tasks
     deliveries = []
-    for item in services.store.webhooks.for_task(account.account_id, task_id):
+    for item in services.tasks.deliveries(account.account_id, task_id):  # 404 for unknown or foreign tasks
         row = item["row"]
         deliveries.append(
             {
@@ -48,11 +47,10 @@ def list_deliveries(task_id: str, account: AccountDep, services: ServicesDep) ->
 
 @router.post("/api/v1/task/{task_id}/webhooks/{delivery_id}/replay", summary="Send a settled delivery again")
 def replay_delivery(task_id: str, delivery_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
-    services.store.webhooks.replay(account.account_id, task_id, delivery_id)
-    services.bus.webhooks.notify()
+    services.tasks.replay_delivery(account.account_id, task_id, delivery_id)
     return ok({"delivery_id": delivery_id, "state": "pending"}, message="delivery scheduled")
 
 
 @router.get("/account/webhook_secret", summary="The account's Standard Webhooks signing secret")
 def signing_secret(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
-    return ok({"signing_secret": services.store.webhooks.account_signing_secret(account.account_id)})
+    return ok({"signing_secret": services.accounts.signing_secret(account.account_id)})

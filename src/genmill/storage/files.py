@@ -9,13 +9,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from genmill.domain.records import Blob
 from genmill.domain.retention import expires_at, is_expired
 from genmill.domain.timefmt import utcnow
 from genmill.errors import Gone, NotFound
 from genmill.storage.blobstore import BlobStore
-from genmill.store.blobs import BlobIndex
+
+if TYPE_CHECKING:  # a remote worker imports FILES_PREFIX (through the upstream backend) and never the store
+    from genmill.store.blobs import BlobIndex
 
 FILES_PREFIX = "/files/"
 

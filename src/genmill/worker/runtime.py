@@ -19,8 +19,8 @@ from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.failures import FailureCode, TaskFailure
 from genmill.domain.records import Claim
+from genmill.domain.validation import describe_validation_error
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
-from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet, served_by_json
 from genmill.worker.heartbeats import Heartbeats
 from genmill.worker.transport import WorkerTransport

@@ -1,7 +1,8 @@
 """The worker transport: every call a worker makes to the task system, behind one small interface.
 
-`LocalTransport` calls the store and file service in-process. A remote transport (HTTP worker protocol) will
-implement the same methods, so `genmill.worker.runtime` runs unchanged on a GPU machine anywhere.
+`genmill.engine.local.LocalTransport` calls the server's worker gate in-process; `HttpTransport` speaks the HTTP
+worker protocol to the same gate, so `genmill.worker.runtime` runs unchanged on a GPU machine anywhere. Only the
+protocol lives here: a remote worker imports it without the engine, the store or SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from typing import Any, Protocol
 from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import Claim
-from genmill.storage.files import FileService
-from genmill.store import Store
-from genmill.worker.inputs import InputResolver
-from genmill.worker.wakeup import Wakeup
 
 
 class WorkerTransport(Protocol):
@@ -42,51 +39,3 @@ class WorkerTransport(Protocol):
 
     def wait_for_work(self, timeout: float) -> None:
         """Block until new work may be available (or the timeout passes)."""
-
-
-class LocalTransport:
-    def __init__(self, store: Store, files: FileService, inputs: InputResolver, wakeup: Wakeup) -> None:
-        self.store = store
-        self.files = files
-        self.inputs = inputs
-        self.wakeup = wakeup
-        self._seen = wakeup.generation
-
-    def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None:
-        self._seen = self.wakeup.generation
-        return self.store.leases.claim_next_task(worker_id, capabilities, lease_seconds)
-
-    def claim_more(
-        self, worker_id: str, first: Claim, match: dict[str, Any], limit: int, lease_seconds: float
-    ) -> list[Claim]:
-        task = first.task
-        return self.store.leases.claim_matching(
-            worker_id, task.model, task.task_type, match=match, limit=limit, lease_seconds=lease_seconds
-        )
-
-    def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
-        self.store.leases.heartbeat(claim.task.task_id, claim.lease_id, lease_seconds, logs=logs, detail=detail)
-
-    def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
-        self.store.leases.complete(claim.task.task_id, claim.lease_id, output, logs=logs, detail=detail)
-
-    def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
-        self.store.leases.fail(claim.task.task_id, claim.lease_id, error, logs=logs, detail=detail)
-
-    def read_input(self, claim: Claim, ref: str, field: str) -> InputFile:
-        return self.inputs.resolve(ref, field=field)
-
-    def save_output(self, claim: Claim, entry: CatalogEntry, data: bytes, ext: str, content_type: str) -> str:
-        blob = self.files.save(
-            data,
-            kind="output",
-            ext=ext,
-            content_type=content_type,
-            retention=entry.retention,
-            account_id=claim.task.account_id,
-            task_id=claim.task.task_id,
-        )
-        return self.files.blob_url(blob)
-
-    def wait_for_work(self, timeout: float) -> None:
-        self.wakeup.wait(self._seen, timeout)

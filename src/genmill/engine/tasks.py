@@ -1,41 +1,37 @@
-"""Creating a task: validate against the catalog, check it can run here, price it, then one store transaction.
+"""The task engine: everything a client can do to a task, from creating it to cancelling it, in one place.
 
-This is the whole synchronous part of the task path; the handler returns as soon as `create_task` does and
-never waits for model work.
+Creating is the whole synchronous part of the task path: validate against the catalog, check some worker can
+run it, let the backend that will run it refuse what it cannot honour, price it, then one store transaction.
+The handler returns as soon as `create_task` does and never waits for model work. Reading, listing and
+cancelling go through here too, so that the API only maps HTTP to these calls and back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
-from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, Task
+from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, StoredEvent, Task, TaskPage
 from genmill.domain.retention import generated_input_refusal
+from genmill.domain.serving import not_served_message, served_names
+from genmill.domain.states import TERMINAL, TaskStatus
 from genmill.domain.timefmt import utcnow
+from genmill.domain.validation import describe_validation_error
+from genmill.engine.serving import ServedEntries
 from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed
 from genmill.storage.files import FileService
 from genmill.store import Store
+from genmill.worker.wakeup import Wakeup
 
 MAX_WEBHOOK_URL = 2048
 MAX_IDEMPOTENCY_KEY = 255
 IDEMPOTENCY_TTL = timedelta(hours=24)
 MAX_SECRET = 256
-
-
-def describe_validation_error(exc: ValidationError, prefix: str) -> str:
-    """`input.width: Input should be less than or equal to 2048; input.prompt: Field required`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "body")
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
 
 
 def normalise_config(config: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,37 +54,32 @@ def normalise_config(config: dict[str, Any] | None) -> dict[str, Any]:
     return {"service_mode": mode, "webhook_config": {"endpoint": endpoint, "secret": secret}}
 
 
-class TaskService:
+class TaskEngine:
     def __init__(
         self,
         store: Store,
         files: FileService,
         catalog: Catalog,
-        can_run: Callable[[str, str, str], bool],
+        serving: ServedEntries,
         *,
-        served: Callable[[str], set[tuple[str, str]]] | None = None,
-        check_request: Callable[[CatalogEntry, TaskInput, str], None] | None = None,
-        why_not_served: Callable[[str, str], str] | None = None,
         max_attempts: int,
         private_price_factor: float = 0.0,
+        webhook_wakeup: Wakeup | None = None,
     ) -> None:
         self.store = store
         self.files = files
         self.catalog = catalog
-        self.can_run = can_run
-        self.served = served
-        self.check_request = check_request
-        """Lets the backend that will run a task refuse inputs it cannot honour (raises `InputRejected`)."""
-        self.why_not_served = why_not_served
-        """Why this deployment does not serve an entry ("stand-in not enabled: ..."), for the 400's message."""
+        self.serving = serving
         self.max_attempts = max_attempts
         self.private_price_factor = private_price_factor
+        self.webhook_wakeup = webhook_wakeup
+        """Woken when a delivery is scheduled again, so the dispatcher sends it now rather than on its next round."""
+
+    # -- creating ------------------------------------------------------------------------------------------
 
     def served_models(self, pool: str = PUBLIC_POOL) -> list[str]:
         """`model/task_type` of every catalog entry some worker of `pool` can run."""
-        if self.served is not None:
-            return sorted(f"{m}/{t}" for m, t in self.served(pool) if (m, t) in self.catalog)
-        return sorted(f"{e.model}/{e.task_type}" for e in self.catalog if self.can_run(e.model, e.task_type, pool))
+        return served_names(self.serving.entries(pool), self.catalog)
 
     def price(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> int:
         """The list price; tasks on an account's own private pool pay `private_price_factor` of it."""
@@ -128,6 +119,17 @@ class TaskService:
                 if refusal:
                     raise InvalidRequest(refusal)
 
+    def check_served(self, model: str, task_type: str, pool: str) -> None:
+        """Refuse an entry no worker of `pool` can run (400, before anyone pays), saying what the pool serves."""
+        if self.serving.serves(model, task_type, pool):
+            return
+        served = self.served_models(pool)
+        why = self.serving.why_not(model, task_type) if pool == PUBLIC_POOL else ""
+        raise ModelNotServed(
+            not_served_message(model, task_type, pool, served, why),
+            detail={"served": served, **({"reason": why} if why else {})},
+        )
+
     def create_task(
         self,
         account: Account,
@@ -146,21 +148,11 @@ class TaskService:
         priority = int((config or {}).get("priority") or 0)
         if not -100 <= priority <= 100:
             raise InvalidRequest("config.priority: must be an integer from -100 to 100")
-        if not self.can_run(model, task_type, pool):
-            served = self.served_models(pool)
-            where = "this account's private pool" if pool != PUBLIC_POOL else "this deployment"
-            field = "config.service_mode" if pool != PUBLIC_POOL else "model"
-            why = self.why_not_served(model, task_type) if self.why_not_served and pool == PUBLIC_POOL else ""
-            raise ModelNotServed(
-                f"{field}: {model}/{task_type} is in the catalog but no worker of {where} can run it"
-                f"{f' ({why})' if why else ''}; {where} serves: {', '.join(served) or 'nothing yet'}",
-                detail={"served": served, **({"reason": why} if why else {})},
-            )
-        if self.check_request is not None:
-            try:
-                self.check_request(entry, inputs, pool)
-            except InputRejected as exc:  # what the backend cannot honour is refused before anyone pays
-                raise InvalidRequest(f"input.{exc.message}") from exc
+        self.check_served(model, task_type, pool)
+        try:
+            self.serving.check_request(entry, inputs, pool)
+        except InputRejected as exc:  # what the backend cannot honour is refused before anyone pays
+            raise InvalidRequest(f"input.{exc.message}") from exc
         self.check_generated_inputs(entry, inputs)
         idempotency = None
         if idempotency_key is not None:
@@ -185,3 +177,60 @@ class TaskService:
             ),
             idempotency=idempotency,
         )
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, account_id: str, task_id: str) -> Task:
+        """The account's task; NotFound for another account's, so that nobody learns it exists."""
+        return self.store.tasks.get(account_id, task_id)
+
+    def is_terminal(self, task_id: str) -> bool:
+        """Whether the task has ended (for an event stream whose task's events were pruned)."""
+        return self.store.tasks.get_any(task_id).status in TERMINAL
+
+    def events_after(self, task_id: str, after_event_id: int) -> list[StoredEvent]:
+        """The task's events after `after_event_id`, oldest first (a stream resumes from its Last-Event-ID)."""
+        return self.store.events.events_after(task_id, after_event_id)
+
+    def active(self, account_id: str) -> list[Task]:
+        """The account's pending, processing and staged tasks, oldest first."""
+        return self.store.tasks.active(account_id)
+
+    def history(
+        self,
+        account_id: str,
+        *,
+        page: int,
+        page_size: int,
+        model: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        status: TaskStatus | None,
+    ) -> TaskPage:
+        """A page of the account's tasks, newest first; `model` is a model name or a family."""
+        return self.store.tasks.history(
+            account_id, page=page, page_size=page_size, model=model, start=start, end=end, status=status
+        )
+
+    # -- cancelling ----------------------------------------------------------------------------------------
+
+    def cancel(self, account_id: str, task_id: str) -> Task:
+        """Cancel a pending or staged task; its frozen credits are released and a staged task takes its slot."""
+        return self.store.tasks.cancel(account_id, task_id)
+
+    def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
+        """Cancel every pending or staged task created before the time, of one model or family when given."""
+        return self.store.tasks.cancel_many(account_id, created_before=created_before, model=model)
+
+    # -- webhook deliveries --------------------------------------------------------------------------------
+
+    def deliveries(self, account_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every webhook delivery of the account's task with its attempts (NotFound for foreign tasks)."""
+        self.store.tasks.get(account_id, task_id)
+        return self.store.webhooks.for_task(account_id, task_id)
+
+    def replay_delivery(self, account_id: str, task_id: str, delivery_id: str) -> None:
+        """Schedule a settled delivery again, now."""
+        self.store.webhooks.replay(account_id, task_id, delivery_id)
+        if self.webhook_wakeup is not None:
+            self.webhook_wakeup.notify()

@@ -1,0 +1,215 @@
+"""The worker gate: every call a worker makes to the task system, with its checks, whichever transport it came by.
+
+The in-process worker threads (through `genmill.engine.local.LocalTransport`) and remote workers (through the
+HTTP worker protocol, `genmill.api.workers`) both land here, so the rules hold once for both:
+
+- a lease is honoured only while it is the task's current lease and the task is in the caller's pool: a stale
+  lease and one presented by another pool's worker are both a `Conflict` (409), so a task completes, and bills,
+  exactly once;
+- a worker leases more tasks for a batch only of an entry it said it can run;
+- a worker reads only the references that appear in its task's input (never an arbitrary URL or another
+  account's file through the server), and stores only media as outputs, kept as long as the entry's retention
+  and owned by the task's account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from genmill.backends.base import InputFile
+from genmill.domain.catalog import Catalog
+from genmill.domain.records import Claim, Task, WorkerToken
+from genmill.domain.serving import Entry
+from genmill.engine.inputs import InputResolver
+from genmill.errors import Conflict, InvalidRequest
+from genmill.storage.files import FileService
+from genmill.store import Store
+
+OUTPUT_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
+"""Content types a worker may store as an output; anything else (HTML, scripts) could be served back as a page."""
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who is calling the gate: the pool whose tasks it may hold, and, for claims, its id and what it can run.
+
+    `registered` workers (remote ones, which have a row in the worker registry) are marked seen by their
+    heartbeats, so a long task does not make its worker look gone; in-process workers are not in the registry.
+    """
+
+    pool: str
+    worker_id: str = ""
+    capabilities: tuple[Entry, ...] = ()
+    registered: bool = False
+
+    @classmethod
+    def holding(cls, token: WorkerToken) -> WorkerIdentity:
+        """A remote worker presenting a lease: only its token's pool matters."""
+        return cls(pool=token.pool, registered=True)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a newly registered remote worker is told: its id, its pool, and the lease it must keep alive."""
+
+    worker_id: str
+    pool: str
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+def mentions(value: object, ref: str) -> bool:
+    """Whether `ref` appears as a string anywhere in the task's input (nested lists and objects included)."""
+    if isinstance(value, str):
+        return value == ref
+    if isinstance(value, dict):
+        return any(mentions(v, ref) for v in value.values())
+    if isinstance(value, list):
+        return any(mentions(v, ref) for v in value)
+    return False
+
+
+class WorkerGate:
+    def __init__(
+        self,
+        store: Store,
+        files: FileService,
+        catalog: Catalog,
+        inputs: InputResolver,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.catalog = catalog
+        self.inputs = inputs
+        self.lease_seconds = lease_seconds
+        """Every lease lasts this long from its claim or last heartbeat; the server decides, not the worker."""
+        self.heartbeat_seconds = heartbeat_seconds
+
+    # -- remote workers: who they are ----------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> WorkerToken:
+        """The worker token behind a bearer secret; `Unauthorized` when unknown or revoked."""
+        return self.store.workers.authenticate(token)
+
+    def register(self, token: WorkerToken, name: str, capabilities: list[Entry]) -> Registration:
+        """Record a remote worker and the catalog entries it can run (each must be in the catalog)."""
+        unknown = [f"{m}/{t}" for m, t in capabilities if self.catalog.get(m, t) is None]
+        if unknown:
+            raise InvalidRequest(f"capabilities: not in the catalog: {', '.join(unknown[:10])}")
+        worker_id = self.store.workers.register(token, name, capabilities)
+        return Registration(worker_id, token.pool, self.lease_seconds, self.heartbeat_seconds)
+
+    def registered(self, token: WorkerToken, worker_id: str) -> WorkerIdentity:
+        """A registered worker of this token, with its pool and capabilities (NotFound otherwise); marks it seen."""
+        pool, capabilities = self.store.workers.worker(token, worker_id)
+        return WorkerIdentity(pool, worker_id, tuple(capabilities), registered=True)
+
+    # -- claiming ------------------------------------------------------------------------------------------
+
+    def claim(self, worker: WorkerIdentity) -> Claim | None:
+        """Lease the next runnable pending task of the worker's pool that it can run (no waiting)."""
+        return self.store.leases.claim_next_task(
+            worker.worker_id, worker.capabilities, self.lease_seconds, pool=worker.pool
+        )
+
+    def claim_more(
+        self, worker: WorkerIdentity, model: str, task_type: str, match: dict[str, Any], limit: int
+    ) -> list[Claim]:
+        """Lease up to `limit` more pending tasks of an entry the worker runs whose inputs agree on `match`."""
+        if (model, task_type) not in worker.capabilities:
+            raise InvalidRequest(f"model: this worker did not register {model}/{task_type}")
+        return self.store.leases.claim_matching(
+            worker.worker_id,
+            model,
+            task_type,
+            match=match,
+            limit=limit,
+            lease_seconds=self.lease_seconds,
+            pool=worker.pool,
+        )
+
+    # -- holding a lease -----------------------------------------------------------------------------------
+
+    def leased(self, worker: WorkerIdentity, task_id: str, lease_id: str) -> Task:
+        """The task, when `lease_id` is its current lease and it is in the worker's pool; `Conflict` otherwise (a
+        foreign lease is refused like a stale one, so it reveals nothing)."""
+        task = self.store.tasks.get_any(task_id)
+        if task.lease_id != lease_id or task.pool != worker.pool:
+            raise Conflict(f"lease {lease_id} on task {task_id} is not current")
+        return task
+
+    def heartbeat(
+        self,
+        worker: WorkerIdentity,
+        task_id: str,
+        lease_id: str,
+        logs: list[str],
+        detail: dict[str, Any] | None,
+    ) -> datetime:
+        """Renew the lease and record the task's new logs and progress; returns the new expiry."""
+        task = self.leased(worker, task_id, lease_id)
+        if worker.registered and task.worker_id:
+            self.store.workers.touch(task.worker_id)
+        return self.store.leases.heartbeat(task_id, lease_id, self.lease_seconds, logs=logs, detail=detail)
+
+    def complete(
+        self,
+        worker: WorkerIdentity,
+        task_id: str,
+        lease_id: str,
+        output: dict[str, Any],
+        logs: list[str],
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """Complete the task with its output: its price is consumed, once."""
+        self.leased(worker, task_id, lease_id)
+        self.store.leases.complete(task_id, lease_id, output, logs=logs, detail=detail)
+
+    def fail(
+        self,
+        worker: WorkerIdentity,
+        task_id: str,
+        lease_id: str,
+        error: dict[str, Any],
+        logs: list[str],
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """Fail the task with its error: its frozen credits are released."""
+        self.leased(worker, task_id, lease_id)
+        self.store.leases.fail(task_id, lease_id, error, logs=logs, detail=detail)
+
+    # -- a leased task's files -----------------------------------------------------------------------------
+
+    def read_input(self, worker: WorkerIdentity, task_id: str, lease_id: str, ref: str, field: str) -> InputFile:
+        """The bytes of one reference in the task's input, through the one guarded path (`InputResolver`)."""
+        task = self.leased(worker, task_id, lease_id)
+        if not mentions(task.input, ref):
+            raise InvalidRequest("ref: a worker may only read references that appear in its task's input")
+        return self.inputs.resolve(ref, field=field)
+
+    def save_output(
+        self, worker: WorkerIdentity, task_id: str, lease_id: str, data: bytes, ext: str, content_type: str
+    ) -> str:
+        """Store an output file of the task, owned by its account for its entry's retention; returns its URL."""
+        if not content_type.lower().startswith(OUTPUT_TYPES):
+            raise InvalidRequest(
+                f"content_type: outputs must be media ({', '.join(OUTPUT_TYPES)}), not {content_type!r}"
+            )
+        task = self.leased(worker, task_id, lease_id)
+        entry = self.catalog.get(task.model, task.task_type)
+        assert entry is not None
+        blob = self.files.save(
+            data,
+            kind="output",
+            ext=ext,
+            content_type=content_type,
+            retention=entry.retention,
+            account_id=task.account_id,
+            task_id=task_id,
+        )
+        return self.files.blob_url(blob)

@@ -1,0 +1,314 @@
+"""One worker-behaviour suite, run through both transports: the in-process `LocalTransport` and the HTTP worker
+protocol (`HttpTransport` against the real app on a loopback port).
+
+Both reach the same `WorkerGate`, so a worker behaves the same wherever it runs: claims and batches, heartbeats
+that renew, a lost or foreign lease refused as a `Conflict`, completion billed once, failure releasing the
+credits, only the task's own input references readable, outputs stored with the task's account and retention.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from PIL import Image
+from tests.support import PillowUpscale, png_bytes
+
+from genmill.app import Runtime, create_app
+from genmill.catalog import build_catalog
+from genmill.domain.catalog import CatalogEntry
+from genmill.domain.records import PUBLIC_POOL, Account, Claim, Task
+from genmill.domain.states import TaskStatus
+from genmill.engine.local import LocalTransport
+from genmill.errors import Conflict, GenmillError
+from genmill.settings import Settings
+from genmill.worker.backendset import BackendSet
+from genmill.worker.http_transport import HttpTransport
+from genmill.worker.runtime import Worker
+from genmill.worker.transport import WorkerTransport
+
+UPSCALE = ("Qubico/image-toolkit", "upscale")
+REMOVE_BACKGROUND = ("Qubico/image-toolkit", "background-remove")
+LEASE_SECONDS = 30.0
+TRANSPORTS = ["in-process", "http"]
+
+
+@dataclass
+class Seat:
+    """A worker as the suite drives it: its transport, its id, its pool and what it said it can run."""
+
+    transport: WorkerTransport
+    worker_id: str
+    pool: str
+    capabilities: list[tuple[str, str]]
+
+    def claim(self) -> Claim | None:
+        return self.transport.claim(self.worker_id, self.capabilities, LEASE_SECONDS)
+
+
+@dataclass
+class Deployment:
+    """A server with one in-process backend (public pool), reachable in-process and over HTTP."""
+
+    kind: str
+    url: str
+    runtime: Runtime
+    account: Account
+    closing: list[HttpTransport] = field(default_factory=list)
+    local_workers: int = 0
+
+    def worker(self, pool: str = PUBLIC_POOL, capabilities: tuple[tuple[str, str], ...] = (UPSCALE,)) -> Seat:
+        """A worker of `pool` over this suite's transport."""
+        if self.kind == "in-process":
+            transport = LocalTransport(self.runtime.gate, self.runtime.wakeup, pool=pool)
+            self.local_workers += 1
+            return Seat(transport, f"local-conformance-{self.local_workers}", pool, list(capabilities))
+        return self.remote_worker(pool, capabilities)
+
+    def remote_worker(self, pool: str = PUBLIC_POOL, capabilities: tuple[tuple[str, str], ...] = (UPSCALE,)) -> Seat:
+        """A registered HTTP worker of `pool` (which also makes the pool serve its capabilities)."""
+        token, _ = self.runtime.store.workers.create_token("conformance", None if pool == PUBLIC_POOL else pool)
+        transport = HttpTransport(self.url, token, claim_wait=0)
+        self.closing.append(transport)
+        transport.register("conformance", list(capabilities))
+        return Seat(transport, transport.worker_id, pool, list(capabilities))
+
+    def create(self, scale: int = 2, *, account: Account | None = None, private: bool = False) -> Task:
+        image = base64.b64encode(png_bytes(6, 4)).decode()
+        config = {"service_mode": "private"} if private else None
+        task, _ = self.runtime.tasks.create_task(
+            account or self.account, *UPSCALE, {"image": image, "scale": scale}, config
+        )
+        return task
+
+    def stored(self, task_id: str) -> Task:
+        return self.runtime.store.tasks.get_any(task_id)
+
+    def entry(self) -> CatalogEntry:
+        entry = self.runtime.catalog.get(*UPSCALE)
+        assert entry is not None
+        return entry
+
+
+@pytest.fixture(params=TRANSPORTS)
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(data_dir=tmp_path, public_url=url, workers=1, lease_seconds=LEASE_SECONDS)
+    runtime = Runtime(settings, backends=[PillowUpscale()])
+    app = create_app(settings, runtime=runtime, run_workers=False)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    account = runtime.store.accounts.create_account("conformance", credits=10**9)
+    deployment = Deployment(str(request.param), url, runtime, account)
+    yield deployment
+    for transport in deployment.closing:
+        transport.close()
+    server.should_exit = True
+    thread.join(10)
+    runtime.store.close()
+
+
+def claimed(seat: Seat) -> Claim:
+    claim = seat.claim()
+    assert claim is not None
+    return claim
+
+
+def stale(claim: Claim) -> Claim:
+    return dataclasses.replace(claim, lease_id="not-the-current-lease")
+
+
+def test_claims_lease_pending_tasks_oldest_first_each_once(deployment: Deployment) -> None:
+    first, second = deployment.create(), deployment.create()
+    seat = deployment.worker()
+    one, two = claimed(seat), claimed(seat)
+    assert [one.task.task_id, two.task.task_id] == [first.task_id, second.task_id]
+    assert seat.claim() is None
+    stored = deployment.stored(one.task.task_id)
+    assert stored.status is TaskStatus.PROCESSING and stored.lease_id == one.lease_id and stored.attempts == 1
+    assert one.task.input == first.input
+
+
+def test_a_worker_claims_only_entries_it_can_run(deployment: Deployment) -> None:
+    deployment.create()
+    other = deployment.worker(capabilities=(REMOVE_BACKGROUND,))
+    assert other.claim() is None
+    assert deployment.worker().claim() is not None
+
+
+def test_claim_more_gathers_pending_tasks_whose_inputs_match(deployment: Deployment) -> None:
+    tasks = [deployment.create(scale) for scale in (2, 2, 3, 2)]
+    seat = deployment.worker()
+    first = claimed(seat)
+    assert first.task.task_id == tasks[0].task_id
+    more = seat.transport.claim_more(seat.worker_id, first, {"scale": 2}, 5, LEASE_SECONDS)
+    assert [c.task.task_id for c in more] == [tasks[1].task_id, tasks[3].task_id]
+    assert all(deployment.stored(c.task.task_id).lease_id == c.lease_id for c in more)
+    assert claimed(seat).task.task_id == tasks[2].task_id  # the odd one out was left pending
+
+
+def test_claim_more_refuses_an_entry_the_worker_did_not_say_it_runs(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    first = claimed(seat)
+    foreign_entry = dataclasses.replace(first.task, model=REMOVE_BACKGROUND[0], task_type=REMOVE_BACKGROUND[1])
+    with pytest.raises(GenmillError, match="did not register"):
+        seat.transport.claim_more(seat.worker_id, dataclasses.replace(first, task=foreign_entry), {}, 2, LEASE_SECONDS)
+
+
+def test_a_heartbeat_renews_the_lease_and_records_logs_and_progress(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    before = deployment.stored(claim.task.task_id).lease_expires_at
+    assert before is not None
+    time.sleep(0.01)
+    seat.transport.heartbeat(claim, LEASE_SECONDS, ["step 1"], {"progress": 0.5})
+    after = deployment.stored(claim.task.task_id)
+    assert after.lease_expires_at is not None and after.lease_expires_at > before
+    assert "step 1" in after.logs and after.detail == {"progress": 0.5}
+
+
+def test_a_heartbeat_on_a_lost_lease_is_a_conflict(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    with pytest.raises(Conflict):
+        seat.transport.heartbeat(stale(claim), LEASE_SECONDS, [], None)
+    seat.transport.complete(claim, {"image_url": "x"}, [], None)
+    with pytest.raises(Conflict):
+        seat.transport.heartbeat(claim, LEASE_SECONDS, [], None)
+
+
+def test_completing_bills_once(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    seat.transport.complete(claim, {"image_url": "x"}, ["done"], None)
+    with pytest.raises(Conflict):
+        seat.transport.complete(claim, {"image_url": "x"}, [], None)
+    done = deployment.stored(task.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.output == {"image_url": "x"} and "done" in done.logs
+    assert done.consumed_credits == task.price > 0 and done.frozen_credits == 0
+    balances = deployment.runtime.store.accounts.get(deployment.account.account_id).balances
+    assert balances.used == task.price and balances.frozen == 0 and balances.available == 10**9 - task.price
+
+
+def test_failing_releases_the_credits(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    error = {"code": 10000, "message": "broke", "raw_message": "it broke", "detail": None}
+    seat.transport.fail(claim, error, [], None)
+    with pytest.raises(Conflict):
+        seat.transport.fail(claim, error, [], None)
+    failed = deployment.stored(task.task_id)
+    assert failed.status is TaskStatus.FAILED and failed.error is not None and failed.error["message"] == "broke"
+    assert failed.consumed_credits == 0 and failed.frozen_credits == 0
+    balances = deployment.runtime.store.accounts.get(deployment.account.account_id).balances
+    assert balances.used == 0 and balances.frozen == 0 and balances.available == 10**9
+
+
+def test_a_worker_reads_only_references_in_its_tasks_input(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    own = seat.transport.read_input(claim, claim.task.input["image"], "image")
+    assert own.content_type == "image/png" and Image.open(io.BytesIO(own.data)).size == (6, 4)
+    with pytest.raises(GenmillError, match="only read references that appear in its task"):
+        seat.transport.read_input(claim, "https://example.com/other.png", "image")
+    with pytest.raises(Conflict):
+        seat.transport.read_input(stale(claim), claim.task.input["image"], "image")
+
+
+def test_outputs_are_stored_for_the_tasks_account_with_its_retention(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    data = png_bytes(12, 8)
+    url = seat.transport.save_output(claim, deployment.entry(), data, "png", "image/png")
+    files = deployment.runtime.files
+    key = files.key_from_url(url)
+    assert key is not None
+    stored = files.open(key)
+    assert stored.data == data and stored.blob.content_type == "image/png" and stored.blob.kind == "output"
+    assert stored.blob.account_id == task.account_id and stored.blob.task_id == task.task_id
+    assert stored.blob.expires_at - stored.blob.created_at == deployment.entry().retention
+
+
+def test_outputs_must_be_media_and_need_the_lease(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    with pytest.raises(GenmillError, match="content_type"):
+        seat.transport.save_output(claim, deployment.entry(), b"<script>", "html", "text/html")
+    with pytest.raises(Conflict):
+        seat.transport.save_output(stale(claim), deployment.entry(), png_bytes(2, 2), "png", "image/png")
+
+
+def test_another_pools_worker_cannot_use_a_lease(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    other = deployment.runtime.store.accounts.create_account("other", credits=10**9)
+    foreign = deployment.worker(pool=other.account_id)
+    with pytest.raises(Conflict):
+        foreign.transport.heartbeat(claim, LEASE_SECONDS, [], None)
+    with pytest.raises(Conflict):
+        foreign.transport.read_input(claim, claim.task.input["image"], "image")
+    with pytest.raises(Conflict):
+        foreign.transport.save_output(claim, deployment.entry(), png_bytes(2, 2), "png", "image/png")
+    with pytest.raises(Conflict):
+        foreign.transport.fail(claim, {"code": 10000, "message": "x", "raw_message": "x", "detail": None}, [], None)
+    with pytest.raises(Conflict):
+        foreign.transport.complete(claim, {"image_url": "x"}, [], None)
+    seat.transport.complete(claim, {"image_url": "x"}, [], None)
+    assert deployment.stored(task.task_id).status is TaskStatus.COMPLETED
+
+
+def test_private_tasks_go_only_to_their_accounts_pool(deployment: Deployment) -> None:
+    owner = deployment.account.account_id
+    deployment.remote_worker(pool=owner)  # the private pool serves the entry, so the task may be created
+    task = deployment.create(private=True)
+    assert task.price == 0 and task.frozen_credits == 0
+    assert deployment.worker().claim() is None  # the public pool never sees it
+    other = deployment.runtime.store.accounts.create_account("other", credits=10**9)
+    assert deployment.worker(pool=other.account_id).claim() is None
+    assert claimed(deployment.worker(pool=owner)).task.task_id == task.task_id
+
+
+def test_a_worker_runs_a_task_to_completion(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    catalog = build_catalog()
+    worker = Worker(
+        seat.worker_id,
+        seat.transport,
+        BackendSet([PillowUpscale()], catalog),
+        catalog,
+        lease_seconds=LEASE_SECONDS,
+        heartbeat_seconds=10,
+        capabilities=seat.capabilities,
+    )
+    assert worker.run_once()
+    done = deployment.stored(task.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.output is not None
+    assert any("resizing 6x4 by 2" in line for line in done.logs)
+    key = deployment.runtime.files.key_from_url(done.output["image_url"])
+    assert key is not None
+    assert Image.open(io.BytesIO(deployment.runtime.files.open(key).data)).size == (12, 8)
