@@ -27,7 +27,6 @@ pytest.importorskip("peft")
 import torch
 from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
-from genmill.backends.base import InputFile
 from genmill.backends.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
 from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
 from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
@@ -35,6 +34,7 @@ from genmill.backends.registry import model_backends
 from genmill.catalog import build_catalog
 from genmill.catalog.flux import ADVANCED, DEV
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError
 
 pytestmark = [

@@ -26,8 +26,9 @@ from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.domain.catalog import CatalogEntry, TaskInput
 
 if TYPE_CHECKING:
-    from genmill.backends.base import InputFile, RunContext
+    from genmill.backends.base import RunContext
     from genmill.backends.flux import FluxBackend
+    from genmill.domain.records import InputFile
 
 BATCHED_TASK_TYPES = ("txt2img", "txt2img-lora")
 """The Flux task types that batch: one FluxPipeline call serves any number of prompts. The others take an image

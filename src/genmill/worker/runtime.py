@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genmill.backends.base import Backend, InputFile
+from genmill.backends.base import Backend
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
-from genmill.domain.records import Claim
+from genmill.domain.records import Claim, InputFile
 from genmill.errors import INPUT_ERROR_CODE, BackendError, Conflict, GenmillError, Unauthorized
 from genmill.service import describe_validation_error
 from genmill.worker.backendset import BackendSet, served_by_json

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import Claim
+from genmill.domain.records import Claim, InputFile
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.worker.inputs import InputResolver
