@@ -33,8 +33,8 @@ from genmill.backends.base import UnservedBackend
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.musicgen import MusicGenBackend
 from genmill.catalog import build_catalog
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
 
 pytestmark = [
     pytest.mark.backends,

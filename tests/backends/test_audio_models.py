@@ -36,9 +36,9 @@ from genmill.backends.registry import model_backends
 from genmill.backends.stable_audio import StableAudioBackend
 from genmill.backends.video_toolkit import ffmpeg_exe
 from genmill.catalog import build_catalog
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM, MMAUDIO
-from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM, MMAUDIO
+from genmill.models.tts.catalog import MODEL as TTS
 from genmill.worker.backendset import ALL_STAND_INS, BackendSet
 
 pytestmark = [

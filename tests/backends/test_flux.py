@@ -32,10 +32,10 @@ from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
 from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.registry import model_backends
 from genmill.catalog import build_catalog
-from genmill.catalog.flux import ADVANCED, DEV
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.records import InputFile
 from genmill.errors import BackendError
+from genmill.models.flux.catalog import ADVANCED, DEV
 
 pytestmark = [
     pytest.mark.backends,

@@ -27,9 +27,9 @@ from genmill.backends.flux_shared import ENCODERS_KEY  # noqa: E402
 from genmill.backends.video_models import VideoShared  # noqa: E402
 from genmill.backends.wan import WanBackend  # noqa: E402
 from genmill.catalog import build_catalog  # noqa: E402
-from genmill.catalog.flux import ADVANCED, DEV  # noqa: E402
 from genmill.domain.states import TaskStatus  # noqa: E402
 from genmill.errors import GPU_MEMORY_ERROR_CODE  # noqa: E402
+from genmill.models.flux.catalog import ADVANCED, DEV  # noqa: E402
 from genmill.settings import Settings  # noqa: E402
 from genmill.worker.backendset import BackendSet  # noqa: E402
 

@@ -30,8 +30,8 @@ from genmill.backends.base import Availability, Backend
 from genmill.backends.tts_clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
 from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.catalog import build_catalog
-from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError, InputRejected
+from genmill.models.tts.catalog import MODEL as TTS
 from genmill.worker.backendset import BackendSet
 
 pytestmark = [

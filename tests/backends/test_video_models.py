@@ -32,8 +32,8 @@ from genmill.backends.video_models import Geometry, VideoBackend, VideoShared
 from genmill.backends.video_toolkit import probe
 from genmill.backends.wan import CAMERA_REASON, VARIANTS, WanBackend
 from genmill.catalog import build_catalog
-from genmill.catalog.wanx import MODEL as WANX
 from genmill.errors import BackendError
+from genmill.models.video.wanx_catalog import MODEL as WANX
 
 pytestmark = [pytest.mark.backends]
 

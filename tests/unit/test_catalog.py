@@ -12,7 +12,6 @@ from PIL import Image
 from pydantic import ValidationError
 
 from genmill.catalog import all_entries, build_catalog
-from genmill.catalog.video_toolkit import upscale_price_for_frames
 from genmill.domain.catalog import (
     HUG_VIDEO_RETENTION,
     IMAGE_RETENTION,
@@ -22,6 +21,7 @@ from genmill.domain.catalog import (
     TaskInput,
     usd,
 )
+from genmill.models.toolkits.video_catalog import upscale_price_for_frames
 from genmill.service import describe_validation_error
 
 IMG = "https://example.com/cat.png"

@@ -36,10 +36,10 @@ from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pi
 from genmill.backends.flux_tasks import StepCancelled, StepReporter, pick_seed, read_model_index
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.backends.memory_modes import is_out_of_memory
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import MemoryPlan
 from genmill.errors import BackendError, InputRejected
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
 
 FOLDER = "ace-step"
 PIPELINE_CLASS = "AceStepPipeline"

@@ -20,8 +20,8 @@ from genmill.backends.musicgen import FOLDER as MUSICGEN_FOLDER
 from genmill.backends.musicgen import MusicGenBackend
 from genmill.backends.stable_audio import FOLDER as STABLE_AUDIO_FOLDER
 from genmill.backends.stable_audio import StableAudioBackend
-from genmill.catalog.audio import ACE_STEP
-from genmill.catalog.tts import MODEL as TTS
+from genmill.models.audio.catalog import ACE_STEP
+from genmill.models.tts.catalog import MODEL as TTS
 
 F5_TTS_FOLDER = "f5-tts"
 

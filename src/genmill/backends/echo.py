@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.catalog.echo import MODEL, TASK_TYPE
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
+from genmill.models.echo.catalog import MODEL, TASK_TYPE
 
 SLICE_SECONDS = 0.05
 """A sleeping echo checks for cancellation and reports progress this often."""

@@ -56,10 +56,10 @@ from genmill.backends.flux_tasks import (
 )
 from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
 from genmill.backends.memory_modes import is_out_of_memory
-from genmill.catalog.flux import ADVANCED, DEV, SCHNELL
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import Footprint
 from genmill.errors import BackendError
+from genmill.models.flux.catalog import ADVANCED, DEV, SCHNELL
 
 REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
 INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"

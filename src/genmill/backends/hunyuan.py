@@ -23,9 +23,9 @@ from genmill.backends.base import Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import prompt_text, resolve_loras
 from genmill.backends.image_toolkit import field_value, load_image
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
-from genmill.catalog.video_models import FRAMEPACK, HUNYUAN
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
+from genmill.models.video.catalog import FRAMEPACK, HUNYUAN
 
 HUNYUAN_540P = Geometry(
     {"540p": {"16:9": (960, 544), "9:16": (544, 960), "1:1": (720, 720)}}, frames=129, fps=24, steps=30

@@ -40,9 +40,10 @@ from genmill.backends.realesrgan import (
     upscale_mode,
     vulkan_gpu_count,
 )
-from genmill.catalog.image_toolkit import MAX_INPUT_SIDE, UpscaleModel
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.schema import MAX_INPUT_SIDE
+from genmill.models.toolkits.image_catalog import UpscaleModel
 
 if TYPE_CHECKING:
     from genmill.backends.face_restore import FaceRestorer

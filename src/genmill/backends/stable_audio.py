@@ -23,9 +23,9 @@ from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import StepCancelled, pick_seed, read_model_index
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.backends.video_toolkit import probe, staged_video
-from genmill.catalog.audio import MMAUDIO, MMAUDIO_MAX_SECONDS
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
+from genmill.models.audio.catalog import MMAUDIO, MMAUDIO_MAX_SECONDS
 
 FOLDER = "stable-audio-open"
 PIPELINE_CLASS = "StableAudioPipeline"

@@ -36,9 +36,9 @@ from PIL import Image
 from genmill.backends.audio_io import weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.image_toolkit import cancelled_error, encode_png, field_value
-from genmill.catalog.trellis import MODEL
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.trellis.catalog import MODEL
 
 MAX_SIDE = 1024
 """PiAPI's limit on the input image (the catalog says "at most 1024x1024")."""

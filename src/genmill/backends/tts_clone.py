@@ -38,9 +38,9 @@ from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.flux_tasks import pick_seed
 from genmill.backends.image_toolkit import cancelled_error, field_value
 from genmill.backends.tts_piper import MAX_TEXT_CHARS, VOICE_NAME, PiperTtsBackend, VoiceLanguage, split_text
-from genmill.catalog.tts import MODEL as TTS
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.tts.catalog import MODEL as TTS
 
 FOLDER = "tts-clone"
 CODEC_FOLDER = "dac"

@@ -34,9 +34,9 @@ from genmill.backends.video_toolkit import (
     probe,
     staged_video,
 )
-from genmill.catalog.video_toolkit import MODEL
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.video_catalog import MODEL
 
 SELFIE_FILES = (
     ("selfie_segmentation", "selfie_segmentation_cpu.binarypb"),

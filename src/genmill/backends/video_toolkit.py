@@ -42,14 +42,10 @@ from genmill.backends.faces import (
     swap_face,
 )
 from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
-from genmill.catalog._common import MAX_VIDEO_BYTES
-from genmill.catalog.video_toolkit import (
-    FACE_SWAP_MAX_FRAMES,
-    MODEL,
-    UPSCALE_MAX_HEIGHT,
-)
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.schema import MAX_VIDEO_BYTES
+from genmill.models.toolkits.video_catalog import FACE_SWAP_MAX_FRAMES, MODEL, UPSCALE_MAX_HEIGHT
 
 MAX_SHORT_SIDE = UPSCALE_MAX_HEIGHT
 MAX_LONG_SIDE = 1280

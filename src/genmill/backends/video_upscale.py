@@ -35,10 +35,10 @@ from genmill.backends.video_toolkit import (
     run_ffmpeg,
     staged_video,
 )
-from genmill.catalog.image_toolkit import UpscaleModel
-from genmill.catalog.video_toolkit import MODEL, UPSCALE_MAX_FRAMES, UPSCALE_MIN_FRAMES
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.image_catalog import UpscaleModel
+from genmill.models.toolkits.video_catalog import MODEL, UPSCALE_MAX_FRAMES, UPSCALE_MIN_FRAMES
 
 
 class VideoUpscaleBackend(Backend):

@@ -26,9 +26,9 @@ from genmill.backends.base import Backend, RunContext, ServedBy, UnservedBackend
 from genmill.backends.flux_tasks import prompt_text, resolve_loras
 from genmill.backends.image_toolkit import field_value, load_image
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
-from genmill.catalog.video_models import HUG_VIDEO, SKYREELS
-from genmill.catalog.wanx import MODEL as WANX
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.models.video.catalog import HUG_VIDEO, SKYREELS
+from genmill.models.video.wanx_catalog import MODEL as WANX
 
 WAN21 = Geometry({"480p": {"16:9": (832, 480), "9:16": (480, 832)}}, frames=85, fps=16, steps=30)
 """The catalog's Wan 2.1 clips: 85 frames at 480p; Wan 2.1 was trained at 16 fps."""

@@ -11,17 +11,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from genmill.catalog._common import (
-    LoraList,
-    LoraSetting,
-    MediaRef,
-    NegativePrompt,
-    Seed,
-    Setting,
-    TaskInput,
-    flat,
-)
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry, usd
+from genmill.models.schema import LoraList, LoraSetting, MediaRef, NegativePrompt, Seed, Setting, TaskInput, flat
 
 FAMILY = "flux"
 DEV = "Qubico/flux1-dev"

@@ -11,7 +11,8 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from genmill.catalog._common import (
+from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
+from genmill.models.schema import (
     FaceIndexes,
     TaskInput,
     face_index_count,
@@ -20,8 +21,7 @@ from genmill.catalog._common import (
     per_unit,
     video_size_limit,
 )
-from genmill.catalog.image_toolkit import UPSCALE_MODELS, ToolkitImage, check_extra_choice
-from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
+from genmill.models.toolkits.image_catalog import UPSCALE_MODELS, ToolkitImage, check_extra_choice
 
 MODEL = "Qubico/video-toolkit"
 FAMILY = "video-toolkit"

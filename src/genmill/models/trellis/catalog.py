@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from genmill.catalog._common import MediaRef, TaskInput, flat
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.schema import MediaRef, TaskInput, flat
 
 MODEL = "Qubico/trellis"
 FAMILY = "trellis"

@@ -10,16 +10,8 @@ import math
 
 from pydantic import Field
 
-from genmill.catalog._common import (
-    MediaRef,
-    NegativePrompt,
-    OptionalMediaRef,
-    Seed,
-    TaskInput,
-    flat,
-    per_unit,
-)
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.schema import MediaRef, NegativePrompt, OptionalMediaRef, Seed, TaskInput, flat, per_unit
 
 MMAUDIO = "Qubico/mmaudio"
 DIFFRHYTHM = "Qubico/diffrhythm"

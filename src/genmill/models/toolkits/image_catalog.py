@@ -15,7 +15,9 @@ from typing import Annotated, Literal, Self, get_args
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from genmill.catalog._common import (
+from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.schema import (
+    MAX_INPUT_SIDE,
     FaceIndexes,
     NegativePrompt,
     TaskInput,
@@ -23,13 +25,9 @@ from genmill.catalog._common import (
     face_index_count,
     flat,
 )
-from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
 
 MODEL = "Qubico/image-toolkit"
 FAMILY = "image-toolkit"
-
-MAX_INPUT_SIDE = 2048
-"""API.md: image-toolkit inputs are at most 2048x2048."""
 
 UpscaleModel = Literal["photo", "photo-sharp", "anime"]
 """Which Real-ESRGAN network upscales (genmill.backends.realesrgan.UPSCALE_MODES); GENMILL_UPSCALE_MODEL sets the

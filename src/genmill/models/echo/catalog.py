@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import Field
 
-from genmill.catalog._common import TaskInput
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.schema import TaskInput
 
 MODEL = "genmill/echo"
 TASK_TYPE = "echo"

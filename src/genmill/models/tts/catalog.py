@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from genmill.catalog._common import OptionalMediaRef, TaskInput, per_unit
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.schema import OptionalMediaRef, TaskInput, per_unit
 
 MODEL = "Qubico/tts"
 FAMILY = "tts"

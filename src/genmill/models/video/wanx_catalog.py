@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from genmill.catalog._common import LoraList, MediaRef, NegativePrompt, Setting, TaskInput, flat
 from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
+from genmill.models.schema import LoraList, MediaRef, NegativePrompt, Setting, TaskInput, flat
 
 MODEL = "Qubico/wanx"
 FAMILY = "wanx"

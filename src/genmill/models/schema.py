@@ -1,4 +1,4 @@
-"""Field types, nested settings and price helpers shared by the catalog modules.
+"""Field types, nested settings, size limits and price helpers shared by the families' catalog schemas.
 
 Media inputs (images, videos, audio) are plain strings: an http(s) URL, a `data:` URI, a path on this
 server, or bare base64. The catalog only checks their shape; nothing is fetched here.
@@ -56,6 +56,9 @@ def _check_optional_media_ref(value: str) -> str:
 
 OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref)]
 """An optional media input; the empty string means "not given" (PiAPI echoes unset media as "")."""
+
+MAX_INPUT_SIDE = 2048
+"""API.md: image-toolkit inputs are at most 2048x2048; the backends of every family load image inputs within it."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from genmill.catalog._common import (
+from genmill.domain.catalog import HUG_VIDEO_RETENTION, VIDEO_RETENTION, CatalogEntry
+from genmill.models.schema import (
     LoraList,
     MediaRef,
     NegativePrompt,
@@ -18,7 +19,6 @@ from genmill.catalog._common import (
     flat,
     per_unit,
 )
-from genmill.domain.catalog import HUG_VIDEO_RETENTION, VIDEO_RETENTION, CatalogEntry
 
 SKYREELS = "Qubico/skyreels"
 FRAMEPACK = "Qubico/framepack"
