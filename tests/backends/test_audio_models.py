@@ -34,7 +34,7 @@ from genmill.backends.base import Backend, UnservedBackend
 from genmill.backends.musicgen import MusicGenBackend
 from genmill.backends.registry import model_backends
 from genmill.backends.stable_audio import StableAudioBackend
-from genmill.backends.video_toolkit import ffmpeg_exe
+from genmill.backends.video_io import ffmpeg_exe
 from genmill.catalog import build_catalog
 from genmill.errors import BackendError
 from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM, MMAUDIO

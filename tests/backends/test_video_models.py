@@ -28,8 +28,8 @@ from tests.backends.memory import MemoryContext, image_ref
 
 from genmill.backends.hunyuan import HunyuanBackend
 from genmill.backends.registry import model_backends
+from genmill.backends.video_io import probe
 from genmill.backends.video_models import Geometry, VideoBackend, VideoShared
-from genmill.backends.video_toolkit import probe
 from genmill.backends.wan import CAMERA_REASON, VARIANTS, WanBackend
 from genmill.catalog import build_catalog
 from genmill.errors import BackendError

@@ -25,12 +25,8 @@ from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
 from genmill.backends.salient import ForegroundMatte
 from genmill.backends.video_background import PEOPLE_ONLY, VideoBackgroundRemoveBackend
-from genmill.backends.video_toolkit import (
-    VideoFaceSwapBackend,
-    VideoInfo,
-    ffmpeg_exe,
-    probe,
-)
+from genmill.backends.video_io import VideoInfo, ffmpeg_exe, probe
+from genmill.backends.video_toolkit import VideoFaceSwapBackend
 from genmill.backends.video_upscale import VideoUpscaleBackend
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected

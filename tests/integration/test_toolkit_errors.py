@@ -19,7 +19,7 @@ from genmill.app import Runtime
 from genmill.backends.base import Backend
 from genmill.backends.faces import FaceSwapBackend
 from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
-from genmill.backends.video_toolkit import ffmpeg_exe
+from genmill.backends.video_io import ffmpeg_exe
 from genmill.backends.video_upscale import VideoUpscaleBackend
 from genmill.domain.states import TaskStatus
 from genmill.errors import INPUT_ERROR_CODE

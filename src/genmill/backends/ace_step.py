@@ -32,10 +32,9 @@ import numpy as np
 
 from genmill.backends.audio_io import Audio, decode_audio, save_wav
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext, ServedBy
-from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pipeline
-from genmill.backends.flux_tasks import StepCancelled, StepReporter, pick_seed, read_model_index
-from genmill.backends.image_toolkit import cancelled_error, field_value
+from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pipeline, read_model_index
 from genmill.backends.memory_modes import is_out_of_memory
+from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, field_value, pick_seed
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import MemoryPlan
 from genmill.errors import BackendError, InputRejected

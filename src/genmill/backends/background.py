@@ -21,8 +21,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from genmill.backends.base import Availability, Backend, Resident, RunContext, ServedBy
-from genmill.backends.image_toolkit import (
-    MODEL,
+from genmill.backends.image_toolkit import MODEL
+from genmill.backends.salient import VITMATTE_FOLDER, ForegroundMatte, Matte, SubjectRule, load_input_image
+from genmill.backends.toolkit import (
     SYSTEM_DEPS_HINT,
     cancelled_error,
     encode_png,
@@ -30,7 +31,6 @@ from genmill.backends.image_toolkit import (
     import_failure,
     package_dir,
 )
-from genmill.backends.salient import VITMATTE_FOLDER, ForegroundMatte, Matte, SubjectRule, load_input_image
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from genmill.backends.base import RunContext
 from genmill.backends.flux_tasks import fit_pixels
-from genmill.backends.image_toolkit import load_image
+from genmill.backends.toolkit import load_image
 from genmill.errors import BackendError
 
 CONTROL_TYPES = ("canny", "depth", "soft_edge", "openpose")
@@ -219,7 +219,7 @@ class PoseFinder:
         """The 33 landmarks (x, y normalised, visibility) of the person found, or None when there is none."""
         with self._lock:
             if self._pose is None:
-                from genmill.backends.faces import mediapipe_availability
+                from genmill.backends.toolkit import mediapipe_availability
 
                 available = mediapipe_availability(POSE_FILES, "pose")
                 if not available.ok:

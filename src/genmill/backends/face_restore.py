@@ -27,7 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.face_swap_net import crop, five_points, paste
-from genmill.backends.faces import FACE_MESH_FILES, FaceFinder, mediapipe_availability
+from genmill.backends.faces import FACE_MESH_FILES, FaceFinder
+from genmill.backends.toolkit import mediapipe_availability
 from genmill.errors import BackendError
 
 FOLDER = "face-restore"

@@ -27,14 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.faces import (
-    FACE_MESH_FILES,
-    Face,
-    FaceFinder,
-    mediapipe_availability,
-    run_face_swap,
-)
+from genmill.backends.faces import FACE_MESH_FILES, Face, FaceFinder, run_face_swap
 from genmill.backends.image_toolkit import MODEL
+from genmill.backends.toolkit import mediapipe_availability
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 

@@ -13,10 +13,8 @@ order `swap_faces_index` / `target_faces_index` refer to. The face finder is sha
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +23,14 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.image_toolkit import (
-    MODEL,
-    SYSTEM_DEPS_HINT,
+from genmill.backends.image_toolkit import MODEL
+from genmill.backends.toolkit import (
     cancelled_error,
     encode_png,
     field_value,
     has_alpha,
-    import_failure,
     load_image,
-    package_dir,
+    mediapipe_availability,
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
@@ -54,22 +50,6 @@ FACE_MESH_FILES = (
 )
 """The graphs and models under mediapipe/modules that `FaceFinder` runs (refined landmarks need the attention
 model; faces far from the camera need the full-range detector)."""
-
-
-def mediapipe_availability(files: Sequence[tuple[str, str]], purpose: str) -> Availability:
-    """Whether mediapipe (with the OpenCV it brings) imports and ships `files` (module folder, file name)."""
-    if importlib.util.find_spec("mediapipe") is None or importlib.util.find_spec("cv2") is None:
-        return Availability(False, "mediapipe is not installed: pip install 'genmill[cpu]'")
-    try:
-        module = importlib.import_module("mediapipe.python.solutions.face_mesh")
-        importlib.import_module("cv2")
-    except ImportError as exc:
-        return Availability(False, f"mediapipe cannot load ({import_failure(exc)}); {SYSTEM_DEPS_HINT}")
-    modules = package_dir(module).parents[1] / "modules"
-    missing = [name for folder, name in files if not (modules / folder / name).is_file()]
-    if missing:
-        return Availability(False, f"mediapipe lacks its bundled {purpose} files {missing}; reinstall it")
-    return Availability(True)
 
 
 @dataclass(frozen=True)

@@ -35,34 +35,33 @@ from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
 from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
-from genmill.backends.diffusers_loading import folder_footprint, weight_bytes
+from genmill.backends.diffusers_loading import (
+    INSTALL_HINT,
+    REQUIRED_PACKAGES,
+    folder_footprint,
+    read_model_index,
+    weight_bytes,
+)
 from genmill.backends.flux_batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
 from genmill.backends.flux_control import DEPTH_FOLDER, control_folders, load_controls, run_controlnet, union_problem
 from genmill.backends.flux_edit import fill_inpaint, fill_outpaint, kontext, redux_variation
 from genmill.backends.flux_shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
-from genmill.backends.flux_tasks import (
+from genmill.backends.flux_tasks import fit_pixels, generation_size, number, positive_int, same_components, save_images
+from genmill.backends.loras import resolve_loras
+from genmill.backends.memory_modes import is_out_of_memory
+from genmill.backends.toolkit import (
     StepCancelled,
     StepReporter,
-    fit_pixels,
-    generation_size,
-    number,
+    cancelled_error,
+    field_value,
+    load_image,
     pick_seed,
-    positive_int,
     prompt_text,
-    read_model_index,
-    resolve_loras,
-    same_components,
-    save_images,
 )
-from genmill.backends.image_toolkit import cancelled_error, field_value, load_image
-from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import Footprint
 from genmill.errors import BackendError
 from genmill.models.flux.catalog import ADVANCED, DEV, SCHNELL
-
-REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
-INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"
 
 
 @dataclass(frozen=True)

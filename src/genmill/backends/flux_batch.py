@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.flux_tasks import StepCancelled, StepReporter, pick_seed, save_images
-from genmill.backends.image_toolkit import cancelled_error, field_value
+from genmill.backends.flux_tasks import save_images
+from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, field_value, pick_seed
 from genmill.domain.catalog import CatalogEntry, TaskInput
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from genmill.backends.control_maps import CONTROL_TYPES, control_map
-from genmill.backends.flux_tasks import StepReporter, same_components
-from genmill.backends.image_toolkit import field_value
+from genmill.backends.flux_tasks import same_components
+from genmill.backends.toolkit import StepReporter, field_value
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.flux_tasks import StepReporter, fit_pixels, generation_size, outpaint_canvas, white_mask
-from genmill.backends.image_toolkit import field_value, load_image
+from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.memory_modes import is_out_of_memory
+from genmill.backends.toolkit import StepReporter, field_value, load_image
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from genmill.backends.base import Resident
 from genmill.backends.diffusers_loading import Placement, load_pipeline, weight_bytes
-from genmill.backends.flux_tasks import LoraState
+from genmill.backends.loras import LoraState
 from genmill.backends.memory_modes import apply_plan
 from genmill.domain.placement import Footprint, MemoryMode, MemoryPlan
 

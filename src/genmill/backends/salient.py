@@ -30,7 +30,7 @@ from PIL import Image
 
 from genmill.backends.audio_io import best_device, weights_bytes
 from genmill.backends.base import Availability, Resident, RunContext
-from genmill.backends.image_toolkit import load_image
+from genmill.backends.toolkit import load_image
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError, InputRejected
 

@@ -22,15 +22,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.faces import FACE_MESH_FILES, FaceFinder, hull_mask, mediapipe_availability
-from genmill.backends.image_toolkit import (
-    MODEL,
-    cancelled_error,
-    encode_png,
-    field_value,
-    has_alpha,
-)
+from genmill.backends.faces import FACE_MESH_FILES, FaceFinder, hull_mask
+from genmill.backends.image_toolkit import MODEL
 from genmill.backends.salient import load_input_image
+from genmill.backends.toolkit import cancelled_error, encode_png, field_value, has_alpha, mediapipe_availability
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from genmill.backends.audio_io import best_device, save_wav, weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.flux_tasks import StepCancelled, pick_seed, read_model_index
-from genmill.backends.image_toolkit import cancelled_error, field_value
-from genmill.backends.video_toolkit import probe, staged_video
+from genmill.backends.diffusers_loading import read_model_index
+from genmill.backends.toolkit import StepCancelled, cancelled_error, field_value, pick_seed
+from genmill.backends.video_io import probe, staged_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 from genmill.models.audio.catalog import MMAUDIO, MMAUDIO_MAX_SECONDS

@@ -35,7 +35,7 @@ from PIL import Image
 
 from genmill.backends.audio_io import weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.image_toolkit import cancelled_error, encode_png, field_value
+from genmill.backends.toolkit import cancelled_error, encode_png, field_value
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
 from genmill.models.trellis.catalog import MODEL
@@ -271,7 +271,7 @@ class TrellisBackend(Backend):
             video = turntable(result)
             ctx.progress(0.8, "baking the GLB texture")
             glb = export_glb(result)
-        from genmill.backends.video_models import encode_mp4
+        from genmill.backends.video_io import encode_mp4
 
         output["model_file"] = ctx.save_output(glb, ext="glb", content_type="model/gltf-binary")
         output["combined_video"] = ctx.save_output(

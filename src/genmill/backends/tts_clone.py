@@ -35,8 +35,7 @@ import numpy as np
 
 from genmill.backends.audio_io import Audio, best_device, decode_audio, save_wav, weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.flux_tasks import pick_seed
-from genmill.backends.image_toolkit import cancelled_error, field_value
+from genmill.backends.toolkit import cancelled_error, field_value, pick_seed
 from genmill.backends.tts_piper import MAX_TEXT_CHARS, VOICE_NAME, PiperTtsBackend, VoiceLanguage, split_text
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected

@@ -23,17 +23,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Resident, RunContext, ServedBy
-from genmill.backends.faces import mediapipe_availability
-from genmill.backends.image_toolkit import field_value
 from genmill.backends.salient import ForegroundMatte, Matte
-from genmill.backends.video_toolkit import (
-    BACKGROUND_REMOVE_MAX_FRAMES,
-    check_video,
-    ffmpeg_availability,
-    map_frames,
-    probe,
-    staged_video,
-)
+from genmill.backends.toolkit import field_value, mediapipe_availability
+from genmill.backends.video_io import ffmpeg_availability, map_frames, probe, staged_video
+from genmill.backends.video_toolkit import BACKGROUND_REMOVE_MAX_FRAMES, check_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
 from genmill.models.toolkits.video_catalog import MODEL

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -26,19 +25,18 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
-from genmill.backends.diffusers_loading import Placement, load_pipeline, plan_pipeline
-from genmill.backends.flux import INSTALL_HINT, REQUIRED_PACKAGES
-from genmill.backends.flux_tasks import (
-    LoraChoice,
-    LoraState,
-    StepCancelled,
-    StepReporter,
-    pick_seed,
+from genmill.backends.diffusers_loading import (
+    INSTALL_HINT,
+    REQUIRED_PACKAGES,
+    Placement,
+    load_pipeline,
+    plan_pipeline,
     read_model_index,
 )
-from genmill.backends.image_toolkit import cancelled_error
+from genmill.backends.loras import LoraChoice, LoraState
 from genmill.backends.memory_modes import is_out_of_memory
-from genmill.backends.video_toolkit import X264_ARGS, ffmpeg_availability, run_ffmpeg
+from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, pick_seed
+from genmill.backends.video_io import encode_mp4, ffmpeg_availability
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import MemoryPlan
 from genmill.errors import BackendError
@@ -164,17 +162,6 @@ def video_frames(result: Any) -> NDArray[np.uint8]:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise BackendError("the pipeline returned no video frames", raw_message=f"shape {frames.shape}")
     return np.asarray((np.clip(frames, 0.0, 1.0) * 255).round(), dtype=np.uint8)
-
-
-def encode_mp4(frames: NDArray[np.uint8], fps: int, ctx: RunContext) -> bytes:
-    """H.264 MP4 (the toolkit's x264 settings) of RGB frames, through the bundled ffmpeg."""
-    count, height, width, _ = frames.shape
-    with tempfile.TemporaryDirectory(prefix="genmill-video-") as folder:
-        raw, out = Path(folder) / "frames.rgb", Path(folder) / "out.mp4"
-        raw.write_bytes(np.ascontiguousarray(frames).tobytes())
-        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", str(raw)]
-        run_ffmpeg([*args, *X264_ARGS, str(out)], ctx, frames=count, span=(0.95, 0.99), what="encoding the video")
-        return out.read_bytes()
 
 
 class VideoBackend(Backend):

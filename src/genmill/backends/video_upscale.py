@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend, cancelled_error, field_value
+from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
 from genmill.backends.isolation import ProcessModel
 from genmill.backends.realesrgan import (
     REALESRGAN_MODELS,
@@ -25,16 +25,17 @@ from genmill.backends.realesrgan import (
     finish,
     plan_passes,
 )
-from genmill.backends.video_toolkit import (
+from genmill.backends.toolkit import cancelled_error, field_value
+from genmill.backends.video_io import (
     X264_ARGS,
     VideoInfo,
-    check_video,
     ffmpeg_availability,
     map_frames,
     probe,
     run_ffmpeg,
     staged_video,
 )
+from genmill.backends.video_toolkit import check_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
 from genmill.models.toolkits.image_catalog import UpscaleModel
