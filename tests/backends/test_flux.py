@@ -27,15 +27,15 @@ pytest.importorskip("peft")
 import torch
 from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
-from genmill.backends.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
-from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
-from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.registry import model_backends
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.records import InputFile
 from genmill.errors import BackendError
+from genmill.models.flux.backend import FluxBackend, FluxShared, flux_backends
 from genmill.models.flux.catalog import ADVANCED, DEV
+from genmill.models.flux.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
+from genmill.models.flux.tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 
 pytestmark = [
     pytest.mark.backends,

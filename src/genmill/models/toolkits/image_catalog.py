@@ -30,7 +30,7 @@ MODEL = "Qubico/image-toolkit"
 FAMILY = "image-toolkit"
 
 UpscaleModel = Literal["photo", "photo-sharp", "anime"]
-"""Which Real-ESRGAN network upscales (genmill.backends.realesrgan.UPSCALE_MODES); GENMILL_UPSCALE_MODEL sets the
+"""Which Real-ESRGAN network upscales (genmill.models.toolkits.realesrgan.UPSCALE_MODES); GENMILL_UPSCALE_MODEL sets the
 server's default, the `upscale_model` input (a genmill extra) overrides it per task."""
 
 UPSCALE_MODELS: tuple[str, ...] = get_args(UpscaleModel)

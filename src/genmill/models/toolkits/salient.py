@@ -51,8 +51,8 @@ log = logging.getLogger("genmill.backends.salient")
 
 
 def load_input_image(ctx: RunContext, inputs: TaskInput, field: str) -> Image.Image:
-    """`image_toolkit.load_image`, with every refusal of the input (missing, undecodable, too large) raised as
-    `InputRejected` (code 10001): it is the client's image, not the backend, that cannot be used."""
+    """`genmill.backends.toolkit.load_image`, with every refusal of the input (missing, undecodable, too large)
+    raised as `InputRejected` (code 10001): it is the client's image, not the backend, that cannot be used."""
     try:
         return load_image(ctx, inputs, field)
     except InputRejected:

@@ -25,9 +25,9 @@ from typing import Any
 from genmill.backends.base import Backend, RunContext, ServedBy, UnservedBackend
 from genmill.backends.loras import resolve_loras
 from genmill.backends.toolkit import field_value, load_image, prompt_text
-from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.models.video.catalog import HUG_VIDEO, SKYREELS
+from genmill.models.video.pipeline import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 from genmill.models.video.wanx_catalog import MODEL as WANX
 
 WAN21 = Geometry({"480p": {"16:9": (832, 480), "9:16": (480, 832)}}, frames=85, fps=16, steps=30)

@@ -22,12 +22,12 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.faces import FACE_MESH_FILES, FaceFinder, hull_mask
-from genmill.backends.image_toolkit import MODEL
-from genmill.backends.salient import load_input_image
 from genmill.backends.toolkit import cancelled_error, encode_png, field_value, has_alpha, mediapipe_availability
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.faces import FACE_MESH_FILES, FaceFinder, hull_mask
+from genmill.models.toolkits.image_catalog import MODEL
+from genmill.models.toolkits.salient import load_input_image
 
 Mask = NDArray[np.uint8]
 """A 0/255 mask with the image's height and width."""

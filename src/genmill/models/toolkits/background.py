@@ -1,7 +1,7 @@
 """`Qubico/image-toolkit` `background-remove`: any subject's background, cut away into a PNG's alpha channel.
 
 `SalientBackgroundRemoveBackend` runs U²-Net-p (shipped in a wheel, any CPU), with ViTMatte refining the edges
-when `vitmatte/` is in the models folder (`genmill.backends.salient`). It works on mugs, cats, people and
+when `vitmatte/` is in the models folder (`salient`). It works on mugs, cats, people and
 rockets alike, and refuses an image with nothing to cut out (blank, uniform, noise) with `InputRejected` instead
 of returning an empty or ghostly cut.
 
@@ -21,8 +21,6 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from genmill.backends.base import Availability, Backend, Resident, RunContext, ServedBy
-from genmill.backends.image_toolkit import MODEL
-from genmill.backends.salient import VITMATTE_FOLDER, ForegroundMatte, Matte, SubjectRule, load_input_image
 from genmill.backends.toolkit import (
     SYSTEM_DEPS_HINT,
     cancelled_error,
@@ -33,6 +31,8 @@ from genmill.backends.toolkit import (
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.toolkits.image_catalog import MODEL
+from genmill.models.toolkits.salient import VITMATTE_FOLDER, ForegroundMatte, Matte, SubjectRule, load_input_image
 
 ENTRY = (MODEL, "background-remove")
 

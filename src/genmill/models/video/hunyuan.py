@@ -22,10 +22,10 @@ from typing import Any
 from genmill.backends.base import Backend, RunContext, ServedBy
 from genmill.backends.loras import resolve_loras
 from genmill.backends.toolkit import field_value, load_image, prompt_text
-from genmill.backends.video_models import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 from genmill.models.video.catalog import FRAMEPACK, HUNYUAN
+from genmill.models.video.pipeline import Geometry, Job, VideoBackend, VideoShared, Weights, cover
 
 HUNYUAN_540P = Geometry(
     {"540p": {"16:9": (960, 544), "9:16": (544, 960), "1:1": (720, 720)}}, frames=129, fps=24, steps=30

@@ -1,16 +1,12 @@
-"""`Qubico/video-toolkit`: per-frame MediaPipe `face-swap`, and the ffmpeg plumbing (probe, limits, frame mapping)
-it shares with `upscale` (`backends.video_upscale`) and `background-remove` (`backends.video_background`).
+"""`Qubico/video-toolkit` `face-swap` (the image face swap on every frame), and the video limits the toolkit's
+`upscale` (`video_upscale`) and `background-remove` (`video_background`) share with it.
 
-ffmpeg comes from the `imageio-ffmpeg` wheel, which bundles a static binary (with libx264 and libvpx), so no
-system package is needed. ffmpeg always runs as a child process from the worker thread; the backend reads its
-progress from a pipe, checks `ctx.cancelled()` between reads and kills the child when asked to stop, so a long
-encode never blocks cancellation or the event loop.
-
-The catalog checks what the request itself shows (an MP4, at most 10 MB inline). What only the decoded stream
-shows is checked here before any pixel work: the size of the fetched file, the resolution (at most 720p, i.e.
-1280x720 either way round) and the frame count (10-240 for upscale, at most 600 for face swap and background
-removal). Each refusal names the input field, e.g. `video: 250 frames, the limit is 240`, and is an
-`InputRejected` (error code 10001); ffmpeg failing on a video it could read stays a `BackendError` (10000).
+The ffmpeg plumbing (probing, staging, frame mapping, encoding) is `genmill.backends.video_io`. The catalog checks
+what the request itself shows (an MP4, at most 10 MB inline). What only the decoded stream shows is checked before
+any pixel work: the size of the fetched file, the resolution (at most 720p, i.e. 1280x720 either way round) and the
+frame count (10-240 for upscale, at most 600 for face swap and background removal). Each refusal names the input
+field, e.g. `video: 250 frames, the limit is 240`, and is an `InputRejected` (error code 10001); ffmpeg failing on a
+video it could read stays a `BackendError` (10000).
 """
 
 from __future__ import annotations
@@ -21,11 +17,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.faces import FACE_MESH_FILES, FACE_SWAP_SERVED_BY, Face, FaceFinder, face_index_pairs, swap_face
 from genmill.backends.toolkit import load_image, mediapipe_availability
 from genmill.backends.video_io import X264_ARGS, VideoInfo, ffmpeg_availability, map_frames, probe, staged_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.faces import (
+    FACE_MESH_FILES,
+    FACE_SWAP_SERVED_BY,
+    Face,
+    FaceFinder,
+    face_index_pairs,
+    swap_face,
+)
 from genmill.models.toolkits.video_catalog import FACE_SWAP_MAX_FRAMES, MODEL, UPSCALE_MAX_HEIGHT
 
 MAX_SHORT_SIDE = UPSCALE_MAX_HEIGHT

@@ -5,7 +5,7 @@ the network itself needs none of them once exported, so genmill runs the publish
 `gfpgan_1.4.onnx`: `input` 1x3x512x512 RGB in [-1, 1], one output of the same shape and range) and does the
 face handling itself, as GFPGAN's own pipeline does around its network:
 
-1. faces are found by MediaPipe Face Mesh (`genmill.backends.faces.FaceFinder`) on the image before upscaling,
+1. faces are found by MediaPipe Face Mesh (`faces.FaceFinder`) on the image before upscaling,
    and five of their landmarks (eye centres, nose tip, mouth corners; `face_swap_net.five_points`) are scaled to
    the upscaled image;
 2. each face is aligned to the FFHQ 512 template by a similarity transform from those five points;
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from genmill.backends.face_swap_net import crop, five_points, paste
-from genmill.backends.faces import FACE_MESH_FILES, FaceFinder
 from genmill.backends.toolkit import mediapipe_availability
 from genmill.errors import BackendError
+from genmill.models.toolkits.face_swap_net import crop, five_points, paste
+from genmill.models.toolkits.faces import FACE_MESH_FILES, FaceFinder
 
 FOLDER = "face-restore"
 RESTORER_FILE = "gfpgan_1.4.onnx"

@@ -23,9 +23,9 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter
 
 from genmill.backends.base import RunContext
-from genmill.backends.flux_tasks import fit_pixels
 from genmill.backends.toolkit import load_image
 from genmill.errors import BackendError
+from genmill.models.flux.tasks import fit_pixels
 
 CONTROL_TYPES = ("canny", "depth", "soft_edge", "openpose")
 """Every `control_type` the catalog offers; each needs its own ControlNet folder."""

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.flux_tasks import save_images
 from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, field_value, pick_seed
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.models.flux.tasks import save_images
 
 if TYPE_CHECKING:
     from genmill.backends.base import RunContext
-    from genmill.backends.flux import FluxBackend
     from genmill.domain.records import InputFile
+    from genmill.models.flux.backend import FluxBackend
 
 BATCHED_TASK_TYPES = ("txt2img", "txt2img-lora")
 """The Flux task types that batch: one FluxPipeline call serves any number of prompts. The others take an image

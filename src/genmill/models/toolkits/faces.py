@@ -23,7 +23,6 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.image_toolkit import MODEL
 from genmill.backends.toolkit import (
     cancelled_error,
     encode_png,
@@ -34,6 +33,7 @@ from genmill.backends.toolkit import (
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.image_catalog import MODEL
 
 Points = NDArray[np.float32]
 """Landmarks in pixel coordinates, shape (N, 2), columns x and y."""

@@ -6,7 +6,7 @@ every call says which type each control image is (`control_mode`). The model car
 tile 1, depth 2, blur 3, pose 4, gray 5, low quality 6. Union models without a mode embedding (Union-Pro-2.0,
 `num_mode` null) and single-type ControlNets get no `control_mode`.
 
-Kept apart from `flux.py` so that the backend module stays about loading and the task dispatch.
+Kept apart from `backend.py` so that the backend module stays about loading and the task dispatch.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.control_maps import CONTROL_TYPES, control_map
-from genmill.backends.flux_tasks import same_components
 from genmill.backends.toolkit import StepReporter, field_value
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
+from genmill.models.flux.control_maps import CONTROL_TYPES, control_map
+from genmill.models.flux.tasks import same_components
 
 if TYPE_CHECKING:
     from genmill.backends.base import RunContext
-    from genmill.backends.flux import FluxBackend
+    from genmill.models.flux.backend import FluxBackend
 
 DEPTH_FOLDER = "depth-anything"
 """A transformers depth estimator beside the ControlNets, for control_type depth."""

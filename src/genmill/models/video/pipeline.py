@@ -1,4 +1,4 @@
-"""What the diffusers video backends (`genmill.backends.wan`, `genmill.backends.hunyuan`) share: output geometry,
+"""What the diffusers video backends (`wan`, `hunyuan`) share: output geometry,
 weight folders and their availability, loading, step progress, LoRAs, and encoding the frames to MP4.
 
 Each backend instance serves one model with one weight folder under the models folder, like the Flux backends,
@@ -337,13 +337,3 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     )
     left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
     return scaled.crop((left, top, left + width, top + height))
-
-
-def video_backends(models_dir: Path, *, placement: Placement | None = None) -> list[Backend]:
-    """Every video backend whose weight folder exists under `models_dir`, sharing one lock, one placement and one
-    set of loaded pipelines."""
-    from genmill.backends.hunyuan import hunyuan_backends
-    from genmill.backends.wan import wan_backends
-
-    shared = VideoShared(placement=placement)
-    return [*wan_backends(models_dir, shared=shared), *hunyuan_backends(models_dir, shared=shared)]

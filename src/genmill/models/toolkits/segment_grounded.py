@@ -29,12 +29,12 @@ from PIL import Image
 
 from genmill.backends.audio_io import best_device, weights_bytes
 from genmill.backends.base import Availability, Backend, Resident, RunContext, ServedBy
-from genmill.backends.image_toolkit import MODEL
-from genmill.backends.salient import IMAGENET_MEAN, IMAGENET_STD, load_input_image
-from genmill.backends.segment import Mask, SegmentBackend, SegmentRequest, finish_segment
 from genmill.backends.toolkit import cancelled_error
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
+from genmill.models.toolkits.image_catalog import MODEL
+from genmill.models.toolkits.salient import IMAGENET_MEAN, IMAGENET_STD, load_input_image
+from genmill.models.toolkits.segment import Mask, SegmentBackend, SegmentRequest, finish_segment
 
 GROUNDING_DINO_FOLDER = "grounding-dino"
 SAM2_FOLDER = "sam2"

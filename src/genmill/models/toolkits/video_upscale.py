@@ -1,5 +1,6 @@
 """`Qubico/video-toolkit` `upscale`: Real-ESRGAN on every frame, or ffmpeg's 2x Lanczos resize as a declared
-fast mode; the decoding, limits and encoding are `backends.video_toolkit`'s."""
+fast mode; the decoding and encoding are `genmill.backends.video_io`'s, the limits
+`video_face_swap`'s."""
 
 from __future__ import annotations
 
@@ -13,18 +14,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
 from genmill.backends.isolation import ProcessModel
-from genmill.backends.realesrgan import (
-    REALESRGAN_MODELS,
-    UPSCALE_MODES,
-    GpuChoice,
-    VideoUpscaleMode,
-    _load_realesrgan,
-    _upscale_frame,
-    finish,
-    plan_passes,
-)
 from genmill.backends.toolkit import cancelled_error, field_value
 from genmill.backends.video_io import (
     X264_ARGS,
@@ -35,11 +25,22 @@ from genmill.backends.video_io import (
     run_ffmpeg,
     staged_video,
 )
-from genmill.backends.video_toolkit import check_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
 from genmill.models.toolkits.image_catalog import UpscaleModel
+from genmill.models.toolkits.realesrgan import (
+    REALESRGAN_MODELS,
+    UPSCALE_MODES,
+    GpuChoice,
+    VideoUpscaleMode,
+    _load_realesrgan,
+    _upscale_frame,
+    finish,
+    plan_passes,
+)
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
 from genmill.models.toolkits.video_catalog import MODEL, UPSCALE_MAX_FRAMES, UPSCALE_MIN_FRAMES
+from genmill.models.toolkits.video_face_swap import check_video
 
 
 class VideoUpscaleBackend(Backend):

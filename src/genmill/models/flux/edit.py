@@ -1,6 +1,6 @@
 """The Flux editing tasks of `Qubico/flux1-dev-advanced`: fill (inpaint and outpaint), kontext and Redux variation.
 
-Kept apart from `flux.py` (loading, memory, dispatch, text-to-image and image-to-image) so that each module stays
+Kept apart from `backend.py` (loading, memory, dispatch, text-to-image and image-to-image) so that each module stays
 readable; each function is one task type: prepare the inputs, call the pipeline through the backend, return the
 images and the size to deliver.
 """
@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.backends.toolkit import StepReporter, field_value, load_image
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
+from genmill.models.flux.tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 
 if TYPE_CHECKING:
     from genmill.backends.base import RunContext
-    from genmill.backends.flux import FluxBackend
+    from genmill.models.flux.backend import FluxBackend
 
 FILL_GUIDANCE_FACTOR = 30 / 3.5
 """FLUX.1-Fill-dev is distilled for a guidance of about 30, while the API's guidance_scale is 1.5-5 (default

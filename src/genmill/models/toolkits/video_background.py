@@ -1,6 +1,6 @@
 """`Qubico/video-toolkit` `background-remove`: the subject of every frame cut out, written as a WebM with alpha.
 
-The matte is the one image background removal uses (`genmill.backends.salient.ForegroundMatte`, U²-Net-p, a
+The matte is the one image background removal uses (`salient.ForegroundMatte`, U²-Net-p, a
 salient-object model), so any subject is kept: a cup, a cat, a car, a person. Frame by frame, a frame without a
 subject becomes fully transparent; a clip in which no frame has one fails with `InputRejected` (10001) rather than
 coming back empty. ViTMatte's edge refinement is left to still images: it would cost seconds per frame on a CPU.
@@ -23,13 +23,13 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Resident, RunContext, ServedBy
-from genmill.backends.salient import ForegroundMatte, Matte
 from genmill.backends.toolkit import field_value, mediapipe_availability
 from genmill.backends.video_io import ffmpeg_availability, map_frames, probe, staged_video
-from genmill.backends.video_toolkit import BACKGROUND_REMOVE_MAX_FRAMES, check_video
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import InputRejected
+from genmill.models.toolkits.salient import ForegroundMatte, Matte
 from genmill.models.toolkits.video_catalog import MODEL
+from genmill.models.toolkits.video_face_swap import BACKGROUND_REMOVE_MAX_FRAMES, check_video
 
 SELFIE_FILES = (
     ("selfie_segmentation", "selfie_segmentation_cpu.binarypb"),

@@ -1,7 +1,7 @@
 """Flux image generation with diffusers: `Qubico/flux1-dev`, `Qubico/flux1-schnell`, `Qubico/flux1-dev-advanced`.
 
 Weights are never downloaded: each model reads a diffusers-format folder under a configured models folder
-(`genmill-models/` by default, see `genmill.backends.registry`):
+(GENMILL_MODELS_DIR, `genmill-models/` by default):
 
     flux1-dev/                    FLUX.1-dev       dev and dev-advanced: txt2img, img2img, *-lora
     flux1-schnell/                FLUX.1-schnell   schnell: txt2img, img2img, txt2img-lora
@@ -34,7 +34,6 @@ from typing import Any
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, Prefetched, Resident, RunContext
-from genmill.backends.control_maps import CONTROL_TYPES, PoseFinder
 from genmill.backends.diffusers_loading import (
     INSTALL_HINT,
     REQUIRED_PACKAGES,
@@ -42,11 +41,6 @@ from genmill.backends.diffusers_loading import (
     read_model_index,
     weight_bytes,
 )
-from genmill.backends.flux_batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
-from genmill.backends.flux_control import DEPTH_FOLDER, control_folders, load_controls, run_controlnet, union_problem
-from genmill.backends.flux_edit import fill_inpaint, fill_outpaint, kontext, redux_variation
-from genmill.backends.flux_shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
-from genmill.backends.flux_tasks import fit_pixels, generation_size, number, positive_int, same_components, save_images
 from genmill.backends.loras import resolve_loras
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.backends.toolkit import (
@@ -61,7 +55,13 @@ from genmill.backends.toolkit import (
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import Footprint
 from genmill.errors import BackendError
+from genmill.models.flux.batch import BATCH_KEYS, BATCHED_TASK_TYPES, run_txt2img_batch
 from genmill.models.flux.catalog import ADVANCED, DEV, SCHNELL
+from genmill.models.flux.control import DEPTH_FOLDER, control_folders, load_controls, run_controlnet, union_problem
+from genmill.models.flux.control_maps import CONTROL_TYPES, PoseFinder
+from genmill.models.flux.edit import fill_inpaint, fill_outpaint, kontext, redux_variation
+from genmill.models.flux.shared import ENCODERS_KEY, SHARED_COMPONENTS, FluxShared, parts_bytes
+from genmill.models.flux.tasks import fit_pixels, generation_size, number, positive_int, same_components, save_images
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class FluxBackend(Backend):
         with the other Flux backends of this server (a private one when None); `true_cfg_scale` is the real
         classifier-free guidance used when a task gives a negative_prompt (Flux's own guidance is distilled
         and cannot use one; true CFG runs the transformer twice per step, and 1.0 ignores negative prompts);
-        `max_batch_size` is how many txt2img tasks the base variant runs in one pipeline call (`flux_batch`)."""
+        `max_batch_size` is how many txt2img tasks the base variant runs in one pipeline call (`batch`)."""
         if model not in MODELS:
             raise ValueError(f"unknown Flux model {model!r}; choose one of {sorted(MODELS)}")
         if variant not in VARIANTS or (variant in ADVANCED_ONLY and model != ADVANCED):

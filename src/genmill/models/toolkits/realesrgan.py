@@ -12,7 +12,7 @@ the input's size is enlarged and added, ten times), so the output keeps the netw
 the input. On the same photographs that beats bicubic and Lanczos on PSNR and SSIM at 2x and 4x.
 "photo-sharp" is the raw network output, for those who prefer its crispness.
 
-ncnn holds the GIL while it computes, so the networks live in a child process (`backends.isolation`), created
+ncnn holds the GIL while it computes, so the networks live in a child process (`genmill.backends.isolation`), created
 lazily there per (network, factor) and kept.
 """
 

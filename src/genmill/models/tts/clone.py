@@ -36,10 +36,10 @@ import numpy as np
 from genmill.backends.audio_io import Audio, best_device, decode_audio, save_wav, weights_bytes
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.backends.toolkit import cancelled_error, field_value, pick_seed
-from genmill.backends.tts_piper import MAX_TEXT_CHARS, VOICE_NAME, PiperTtsBackend, VoiceLanguage, split_text
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError, InputRejected
 from genmill.models.tts.catalog import MODEL as TTS
+from genmill.models.tts.piper import MAX_TEXT_CHARS, VOICE_NAME, PiperTtsBackend, VoiceLanguage, split_text
 
 FOLDER = "tts-clone"
 CODEC_FOLDER = "dac"

@@ -1,8 +1,8 @@
 """The Flux backend's parts below the task level: sizes, numbers, masks, pipelines over shared modules, and outputs
-(control maps: `control_maps.py`; the state the Flux backends share: `flux_shared.py`; seeds and step progress,
+(control maps: `control_maps.py`; the state the Flux backends share: `shared.py`; seeds and step progress,
 which every family uses: `genmill.backends.toolkit`; LoRA files: `genmill.backends.loras`).
 
-Kept apart from `flux.py` so that the backend reads as "prepare, call the pipeline, save", and so these rules
+Kept apart from `backend.py` so that the backend reads as "prepare, call the pipeline, save", and so these rules
 (which size is generated, which pixels are repainted) can be tested on their own.
 torch and diffusers are imported inside functions only: the registry imports the backend without them.
 """

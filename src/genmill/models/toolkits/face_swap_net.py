@@ -1,7 +1,7 @@
 """`Qubico/image-toolkit` face swap with a swap network, insightface's inswapper, where the operator supplies it.
 
 inswapper_128 replaces the identity of a 128x128 face crop with the identity of an ArcFace embedding, keeping the
-target's pose, expression and lighting: what the classical landmark warp (`genmill.backends.faces`) cannot do.
+target's pose, expression and lighting: what the classical landmark warp (`faces`) cannot do.
 Its weights carry insightface's non-commercial licence, so genmill neither ships nor pulls them: an operator who
 accepts it puts two files in `GENMILL_MODELS_DIR/inswapper/`:
 
@@ -27,11 +27,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
-from genmill.backends.faces import FACE_MESH_FILES, Face, FaceFinder, run_face_swap
-from genmill.backends.image_toolkit import MODEL
 from genmill.backends.toolkit import mediapipe_availability
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
+from genmill.models.toolkits.faces import FACE_MESH_FILES, Face, FaceFinder, run_face_swap
+from genmill.models.toolkits.image_catalog import MODEL
 
 FOLDER = "inswapper"
 SWAPPER, RECOGNISER = "inswapper_128.onnx", "w600k_r50.onnx"
