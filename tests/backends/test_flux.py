@@ -215,7 +215,7 @@ def save_tiny_depth_estimator(folder: Path) -> None:
 
 
 def build_models(root: Path) -> None:
-    """The production layout (see genmill.backends.flux) with tiny models in each folder."""
+    """The production layout (see genmill.models.flux.backend) with tiny models in each folder."""
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         FluxFillPipeline,
@@ -735,7 +735,7 @@ def pixels(ctx: MemoryContext, url: str) -> Any:
 
 
 def close(a: Any, b: Any) -> bool:
-    """Within one 8-bit level: batched matrix products may round differently (see flux_batch's docstring)."""
+    """Within one 8-bit level: batched matrix products may round differently (see models/flux/batch.py's docstring)."""
     return bool(a.shape == b.shape and abs(a - b).max() <= 1)
 
 
