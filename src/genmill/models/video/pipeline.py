@@ -1,5 +1,5 @@
-"""What the diffusers video backends (`wan`, `hunyuan`) share: output geometry,
-weight folders and their availability, loading, step progress, LoRAs, and encoding the frames to MP4.
+"""What the diffusers video backends (`wan`, `hunyuan`) share: output geometry, weight folders and their
+availability, loading, step progress, LoRAs, and encoding the frames to MP4.
 
 Each backend instance serves one model with one weight folder under the models folder, like the Flux backends,
 so `genmill models` says exactly which entries have weights here. A subclass only turns a task's inputs into a
@@ -44,7 +44,7 @@ from genmill.errors import BackendError
 log = logging.getLogger("genmill.backends.video")
 
 VIDEO_PACKAGES = (*REQUIRED_PACKAGES, "ftfy")
-"""Flux's packages, and ftfy: the Wan-family pipelines clean every prompt with it."""
+"""The diffusers backends' packages (as for Flux), and ftfy: the Wan-family pipelines clean every prompt with it."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class VideoShared:
 
 
 class VideoSteps(StepReporter):
-    """Flux's step reporter counting calls instead of trusting the pipeline's step index, because FramePack
+    """The shared step reporter counting calls instead of trusting the pipeline's step index, because FramePack
     restarts its loop for every section of the clip: progress covers `total` steps over all sections."""
 
     def __init__(self, ctx: RunContext, seed: int) -> None:
