@@ -18,7 +18,7 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 
 from genmill.api.schemas import TaskCreate
-from genmill.catalog.echo import Echo
+from genmill.models.echo.catalog import Echo
 
 app = FastAPI(title="bare baseline")
 

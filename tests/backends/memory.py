@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from genmill.backends.base import Backend, InputFile
+from genmill.backends.base import Backend
+from genmill.domain.records import InputFile
 
 
 def image_ref(image: Image.Image, fmt: str = "PNG") -> str:

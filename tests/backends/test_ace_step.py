@@ -27,14 +27,14 @@ from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.wav import read_wav
 from tests.backends.wav import tone as tone_at
 
-from genmill.backends.ace_step import PIPELINE, AceStepBackend, untimed_lyrics
-from genmill.backends.audio_models import audio_backends
 from genmill.backends.base import UnservedBackend
 from genmill.backends.diffusers_loading import Placement
-from genmill.backends.musicgen import MusicGenBackend
 from genmill.catalog import build_catalog
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.models.audio.ace_step import PIPELINE, AceStepBackend, untimed_lyrics
+from genmill.models.audio.backends import audio_backends
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
+from genmill.models.audio.musicgen import MusicGenBackend
 
 pytestmark = [
     pytest.mark.backends,

@@ -29,16 +29,16 @@ from tests.backends.tiny_tokenizers import t5_tokenizer
 from tests.backends.wav import read_wav, tone, wav_ref
 
 from genmill.backends.audio_io import decode_audio
-from genmill.backends.audio_models import audio_backends
 from genmill.backends.base import Backend, UnservedBackend
-from genmill.backends.musicgen import MusicGenBackend
 from genmill.backends.registry import model_backends
-from genmill.backends.stable_audio import StableAudioBackend
-from genmill.backends.video_toolkit import ffmpeg_exe
+from genmill.backends.video_io import ffmpeg_exe
 from genmill.catalog import build_catalog
-from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM, MMAUDIO
-from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError
+from genmill.models.audio.backends import audio_backends
+from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM, MMAUDIO
+from genmill.models.audio.musicgen import MusicGenBackend
+from genmill.models.audio.stable_audio import StableAudioBackend
+from genmill.models.tts.catalog import MODEL as TTS
 from genmill.worker.backendset import ALL_STAND_INS, BackendSet
 
 pytestmark = [

@@ -21,11 +21,11 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 from tests.backends.memory import MemoryContext, image_ref, ready
 
-from genmill.backends.background import SalientBackgroundRemoveBackend, SelfieBackgroundRemoveBackend
 from genmill.backends.base import Backend
-from genmill.backends.salient import SubjectRule, soft_alpha, trimap
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, InputRejected
+from genmill.models.toolkits.background import SalientBackgroundRemoveBackend, SelfieBackgroundRemoveBackend
+from genmill.models.toolkits.salient import SubjectRule, soft_alpha, trimap
 
 pytestmark = pytest.mark.backends
 
@@ -218,7 +218,7 @@ def test_served_by_names_the_model() -> None:
 
 
 def test_video_background_removal_can_share_the_matte() -> None:
-    from genmill.backends.salient import ForegroundMatte
+    from genmill.models.toolkits.salient import ForegroundMatte
 
     matte = ForegroundMatte()
     if not matte.availability().ok:

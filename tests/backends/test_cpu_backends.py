@@ -21,17 +21,12 @@ from PIL import Image, ImageDraw
 from tests.backends.memory import MemoryContext, image_ref, ready
 
 from genmill.backends.base import Backend
-from genmill.backends.image_toolkit import (
-    RealEsrganUpscaleBackend,
-    _load_realesrgan,
-    _ncnn_gpuids,
-    plan_passes,
-    vulkan_gpu_count,
-)
 from genmill.backends.registry import builtin_backends, discover_backends
-from genmill.backends.tts_piper import PiperTtsBackend, split_text
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.models.toolkits.realesrgan import _load_realesrgan, _ncnn_gpuids, plan_passes, vulkan_gpu_count
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
+from genmill.models.tts.piper import PiperTtsBackend, split_text
 
 pytestmark = pytest.mark.backends
 

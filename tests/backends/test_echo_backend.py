@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from genmill.backends.base import InputFile
-from genmill.backends.echo import EchoBackend
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError
+from genmill.models.echo.backend import EchoBackend
 from genmill.worker.backendset import BackendSet
 
 

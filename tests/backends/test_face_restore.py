@@ -19,13 +19,13 @@ from PIL import Image
 from tests.backends.memory import MemoryContext, image_ref, ready
 from tests.backends.test_faces import portrait
 
-from genmill.backends import face_restore
-from genmill.backends.face_restore import FFHQ_512_TEMPLATE, ffhq_alignment
-from genmill.backends.face_swap_net import five_points
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
 from genmill.errors import InputRejected
+from genmill.models.toolkits import face_restore
+from genmill.models.toolkits.face_restore import FFHQ_512_TEMPLATE, ffhq_alignment
+from genmill.models.toolkits.face_swap_net import five_points
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
 
 pytestmark = pytest.mark.backends
 

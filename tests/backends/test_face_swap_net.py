@@ -18,11 +18,11 @@ from PIL import Image
 from tests.backends.memory import MemoryContext, image_ref, ready
 from tests.backends.test_faces import portrait, striped
 
-from genmill.backends import face_swap_net
-from genmill.backends.face_swap_net import InswapperFaceSwapBackend, template
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
 from genmill.errors import InputRejected
+from genmill.models.toolkits import face_swap_net
+from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend, template
 
 pytestmark = pytest.mark.backends
 

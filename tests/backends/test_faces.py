@@ -21,11 +21,11 @@ from PIL import Image, ImageDraw
 from tests.backends.memory import MemoryContext, image_ref, ready
 
 from genmill.backends.base import Backend
-from genmill.backends.faces import Face, FaceFinder, FaceSwapBackend, parse_indexes
 from genmill.backends.registry import builtin_backends
-from genmill.backends.segment import SegmentBackend, grow, parse_prompt
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.models.toolkits.faces import Face, FaceFinder, FaceSwapBackend, parse_indexes
+from genmill.models.toolkits.segment import SegmentBackend, grow, parse_prompt
 
 pytestmark = pytest.mark.backends
 

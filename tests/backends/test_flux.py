@@ -27,15 +27,15 @@ pytest.importorskip("peft")
 import torch
 from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
-from genmill.backends.base import InputFile
-from genmill.backends.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
-from genmill.backends.flux import FluxBackend, FluxShared, flux_backends
-from genmill.backends.flux_tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 from genmill.backends.registry import model_backends
 from genmill.catalog import build_catalog
-from genmill.catalog.flux import ADVANCED, DEV
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError
+from genmill.models.flux.backend import FluxBackend, FluxShared, flux_backends
+from genmill.models.flux.catalog import ADVANCED, DEV
+from genmill.models.flux.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
+from genmill.models.flux.tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
 
 pytestmark = [
     pytest.mark.backends,
@@ -215,7 +215,7 @@ def save_tiny_depth_estimator(folder: Path) -> None:
 
 
 def build_models(root: Path) -> None:
-    """The production layout (see genmill.backends.flux) with tiny models in each folder."""
+    """The production layout (see genmill.models.flux.backend) with tiny models in each folder."""
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         FluxFillPipeline,
@@ -735,7 +735,7 @@ def pixels(ctx: MemoryContext, url: str) -> Any:
 
 
 def close(a: Any, b: Any) -> bool:
-    """Within one 8-bit level: batched matrix products may round differently (see flux_batch's docstring)."""
+    """Within one 8-bit level: batched matrix products may round differently (see models/flux/batch.py's docstring)."""
     return bool(a.shape == b.shape and abs(a - b).max() <= 1)
 
 

@@ -22,9 +22,9 @@ from tests.backends.memory import MemoryContext, image_ref
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
-from genmill.backends.segment_grounded import GroundedSegmentBackend, segment_backends, split_phrases
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, InputRejected
+from genmill.models.toolkits.segment_grounded import GroundedSegmentBackend, segment_backends, split_phrases
 
 pytestmark = pytest.mark.backends
 

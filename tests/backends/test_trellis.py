@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from tests.backends.memory import MemoryContext, image_ref
 
-from genmill.backends import trellis
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
 from genmill.errors import InputRejected
+from genmill.models.trellis import backend as trellis
 
 
 def tiny_dinov2(folder: Path) -> Any:

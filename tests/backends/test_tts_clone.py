@@ -27,11 +27,11 @@ from tests.backends.memory import MemoryContext, ready
 from tests.backends.wav import read_wav, tone, wav_ref
 
 from genmill.backends.base import Availability, Backend
-from genmill.backends.tts_clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
-from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.catalog import build_catalog
-from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError, InputRejected
+from genmill.models.tts.catalog import MODEL as TTS
+from genmill.models.tts.clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
+from genmill.models.tts.piper import PiperTtsBackend
 from genmill.worker.backendset import BackendSet
 
 pytestmark = [

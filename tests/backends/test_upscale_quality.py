@@ -21,8 +21,8 @@ from PIL import Image
 from tests.backends.memory import MemoryContext, image_ref, ready
 
 from genmill.backends.base import Backend
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
 
 pytestmark = pytest.mark.backends
 

@@ -26,14 +26,14 @@ pytest.importorskip("ftfy")
 from tests.backends import video_tiny
 from tests.backends.memory import MemoryContext, image_ref
 
-from genmill.backends.hunyuan import HunyuanBackend
 from genmill.backends.registry import model_backends
-from genmill.backends.video_models import Geometry, VideoBackend, VideoShared
-from genmill.backends.video_toolkit import probe
-from genmill.backends.wan import CAMERA_REASON, VARIANTS, WanBackend
+from genmill.backends.video_io import probe
 from genmill.catalog import build_catalog
-from genmill.catalog.wanx import MODEL as WANX
 from genmill.errors import BackendError
+from genmill.models.video.hunyuan import HunyuanBackend
+from genmill.models.video.pipeline import Geometry, VideoBackend, VideoShared
+from genmill.models.video.wan import CAMERA_REASON, VARIANTS, WanBackend
+from genmill.models.video.wanx_catalog import MODEL as WANX
 
 pytestmark = [pytest.mark.backends]
 

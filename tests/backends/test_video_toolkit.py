@@ -23,17 +23,13 @@ from tests.backends.memory import MemoryContext
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
-from genmill.backends.salient import ForegroundMatte
-from genmill.backends.video_background import PEOPLE_ONLY, VideoBackgroundRemoveBackend
-from genmill.backends.video_toolkit import (
-    VideoFaceSwapBackend,
-    VideoInfo,
-    ffmpeg_exe,
-    probe,
-)
-from genmill.backends.video_upscale import VideoUpscaleBackend
+from genmill.backends.video_io import VideoInfo, ffmpeg_exe, probe
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.models.toolkits.salient import ForegroundMatte
+from genmill.models.toolkits.video_background import PEOPLE_ONLY, VideoBackgroundRemoveBackend
+from genmill.models.toolkits.video_face_swap import VideoFaceSwapBackend
+from genmill.models.toolkits.video_upscale import VideoUpscaleBackend
 
 pytestmark = pytest.mark.backends
 
@@ -177,7 +173,7 @@ def test_upscale_refuses_more_than_720p(upscaler: Backend, tmp_path: Path) -> No
 
 
 def test_portrait_720p_is_accepted_by_the_limit_check(tmp_path: Path) -> None:
-    from genmill.backends.video_toolkit import check_video
+    from genmill.models.toolkits.video_face_swap import check_video
 
     check_video(VideoInfo(720, 1280, 30.0, 100, "h264", None), "video", max_frames=240)
 

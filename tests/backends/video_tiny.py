@@ -1,5 +1,5 @@
-"""Tiny, randomly initialised video models in the production folder layout (see genmill.backends.wan and
-genmill.backends.hunyuan), built from configs with tokenizers made from a few words, so nothing touches the
+"""Tiny, randomly initialised video models in the production folder layout (see genmill.models.video.wan and
+genmill.models.video.hunyuan), built from configs with tokenizers made from a few words, so nothing touches the
 network. The clips are noise; what the tests check is everything around the pipelines."""
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from tests.backends.test_face_restore import tiny_restorer
 from tests.backends.test_faces import portrait
 from tests.integration.test_stand_ins import UPSCALE, create, credits, make_api, models_by_key  # noqa: F401 - fixture
 
-from genmill.backends.face_restore import restorer_problem
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
+from genmill.models.toolkits.face_restore import restorer_problem
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
 
 
 def upscaler(models_dir: Path) -> RealEsrganUpscaleBackend:

@@ -202,7 +202,7 @@ piper_missing = importlib.util.find_spec("piper") is None
 def test_tts_refuses_what_piper_cannot_speak_at_create_with_no_credit_moved(
     make_api: Any, fields: dict[str, Any], expected: str
 ) -> None:
-    from genmill.backends.tts_piper import PiperTtsBackend
+    from genmill.models.tts.piper import PiperTtsBackend
 
     client, runtime, key, account_id = make_api([PiperTtsBackend()])
     before = credits(runtime, account_id)

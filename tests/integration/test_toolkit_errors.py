@@ -17,12 +17,12 @@ from PIL import Image
 
 from genmill.app import Runtime
 from genmill.backends.base import Backend
-from genmill.backends.faces import FaceSwapBackend
-from genmill.backends.image_toolkit import RealEsrganUpscaleBackend
-from genmill.backends.video_toolkit import ffmpeg_exe
-from genmill.backends.video_upscale import VideoUpscaleBackend
+from genmill.backends.video_io import ffmpeg_exe
 from genmill.domain.states import TaskStatus
 from genmill.errors import INPUT_ERROR_CODE
+from genmill.models.toolkits.faces import FaceSwapBackend
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
+from genmill.models.toolkits.video_upscale import VideoUpscaleBackend
 from genmill.settings import Settings
 
 pytestmark = pytest.mark.backends

@@ -24,11 +24,11 @@ from PIL import Image
 from tests.support import AlwaysFails, PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
-from genmill.backends.base import InputFile
 from genmill.backends.registry import upstream_backends
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError
 from genmill.net.media import decode_inline
 from genmill.settings import Settings

@@ -12,7 +12,6 @@ from PIL import Image
 from pydantic import ValidationError
 
 from genmill.catalog import all_entries, build_catalog
-from genmill.catalog.video_toolkit import upscale_price_for_frames
 from genmill.domain.catalog import (
     HUG_VIDEO_RETENTION,
     IMAGE_RETENTION,
@@ -23,6 +22,7 @@ from genmill.domain.catalog import (
     usd,
 )
 from genmill.domain.validation import describe_validation_error
+from genmill.models.toolkits.video_catalog import upscale_price_for_frames
 
 IMG = "https://example.com/cat.png"
 IMG_B64 = (

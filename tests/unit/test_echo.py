@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from genmill.catalog import build_catalog
-from genmill.catalog.echo import MAX_SLEEP_MS, Echo, echo_entry
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
+from genmill.models.echo.catalog import MAX_SLEEP_MS, Echo, echo_entry
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from genmill.backends import (
-    ace_step,
-    face_restore,
-    flux,
-    hunyuan,
-    musicgen,
-    salient,
-    segment_grounded,
-    stable_audio,
-    trellis,
-    tts_clone,
-    wan,
-)
 from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
+from genmill.models.audio import ace_step, musicgen, stable_audio
+from genmill.models.flux import backend as flux
+from genmill.models.toolkits import face_restore, salient, segment_grounded
+from genmill.models.trellis import backend as trellis
+from genmill.models.tts import clone as tts_clone
+from genmill.models.video import hunyuan, wan
 from genmill.weights.sources import UnknownTarget, by_folder, pull_hint, resolve_targets
 
 FAMILIES: dict[str, set[tuple[str, str]]] = {}

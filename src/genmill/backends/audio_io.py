@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from genmill.backends.base import RunContext
-from genmill.backends.image_toolkit import field_value
-from genmill.backends.video_toolkit import ffmpeg_exe
+from genmill.backends.toolkit import field_value
+from genmill.backends.video_io import ffmpeg_exe
 from genmill.domain.catalog import TaskInput
 from genmill.errors import BackendError
 

@@ -13,16 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """A media input resolved to bytes (from an upload, a data URI, base64 or a guarded URL fetch)."""
-
-    data: bytes
-    content_type: str
-    name: str = ""
 
 
 @dataclass(frozen=True)

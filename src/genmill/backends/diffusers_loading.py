@@ -50,6 +50,10 @@ NOT_WEIGHTS = ("scheduler", "tokenizer", "tokenizer_2", "feature_extractor", "im
 
 GIB = 1024**3
 
+REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "peft", "sentencepiece")
+"""What the diffusers backends import to load and run a pipeline (`genmill[diffusers]`)."""
+INSTALL_HINT = "pip install 'genmill[diffusers]' (install torch==2.13.0 first, see docs/backends.md)"
+
 
 def weight_bytes(folder: Path, element_bytes: int) -> int:
     """The memory a folder's weights take once loaded with floats of `element_bytes`, read from the safetensors
@@ -95,6 +99,20 @@ def folder_footprint(path: Path, element_bytes: int, *, activations: int | None 
     return Footprint(
         transformer=transformer, encoders=encoders, vae=vae, activations=activations, transformer_parts=parts
     )
+
+
+def read_model_index(path: Path) -> tuple[str | None, list[str]]:
+    """A diffusers folder's pipeline class and the component folders its model_index.json names but that are
+    missing (an interrupted download), read without loading anything."""
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return None, []
+    if not isinstance(index, dict):
+        return None, []
+    parts = [name for name, value in index.items() if isinstance(value, list) and None not in value]
+    class_name = index.get("_class_name")
+    return (class_name if isinstance(class_name, str) else None), [p for p in parts if not (path / p).is_dir()]
 
 
 def component_class(path: Path, name: str) -> Any:

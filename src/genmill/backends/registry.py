@@ -1,5 +1,9 @@
 """Which backends a worker knows: the built-in ones plus third-party plugins from the `genmill.backends` group.
 
+The built-in backends are the model families' (`genmill.models`); this is the one place that constructs them, in
+the order the worker tries them, and hands the families what they share (one `FluxShared`, one `VideoShared`,
+the placement, the models folder), so that no family has to import another to be built.
+
 A plugin package declares, in its pyproject.toml,
 
     [project.entry-points."genmill.backends"]
@@ -16,37 +20,49 @@ import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from genmill.backends.audio_models import audio_backends
-from genmill.backends.background import background_backends
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
-from genmill.backends.echo import EchoBackend
-from genmill.backends.face_swap_net import InswapperFaceSwapBackend
-from genmill.backends.faces import FaceSwapBackend
-from genmill.backends.flux import flux_backends
-from genmill.backends.flux_shared import FluxShared
-from genmill.backends.image_toolkit import GpuChoice, RealEsrganUpscaleBackend
-from genmill.backends.realesrgan import DEFAULT_UPSCALE, UpscaleChoice
-from genmill.backends.segment_grounded import segment_backends
-from genmill.backends.trellis import trellis_backends
-from genmill.backends.tts_clone import tts_backends
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
-from genmill.backends.video_background import VideoBackgroundRemoveBackend
-from genmill.backends.video_models import video_backends
-from genmill.backends.video_toolkit import VideoFaceSwapBackend
-from genmill.backends.video_upscale import VideoUpscaleBackend
-from genmill.backends.wan import CAMERA_REASON
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
+from genmill.models.audio.backends import audio_backends
+from genmill.models.echo.backend import EchoBackend
+from genmill.models.flux.backend import flux_backends
+from genmill.models.flux.shared import FluxShared
+from genmill.models.toolkits.background import background_backends
+from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
+from genmill.models.toolkits.faces import FaceSwapBackend
+from genmill.models.toolkits.realesrgan import DEFAULT_UPSCALE, GpuChoice, UpscaleChoice
+from genmill.models.toolkits.segment_grounded import segment_backends
+from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
+from genmill.models.toolkits.video_background import VideoBackgroundRemoveBackend
+from genmill.models.toolkits.video_face_swap import VideoFaceSwapBackend
+from genmill.models.toolkits.video_upscale import VideoUpscaleBackend
+from genmill.models.trellis.backend import trellis_backends
+from genmill.models.tts.clone import tts_backends
+from genmill.models.tts.f5_tts import f5_tts_backends
+from genmill.models.video.hunyuan import hunyuan_backends
+from genmill.models.video.pipeline import VideoShared
+from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
 
 ENTRY_POINT_GROUP = "genmill.backends"
 
 log = logging.getLogger("genmill.backends")
 
-MODELS_DIR = Path("genmill-models")
-"""The default of GENMILL_MODELS_DIR (`Settings.models_dir`): where the model backends' weights live, one
-diffusers-format folder per model, relative to the working directory like the data folder (docs/weights.md)."""
+MODELS_DIR: Path = Settings.model_fields["models_dir"].default
+"""The default of GENMILL_MODELS_DIR, read from the setting (`Settings.models_dir`) so that it is written once:
+where the model backends' weights live, one folder per weight set, relative to the working directory like the
+data folder (docs/weights.md). The functions below default to it for tools and tests; the server, `genmill
+worker` and `genmill models` pass the configured folder (`configured_backends`)."""
+
+
+def video_backends(models_dir: Path, *, placement: Placement | None = None) -> list[Backend]:
+    """Every video backend whose weight folder exists under `models_dir`, sharing one lock, one placement and one
+    set of loaded pipelines. Built here rather than in `genmill.models.video.pipeline`, which Wan and
+    HunyuanVideo build on: the runner they share need not know them."""
+    shared = VideoShared(placement=placement)
+    return [*wan_backends(models_dir, shared=shared), *hunyuan_backends(models_dir, shared=shared)]
 
 
 def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
@@ -58,6 +74,7 @@ def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = 
         *flux_backends(models_dir, shared=FluxShared(placement=placement)),
         *video_backends(models_dir, placement=placement),
         *audio_backends(models_dir, placement=placement),
+        *f5_tts_backends(models_dir),
         *trellis_backends(models_dir),
     ]
 
@@ -66,7 +83,7 @@ TRELLIS_REASON = (
     "and Microsoft's TRELLIS code with its CUDA extensions (flash-attn or xformers, spconv, nvdiffrast, "
     "diff-gaussian-rasterization; a CUDA GPU is required), or forward it with GENMILL_UPSTREAM_MODELS=Qubico/trellis"
 )
-"""What TRELLIS needs besides its weights: it has no CPU path (genmill.backends.trellis says why)."""
+"""What TRELLIS needs besides its weights: it has no CPU path (genmill.models.trellis.backend says why)."""
 
 _WEIGHTS_NEEDED: dict[str, str] = {
     # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).

@@ -1,7 +1,7 @@
 """Catalog types: what a (model, task_type) pair accepts, what it costs, how long its outputs live.
 
-Pure data and pure functions: the catalog entries themselves live in `genmill.catalog`, one module per model
-family; backends (in `genmill.backends`) say which entries they can run.
+Pure data and pure functions: the catalog entries themselves live with their model families in `genmill.models`
+(assembled by `genmill.catalog`), beside the backends that say which entries they can run.
 """
 
 from __future__ import annotations

@@ -103,6 +103,19 @@ class Blob:
     deleted_at: datetime | None
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """A media input resolved to bytes (from an upload, a data URI, base64 or a guarded URL fetch).
+
+    A plain record rather than a backend type: the fetchers in `genmill.net` produce it, the worker hands it to
+    backends through `RunContext.read_input`, and neither of them should depend on the other's layer for it.
+    """
+
+    data: bytes
+    content_type: str
+    name: str = ""
+
+
 @dataclass
 class TaskPage:
     tasks: list[Task] = field(default_factory=list)

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from genmill.backends.base import InputFile
 from genmill.domain.catalog import Catalog
-from genmill.domain.records import Claim, Task, WorkerToken
+from genmill.domain.records import Claim, InputFile, Task, WorkerToken
 from genmill.domain.serving import Entry
 from genmill.engine.inputs import InputResolver
 from genmill.errors import Conflict, InvalidRequest

@@ -7,7 +7,7 @@ no private destinations unless allowed).
 
 from __future__ import annotations
 
-from genmill.backends.base import InputFile
+from genmill.domain.records import InputFile
 from genmill.errors import FetchError, GenmillError
 from genmill.net.fetch import GuardedFetcher
 from genmill.net.media import decode_inline

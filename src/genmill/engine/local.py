@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import PUBLIC_POOL, Claim
+from genmill.domain.records import PUBLIC_POOL, Claim, InputFile
 from genmill.domain.serving import Entry
 from genmill.engine.gate import WorkerGate, WorkerIdentity
 from genmill.worker.wakeup import Wakeup

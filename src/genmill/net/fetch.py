@@ -39,7 +39,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from genmill.backends.base import InputFile
+from genmill.domain.records import InputFile
 from genmill.errors import FetchError, FetchRefused, PayloadTooLarge
 from genmill.net.media import OCTET_STREAM, sniff_content_type
 

@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 
-from genmill.backends.base import InputFile
+from genmill.domain.records import InputFile
 from genmill.errors import FetchError, InvalidRequest, PayloadTooLarge
 
 OCTET_STREAM = "application/octet-stream"

@@ -1,7 +1,8 @@
 """Which Hugging Face repositories each weight folder under GENMILL_MODELS_DIR comes from.
 
-The backends read fixed folder names (`genmill.backends.flux`, `wan`, `hunyuan`, `ace_step`, `musicgen`,
-`stable_audio`, `tts_clone`, `salient`, `segment_grounded`, `trellis`); this table says, for each of those folders,
+The backends read fixed folder names (`genmill.models`: `flux.backend`, `video.wan`, `video.hunyuan`,
+`audio.ace_step`, `audio.musicgen`, `audio.stable_audio`, `tts.clone`, `toolkits.salient`, `toolkits.segment_grounded`,
+`toolkits.face_restore`, `trellis.backend`); this table says, for each of those folders,
 which repository (or repositories, for a layout genmill assembles) fills it, which files of it the backend loads, and
 which catalog entries it serves. `genmill models pull` downloads from it and `genmill models` quotes it for entries
 that lack weights.

@@ -13,9 +13,8 @@ from typing import Any
 
 import httpx
 
-from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import Claim
+from genmill.domain.records import Claim, InputFile
 from genmill.errors import BackendError, Conflict, FetchError, GenmillError, Unauthorized
 from genmill.worker.protocol import ClaimMoreResponse, ClaimResponse, HeartbeatResponse, OutputStored, RegisterResponse
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genmill.backends.base import Backend, InputFile
+from genmill.backends.base import Backend
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.failures import FailureCode, TaskFailure
-from genmill.domain.records import Claim
+from genmill.domain.records import Claim, InputFile
 from genmill.domain.validation import describe_validation_error
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.worker.backendset import BackendSet, served_by_json

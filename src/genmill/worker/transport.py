@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from genmill.backends.base import InputFile
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import Claim
+from genmill.domain.records import Claim, InputFile
 
 
 class WorkerTransport(Protocol):

@@ -1,0 +1,39 @@
+"""The Qubico model catalog: every (model, task_type) pair genmill accepts, assembled from the model families.
+
+Each family keeps its catalog schema beside its backends (`genmill.models.<family>`); every schema module exposes
+`ENTRIES`, and `build_catalog()` indexes them all, in the order of `MODULES`. Backends say which entries they can
+run.
+"""
+
+from __future__ import annotations
+
+from genmill.domain.catalog import Catalog, CatalogEntry
+from genmill.models.audio import catalog as audio
+from genmill.models.echo import catalog as echo
+from genmill.models.flux import catalog as flux
+from genmill.models.toolkits import image_catalog as image_toolkit
+from genmill.models.toolkits import video_catalog as video_toolkit
+from genmill.models.trellis import catalog as trellis
+from genmill.models.tts import catalog as tts
+from genmill.models.video import catalog as video_models
+from genmill.models.video import wanx_catalog as wanx
+
+MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
+
+
+def all_entries() -> list[CatalogEntry]:
+    return [entry for module in MODULES for entry in module.ENTRIES]
+
+
+def build_catalog(*, echo_price_credits: int = 0) -> Catalog:
+    """A fresh catalog of every entry; raises ValueError if two modules define the same pair.
+
+    `echo_price_credits` meters the `genmill/echo` diagnostic model (free by default), e.g. to exercise billing.
+    """
+    entries = all_entries()
+    if echo_price_credits:
+        entries = [e for e in entries if e.model != echo.MODEL] + [echo.echo_entry(price_credits=echo_price_credits)]
+    return Catalog(entries)
+
+
+__all__ = ["all_entries", "build_catalog"]

@@ -1,0 +1,1 @@
+"""Image and text to 3D: `Qubico/trellis` with Microsoft's TRELLIS."""
