@@ -23,7 +23,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.wav import read_wav
 from tests.backends.wav import tone as tone_at
 
@@ -35,6 +34,7 @@ from genmill.backends.musicgen import MusicGenBackend
 from genmill.catalog import build_catalog
 from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.testing import MemoryRunContext
 
 pytestmark = [
     pytest.mark.backends,
@@ -149,12 +149,13 @@ def backend(models_dir: Path) -> AceStepBackend:
     return ace_step
 
 
-def run(backend: AceStepBackend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:
+def run(backend: AceStepBackend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
     entry = CATALOG.get(model, task_type)
     assert entry is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = backend.run(entry, entry.input_model.model_validate(fields), ctx)
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))} and content_type == "audio/wav"
     return data, ctx
 
@@ -228,7 +229,7 @@ def test_a_cancelled_task_stops_after_the_step_it_was_in(backend: AceStepBackend
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
 
-    ctx = CancelAfterProgress()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops once under way
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})
     with pytest.raises(BackendError, match="cancelled"):
         backend.run(entry, inputs, ctx)

@@ -24,7 +24,6 @@ pytest.importorskip("torchsde")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.tiny_tokenizers import t5_tokenizer
 from tests.backends.wav import read_wav, tone, wav_ref
 
@@ -39,6 +38,7 @@ from genmill.catalog import build_catalog
 from genmill.catalog.audio import ACE_STEP, DIFFRHYTHM, MMAUDIO
 from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError
+from genmill.testing import MemoryRunContext
 from genmill.worker.backendset import ALL_STAND_INS, BackendSet
 
 pytestmark = [
@@ -197,12 +197,13 @@ def noise(seconds: float) -> str:
     return wav_ref(np.random.default_rng(5).uniform(-0.5, 0.5, round(seconds * 16000)))
 
 
-def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:
+def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
     entry = CATALOG.get(model, task_type)
     assert entry is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = backend.run(entry, entry.input_model.model_validate(fields), ctx)
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))}
     assert content_type == "audio/wav"
     return data, ctx
@@ -272,7 +273,7 @@ def test_a_cancelled_task_stops_between_frames(backends: dict[str, Backend]) -> 
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
 
-    ctx = CancelAfterProgress()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops once under way
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})
     with pytest.raises(BackendError, match="cancelled"):
         backends["musicgen"].run(entry, inputs, ctx)
@@ -308,7 +309,7 @@ def test_video2audio_refuses_videos_over_30_seconds(backends: dict[str, Backend]
     assert entry is not None
     inputs = entry.input_model.model_validate({"prompt": "wind", "video": video_ref(31, fps=2)})
     with pytest.raises(BackendError, match=r"video: 31\.0 seconds, the limit is 30 seconds"):
-        backends["stable-audio-open"].run(entry, inputs, MemoryContext())
+        backends["stable-audio-open"].run(entry, inputs, MemoryRunContext())
 
 
 # --- the backend list ----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("imageio_ffmpeg")
 
-from tests.backends.memory import MemoryContext, ready
+from tests.backends.memory import ready
 from tests.backends.wav import read_wav, tone, wav_ref
 
 from genmill.backends.base import Availability, Backend
@@ -32,6 +32,7 @@ from genmill.backends.tts_piper import PiperTtsBackend
 from genmill.catalog import build_catalog
 from genmill.catalog.tts import MODEL as TTS
 from genmill.errors import BackendError, InputRejected
+from genmill.testing import MemoryRunContext
 from genmill.worker.backendset import BackendSet
 
 pytestmark = [
@@ -126,12 +127,13 @@ def speech(seconds: float, seed: int) -> str:
     return wav_ref(0.25 * voice + noise, rate)
 
 
-def clone(backend: Backend, **fields: Any) -> tuple[bytes, MemoryContext]:
+def clone(backend: Backend, **fields: Any) -> tuple[bytes, MemoryRunContext]:
     assert ENTRY is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     values = {"ref_audio": speech(0.5, 1), "ref_text": REF_TEXT, "seed": 7, **fields}
     output = backend.run(ENTRY, SimpleNamespace(**values), ctx)  # type: ignore[arg-type]
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))} and content_type == "audio/wav"
     return data, ctx
 
@@ -183,13 +185,8 @@ def test_without_ref_audio_or_piper_dia_speaks_in_a_voice_the_seed_picks(models_
 
 
 def test_a_cancelled_task_stops_between_parts_with_nothing_saved(cloner: Backend) -> None:
-    class CancelAfterFirstPart(MemoryContext):
-        def progress(self, fraction: float, note: str = "") -> None:
-            super().progress(fraction, note)
-            self.stop = True
-
     assert ENTRY is not None
-    ctx = CancelAfterFirstPart()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops after the first part's progress
     fields = {"gen_text": "One. " + "Two words here. " * 5, "ref_audio": speech(0.5, 1), "ref_text": REF_TEXT}
     with pytest.raises(BackendError, match="cancelled"):
         cloner.run(ENTRY, SimpleNamespace(**fields, seed=1), ctx)  # type: ignore[arg-type]
@@ -243,9 +240,9 @@ def test_ref_audio_is_refused_at_create_without_the_folder_and_accepted_with_it(
 @pytest.mark.skipif(piper_missing, reason="piper-tts or its voice is not installed")
 def test_without_ref_audio_piper_speaks(cloner: Backend) -> None:
     assert ENTRY is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     cloner.run(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Good morning."}), ctx)
-    (data, _), *_ = ctx.outputs.values()
+    data = next(iter(ctx.outputs.values())).data
     assert read_wav(data)[0] == 22_050  # the joe-medium voice's rate, not Dia's
     assert any("Piper" in line for line in ctx.logs)
 
