@@ -63,8 +63,9 @@ def save_tiny_ace_step(folder: Path) -> None:
     # Byte-level BPE without merges: every text tokenizes, one token per byte, as Qwen's tokenizer would at worst.
     vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
     vocab["<|endoftext|>"] = len(vocab)
+    no_unknown: dict[str, Any] = {"unk_token": None}  # as Qwen's own tokenizer; typed as a str by transformers
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+        vocab=vocab, merges=[], bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>", **no_unknown
     )
     text_encoder = Qwen3Model(
         Qwen3Config(

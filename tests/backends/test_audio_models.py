@@ -63,6 +63,7 @@ def tiny_t5() -> tuple[Any, Any]:
     from transformers import T5Config
 
     tokenizer = t5_tokenizer(WORDS, max_length=128)
+    undeclared: dict[str, Any] = {"decoder_start_token_id": 0}  # kept by transformers, unknown to its types
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=16,
@@ -73,7 +74,7 @@ def tiny_t5() -> tuple[Any, Any]:
         relative_attention_num_buckets=8,
         pad_token_id=0,
         eos_token_id=1,
-        decoder_start_token_id=0,
+        **undeclared,
     )
     return tokenizer, config
 
@@ -116,7 +117,8 @@ def save_tiny_musicgen(folder: Path) -> None:
     )
     config = MusicgenConfig(text_encoder=t5.to_dict(), audio_encoder=encodec.to_dict(), decoder=decoder.to_dict())
     model = MusicgenForConditionalGeneration(config)
-    for layer in model.audio_encoder.quantizer.layers:  # EnCodec starts its codebooks at zero: every code alike
+    quantizer: Any = model.audio_encoder.quantizer  # a submodule, typed by torch as Tensor | Module
+    for layer in quantizer.layers:  # EnCodec starts its codebooks at zero: every code alike
         layer.codebook.embed.normal_()
     model.generation_config.decoder_start_token_id = 1024
     model.generation_config.pad_token_id = 1024

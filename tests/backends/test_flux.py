@@ -71,6 +71,7 @@ def tiny_text_parts() -> dict[str, Any]:
             max_position_embeddings=77,
         )
     )
+    undeclared: dict[str, Any] = {"decoder_start_token_id": 0}  # kept by transformers, unknown to its types
     t5 = T5EncoderModel(
         T5Config(
             vocab_size=len(tokenizer_2),
@@ -82,7 +83,7 @@ def tiny_text_parts() -> dict[str, Any]:
             relative_attention_num_buckets=8,
             pad_token_id=0,
             eos_token_id=1,
-            decoder_start_token_id=0,
+            **undeclared,
         )
     )
     return {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "text_encoder": clip, "text_encoder_2": t5}
@@ -161,15 +162,18 @@ def save_tiny_depth_estimator(folder: Path) -> None:
     """Depth Anything's architecture (a DINOv2 backbone and a DPT head) at toy size, with its image processor."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
+    undeclared: dict[str, Any] = {  # kept by transformers, unknown to its types
+        "intermediate_size": 32,
+        "out_features": ["stage1", "stage2", "stage3", "stage4"],
+    }
     backbone = Dinov2Config(
         hidden_size=16,
         num_hidden_layers=4,
         num_attention_heads=2,
-        intermediate_size=32,
         image_size=28,
         patch_size=14,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
         reshape_hidden_states=False,
+        **undeclared,
     )
     config = DepthAnythingConfig(
         backbone_config=backbone,

@@ -22,8 +22,8 @@ from tests.backends.test_video_models import TINY, picture  # noqa: E402
 from tests.support import PillowUpscale  # noqa: E402
 
 from genmill.app import Runtime  # noqa: E402
-from genmill.backends.flux import FluxBackend, FluxShared  # noqa: E402
-from genmill.backends.flux_shared import ENCODERS_KEY  # noqa: E402
+from genmill.backends.flux import FluxBackend  # noqa: E402
+from genmill.backends.flux_shared import ENCODERS_KEY, FluxShared  # noqa: E402
 from genmill.backends.video_models import VideoShared  # noqa: E402
 from genmill.backends.wan import WanBackend  # noqa: E402
 from genmill.catalog import build_catalog  # noqa: E402

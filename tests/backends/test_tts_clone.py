@@ -64,17 +64,20 @@ def save_tiny_dia(folder: Path) -> None:
     )
 
     torch.manual_seed(0)
+    undeclared: dict[str, Any] = {  # kept by transformers, unknown to its types
+        "upsampling_ratios": [8, 8, 4, 2],
+        "hop_length": 512,
+        "hidden_size": 16,
+    }
     codec = DacConfig(
         encoder_hidden_size=4,
         decoder_hidden_size=16,
         downsampling_ratios=[2, 4, 8, 8],
-        upsampling_ratios=[8, 8, 4, 2],
-        hop_length=512,
         n_codebooks=9,
         codebook_size=1024,
         codebook_dim=4,
-        hidden_size=16,
         sampling_rate=RATE,
+        **undeclared,
     )
     DacModel(codec).save_pretrained(folder / CODEC_FOLDER)
     encoder = DiaEncoderConfig(

@@ -168,7 +168,7 @@ def test_kills_lose_nothing_and_bill_once(database: str, tmp_path: Path) -> None
                     break
                 time.sleep(0.5)
             rows = {r.task_id: r for r in conn.execute(sa.select(tasks)).all()}
-            completions = dict(
+            completions: dict[str, int] = dict(
                 conn.execute(
                     sa.select(task_events.c.task_id, sa.func.count())
                     .where(task_events.c.kind == "status", task_events.c.status == "completed")

@@ -212,7 +212,8 @@ def test_a_pulled_tiny_flux_model_is_served_by_the_flux_backend(hub: Hub, tmp_pa
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from tests.backends.test_flux import tiny_text_parts, tiny_transformer, tiny_vae
 
-    from genmill.backends.flux import FluxBackend, FluxShared
+    from genmill.backends.flux import FluxBackend
+    from genmill.backends.flux_shared import FluxShared
     from genmill.catalog.flux import DEV
 
     source = tmp_path / "flux-src"

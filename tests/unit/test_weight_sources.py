@@ -19,6 +19,8 @@ from genmill.backends import (
     tts_clone,
     wan,
 )
+from genmill.backends.control_maps import CONTROL_TYPES
+from genmill.backends.flux_control import DEPTH_FOLDER
 from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
 from genmill.weights.sources import UnknownTarget, by_folder, pull_hint, resolve_targets
@@ -31,7 +33,7 @@ for _entry in build_catalog():
 def test_every_folder_a_backend_reads_has_a_source() -> None:
     read = {spec.folder for spec in flux.MODELS.values()}
     read |= {variant.folder for variant in flux.VARIANTS.values() if variant.folder}
-    read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in flux.CONTROL_TYPES} | {flux.DEPTH_FOLDER}
+    read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in CONTROL_TYPES} | {DEPTH_FOLDER}
     read |= {variant.weights.folder for variant in wan.VARIANTS.values()}
     read |= {weights.folder for _, _, weights, _ in hunyuan.VARIANTS.values()}
     read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER, tts_clone.FOLDER}
