@@ -15,8 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -251,35 +250,18 @@ def announce_remote_worker(server: Served) -> None:
             raise RuntimeError(f"{server.name}: worker registration answered {r.status}")
 
 
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database() -> contextlib.AbstractContextManager[str]:
     """A fresh PostgreSQL database for one server; dropped afterwards."""
-    import sqlalchemy as sa
+    from genmill.testing.postgres import temporary_database
 
-    name = f"genmill_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    return temporary_database(PG_ADMIN_URL, prefix="genmill_bench_")
 
 
 def postgres_available() -> str:
     """Empty when PostgreSQL answers, else why not."""
-    try:
-        import sqlalchemy as sa
+    from genmill.testing.postgres import unreachable_reason
 
-        engine = sa.create_engine(PG_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        engine.dispose()
-        return ""
-    except Exception as exc:
-        return f"PostgreSQL unavailable at {PG_ADMIN_URL}: {type(exc).__name__}: {str(exc)[:200]}"
+    return unreachable_reason(PG_ADMIN_URL)
 
 
 def scratch_dir(parent: Path | None = None, prefix: str = "genmill-bench-") -> Path:

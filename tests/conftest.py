@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from genmill.store import Store
 from genmill.store.migrate import upgrade
 from genmill.store.tables import metadata
+from genmill.testing.postgres import PostgresUnreachable, temporary_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-PG_ADMIN_URL = os.environ.get("GENMILL_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, migrated, dropped at the end of the session."""
-    name = f"genmill_test_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:  # pragma: no cover - depends on the machine
-        pytest.fail(f"PostgreSQL is required on 127.0.0.1:5432 ({exc}); .ci/run starts it")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(temporary_database(prefix="genmill_test_"))
+        except PostgresUnreachable as exc:  # pragma: no cover - depends on the machine
+            pytest.fail(f"PostgreSQL is required ({exc}); .ci/run starts it")
+        upgrade(url)
+        yield url
 
 
 def _truncate(store: Store) -> None:
@@ -58,8 +51,8 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: pytest.TempPathFactory) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path}/genmill.db"  # type: ignore[operator]
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path}/genmill.db"
     upgrade(url)
     s = Store.from_url(url)
     yield s

@@ -1,18 +1,18 @@
-"""Helpers for running backends directly in tests (no store, no server): an in-memory `RunContext`, inline
-image references, and a fixture helper that skips a backend this machine cannot run."""
+"""Helpers for running backends directly in tests (no store, no server), next to `genmill.testing`'s in-memory
+`RunContext`: inline image references, and a fixture helper that skips a backend this machine cannot run."""
 
 from __future__ import annotations
 
 import base64
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from PIL import Image
 
 from genmill.backends.base import Backend
-from genmill.domain.records import InputFile
+from genmill.testing import MemoryRunContext
 
 
 def image_ref(image: Image.Image, fmt: str = "PNG") -> str:
@@ -33,39 +33,6 @@ def ready(backend: Backend) -> Iterator[Backend]:
     yield backend
 
 
-class MemoryContext:
-    """A `RunContext` that keeps logs, progress and outputs in memory and resolves base64 inputs."""
-
-    def __init__(self) -> None:
-        self.task_id = "test-task"
-        self.logs: list[str] = []
-        self.fractions: list[float] = []
-        self.outputs: dict[str, tuple[bytes, str]] = {}
-        self.stop = False
-
-    def log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        self.fractions.append(fraction)
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        return InputFile(data=base64.b64decode(ref.split(",", 1)[-1]), content_type="application/octet-stream")
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        url = f"memory://{len(self.outputs)}.{ext}"
-        self.outputs[url] = (data, content_type)
-        return url
-
-    def cancelled(self) -> bool:
-        return self.stop
-
-    def output(self, url: str) -> bytes:
-        return self.outputs[url][0]
-
-
-class CancelAfterProgress(MemoryContext):
-    """A context whose task is cancelled as soon as the backend reports any progress (stops after one step)."""
-
-    def cancelled(self) -> bool:
-        return bool(self.fractions)
+def after_steps(steps: int) -> Callable[[MemoryRunContext], bool]:
+    """A `cancel_when` that stops a diffusion backend after `steps` denoising steps (its "step i/n" notes)."""
+    return lambda ctx: sum(1 for note in ctx.notes if note.startswith("step ")) >= steps

@@ -23,7 +23,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.wav import read_wav
 from tests.backends.wav import tone as tone_at
 
@@ -35,6 +34,7 @@ from genmill.models.audio.ace_step import PIPELINE, AceStepBackend, untimed_lyri
 from genmill.models.audio.backends import audio_backends
 from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
 from genmill.models.audio.musicgen import MusicGenBackend
+from genmill.testing import MemoryRunContext
 
 pytestmark = [
     pytest.mark.backends,
@@ -63,8 +63,9 @@ def save_tiny_ace_step(folder: Path) -> None:
     # Byte-level BPE without merges: every text tokenizes, one token per byte, as Qwen's tokenizer would at worst.
     vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
     vocab["<|endoftext|>"] = len(vocab)
+    no_unknown: dict[str, Any] = {"unk_token": None}  # as Qwen's own tokenizer; typed as a str by transformers
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+        vocab=vocab, merges=[], bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>", **no_unknown
     )
     text_encoder = Qwen3Model(
         Qwen3Config(
@@ -149,12 +150,13 @@ def backend(models_dir: Path) -> AceStepBackend:
     return ace_step
 
 
-def run(backend: AceStepBackend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:
+def run(backend: AceStepBackend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
     entry = CATALOG.get(model, task_type)
     assert entry is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = backend.run(entry, entry.input_model.model_validate(fields), ctx)
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))} and content_type == "audio/wav"
     return data, ctx
 
@@ -228,7 +230,7 @@ def test_a_cancelled_task_stops_after_the_step_it_was_in(backend: AceStepBackend
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
 
-    ctx = CancelAfterProgress()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops once under way
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})
     with pytest.raises(BackendError, match="cancelled"):
         backend.run(entry, inputs, ctx)

@@ -24,7 +24,6 @@ pytest.importorskip("torchsde")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
-from tests.backends.memory import CancelAfterProgress, MemoryContext
 from tests.backends.tiny_tokenizers import t5_tokenizer
 from tests.backends.wav import read_wav, tone, wav_ref
 
@@ -39,6 +38,7 @@ from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM, MMAUDIO
 from genmill.models.audio.musicgen import MusicGenBackend
 from genmill.models.audio.stable_audio import StableAudioBackend
 from genmill.models.tts.catalog import MODEL as TTS
+from genmill.testing import MemoryRunContext
 from genmill.worker.backendset import ALL_STAND_INS, BackendSet
 
 pytestmark = [
@@ -63,6 +63,7 @@ def tiny_t5() -> tuple[Any, Any]:
     from transformers import T5Config
 
     tokenizer = t5_tokenizer(WORDS, max_length=128)
+    undeclared: dict[str, Any] = {"decoder_start_token_id": 0}  # kept by transformers, unknown to its types
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=16,
@@ -73,7 +74,7 @@ def tiny_t5() -> tuple[Any, Any]:
         relative_attention_num_buckets=8,
         pad_token_id=0,
         eos_token_id=1,
-        decoder_start_token_id=0,
+        **undeclared,
     )
     return tokenizer, config
 
@@ -116,7 +117,8 @@ def save_tiny_musicgen(folder: Path) -> None:
     )
     config = MusicgenConfig(text_encoder=t5.to_dict(), audio_encoder=encodec.to_dict(), decoder=decoder.to_dict())
     model = MusicgenForConditionalGeneration(config)
-    for layer in model.audio_encoder.quantizer.layers:  # EnCodec starts its codebooks at zero: every code alike
+    quantizer: Any = model.audio_encoder.quantizer  # a submodule, typed by torch as Tensor | Module
+    for layer in quantizer.layers:  # EnCodec starts its codebooks at zero: every code alike
         layer.codebook.embed.normal_()
     model.generation_config.decoder_start_token_id = 1024
     model.generation_config.pad_token_id = 1024
@@ -197,12 +199,13 @@ def noise(seconds: float) -> str:
     return wav_ref(np.random.default_rng(5).uniform(-0.5, 0.5, round(seconds * 16000)))
 
 
-def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryContext]:
+def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
     entry = CATALOG.get(model, task_type)
     assert entry is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = backend.run(entry, entry.input_model.model_validate(fields), ctx)
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))}
     assert content_type == "audio/wav"
     return data, ctx
@@ -272,7 +275,7 @@ def test_a_cancelled_task_stops_between_frames(backends: dict[str, Backend]) -> 
     entry = CATALOG.get(ACE_STEP, "txt2audio")
     assert entry is not None
 
-    ctx = CancelAfterProgress()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops once under way
     inputs = entry.input_model.model_validate({"style_prompt": "pop", "duration": 60})
     with pytest.raises(BackendError, match="cancelled"):
         backends["musicgen"].run(entry, inputs, ctx)
@@ -308,7 +311,7 @@ def test_video2audio_refuses_videos_over_30_seconds(backends: dict[str, Backend]
     assert entry is not None
     inputs = entry.input_model.model_validate({"prompt": "wind", "video": video_ref(31, fps=2)})
     with pytest.raises(BackendError, match=r"video: 31\.0 seconds, the limit is 30 seconds"):
-        backends["stable-audio-open"].run(entry, inputs, MemoryContext())
+        backends["stable-audio-open"].run(entry, inputs, MemoryRunContext())
 
 
 # --- the backend list ----------------------------------------------------------------------------------------

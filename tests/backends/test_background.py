@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, InputRejected
 from genmill.models.toolkits.background import SalientBackgroundRemoveBackend, SelfieBackgroundRemoveBackend
 from genmill.models.toolkits.salient import SubjectRule, soft_alpha, trimap
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -84,12 +85,13 @@ def iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     return float((a & b).sum() / (a | b).sum())
 
 
-def run(backend: Backend, image: Image.Image, ctx: MemoryContext | None = None, fmt: str = "PNG") -> Image.Image:
-    ctx = ctx or MemoryContext()
+def run(backend: Backend, image: Image.Image, ctx: MemoryRunContext | None = None, fmt: str = "PNG") -> Image.Image:
+    ctx = ctx or MemoryRunContext()
     started = time.perf_counter()
     output = backend.run(ENTRY, SimpleNamespace(image=image_ref(image, fmt)), ctx)  # type: ignore[arg-type]
     print(f"\n{backend.name}: {time.perf_counter() - started:.2f}s")
-    data, content_type = ctx.outputs[output["image_url"]]
+    saved = ctx.outputs[output["image_url"]]
+    data, content_type = saved.data, saved.content_type
     assert content_type == "image/png" and data.startswith(b"\x89PNG\r\n\x1a\n")
     return Image.open(io.BytesIO(data))
 
@@ -167,7 +169,7 @@ def noise() -> Image.Image:
     ids=["blank", "uniform-colour", "gradient", "noise"],
 )
 def test_nothing_to_cut_out_is_rejected_without_output(remover: Backend, image: Image.Image) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^image: n") as caught:
         run(remover, image, ctx)
     assert caught.value.code == INPUT_ERROR_CODE
@@ -175,14 +177,14 @@ def test_nothing_to_cut_out_is_rejected_without_output(remover: Backend, image: 
 
 
 def test_the_people_only_fallback_rejects_a_mug_instead_of_a_ghost(selfie: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^image: no person was found"):
         run(selfie, sample("coffee"), ctx)
     assert not ctx.outputs
 
 
 def test_an_undecodable_image_is_rejected(remover: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^image: not a decodable image"):
         remover.run(ENTRY, SimpleNamespace(image="data:image/png;base64,bm90IGFuIGltYWdl"), ctx)  # type: ignore[arg-type]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends, discover_backends
@@ -27,6 +27,7 @@ from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
 from genmill.models.toolkits.realesrgan import _load_realesrgan, _ncnn_gpuids, plan_passes, vulkan_gpu_count
 from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
 from genmill.models.tts.piper import PiperTtsBackend, split_text
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -63,7 +64,7 @@ def sample_picture(width: int = 48, height: int = 40) -> Image.Image:
     return image
 
 
-def run(backend: Backend, ctx: MemoryContext, **fields: Any) -> dict[str, Any]:
+def run(backend: Backend, ctx: MemoryRunContext, **fields: Any) -> dict[str, Any]:
     started = time.perf_counter()
     output = backend.run(entry_for(backend), SimpleNamespace(**fields), ctx)  # type: ignore[arg-type]
     print(f"\n{backend.name}: run {time.perf_counter() - started:.2f}s")
@@ -91,7 +92,7 @@ def test_plan_passes_reaches_each_scale_with_the_fewest_cheapest_passes() -> Non
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_upscale_gives_exactly_scale_times_the_input(upscaler: Backend, scale: int) -> None:
     source = sample_picture()
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = run(upscaler, ctx, image=image_ref(source), scale=scale, face_enhance=False)
 
     data = ctx.output(output["image_url"])
@@ -111,7 +112,7 @@ def test_upscale_gives_exactly_scale_times_the_input(upscaler: Backend, scale: i
 def test_upscale_composes_passes_for_scale_five_and_keeps_alpha(upscaler: Backend) -> None:
     source = sample_picture(20, 16).convert("RGBA")
     source.putalpha(Image.linear_gradient("L").resize(source.size))
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = run(upscaler, ctx, image=image_ref(source), scale=5)
 
     result = Image.open(io.BytesIO(ctx.output(output["image_url"])))
@@ -124,18 +125,18 @@ def test_upscale_composes_passes_for_scale_five_and_keeps_alpha(upscaler: Backen
 
 def test_upscale_refuses_face_enhance_rather_than_ignoring_it(upscaler: Backend) -> None:
     with pytest.raises(InputRejected, match=r"^face_enhance: no face restorer is installed on this server") as caught:
-        run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=2, face_enhance=True)
+        run(upscaler, MemoryRunContext(), image=image_ref(sample_picture()), scale=2, face_enhance=True)
     assert caught.value.code == INPUT_ERROR_CODE
 
 
 def test_upscale_rejects_oversized_and_undecodable_images(upscaler: Backend) -> None:
     with pytest.raises(InputRejected, match=r"^image: 2049x8 is larger than 2048x2048"):
-        run(upscaler, MemoryContext(), image=image_ref(Image.new("RGB", (2049, 8))), scale=2)
+        run(upscaler, MemoryRunContext(), image=image_ref(Image.new("RGB", (2049, 8))), scale=2)
     garbage = base64.b64encode(b"this is not an image").decode()
     with pytest.raises(InputRejected, match=r"^image: not a decodable image"):
-        run(upscaler, MemoryContext(), image=garbage, scale=2)
+        run(upscaler, MemoryRunContext(), image=garbage, scale=2)
     with pytest.raises(InputRejected, match=r"^scale: "):
-        run(upscaler, MemoryContext(), image=image_ref(sample_picture()), scale=11)
+        run(upscaler, MemoryRunContext(), image=image_ref(sample_picture()), scale=11)
 
 
 def test_upscale_auto_device_reaches_the_ncnn_models(upscaler: Backend) -> None:
@@ -145,7 +146,7 @@ def test_upscale_auto_device_reaches_the_ncnn_models(upscaler: Backend) -> None:
     expected = 0 if vulkan_gpu_count() > 0 else -1
     assert upscaler._process.call(_ncnn_gpuids) == [expected]  # the photo network (x4plus)
     assert upscaler.device == ("cpu" if expected == -1 else "vulkan:0")
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     run(upscaler, ctx, image=image_ref(sample_picture(16, 16)), scale=2)
     assert any(f"on {upscaler.device}:" in line for line in ctx.logs)
 
@@ -183,8 +184,8 @@ def test_upscale_explicit_gpuid_is_passed_to_ncnn(monkeypatch: pytest.MonkeyPatc
 
 
 def test_upscale_stops_when_cancelled(upscaler: Backend) -> None:
-    ctx = MemoryContext()
-    ctx.stop = True
+    ctx = MemoryRunContext()
+    ctx.cancel()
     with pytest.raises(BackendError, match="cancelled"):
         run(upscaler, ctx, image=image_ref(sample_picture()), scale=2)
     assert not ctx.outputs
@@ -204,7 +205,7 @@ def test_upscale_leaves_other_threads_running(upscaler: Backend) -> None:
     thread = threading.Thread(target=ticker)
     thread.start()
     started = time.perf_counter()
-    run(upscaler, MemoryContext(), image=image_ref(sample_picture(160, 160)), scale=4, upscale_model="anime")
+    run(upscaler, MemoryRunContext(), image=image_ref(sample_picture(160, 160)), scale=4, upscale_model="anime")
     finished = time.perf_counter()
     done.set()
     thread.join()
@@ -234,11 +235,12 @@ def read_wav(data: bytes) -> tuple[np.ndarray[Any, Any], int]:
 
 
 def test_tts_speaks_a_sentence_as_16_bit_wav(speaker: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = run(speaker, ctx, gen_text="Hello! This is a short test of the speech backend.")
 
     url = output["audio_url"]
-    data, content_type = ctx.outputs[url]
+    saved = ctx.outputs[url]
+    data, content_type = saved.data, saved.content_type
     assert content_type == "audio/wav" and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     samples, rate = read_wav(data)
     duration = len(samples) / rate
@@ -248,7 +250,7 @@ def test_tts_speaks_a_sentence_as_16_bit_wav(speaker: Backend) -> None:
 
 
 def test_tts_speaks_long_text_in_parts_with_progress(speaker: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     text = "First sentence here. " * 30 + "And the last one."
     output = run(speaker, ctx, gen_text=text)
 
@@ -258,7 +260,7 @@ def test_tts_speaks_long_text_in_parts_with_progress(speaker: Backend) -> None:
 
 
 def test_tts_refuses_ref_audio_it_cannot_clone(speaker: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^ref_audio: voice cloning is not available here.*en_US-joe-medium"):
         run(speaker, ctx, gen_text="Hello there.", ref_audio="https://example.com/voice.wav", ref_text="hi")
     assert not ctx.outputs
@@ -266,7 +268,7 @@ def test_tts_refuses_ref_audio_it_cannot_clone(speaker: Backend) -> None:
 
 def test_tts_rejects_empty_text(speaker: Backend) -> None:
     with pytest.raises(BackendError, match=r"^gen_text: "):
-        run(speaker, MemoryContext(), gen_text="   ")
+        run(speaker, MemoryRunContext(), gen_text="   ")
 
 
 # --- registry ------------------------------------------------------------------------------------------------

@@ -11,35 +11,10 @@ import pytest
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import InputFile
 from genmill.errors import BackendError
 from genmill.models.echo.backend import EchoBackend
+from genmill.testing import MemoryRunContext
 from genmill.worker.backendset import BackendSet
-
-
-class MemoryContext:
-    """A `RunContext` that keeps logs and progress in memory; `stop` simulates a lost lease or a cancel."""
-
-    def __init__(self) -> None:
-        self.task_id = "test-task"
-        self.logs: list[str] = []
-        self.fractions: list[float] = []
-        self.stop = threading.Event()
-
-    def log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        self.fractions.append(fraction)
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        raise AssertionError("echo reads no input files")
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        raise AssertionError("echo saves no output files")
-
-    def cancelled(self) -> bool:
-        return self.stop.is_set()
 
 
 @pytest.fixture
@@ -49,10 +24,13 @@ def entry() -> CatalogEntry:
     return found
 
 
-def run(entry: CatalogEntry, raw: dict[str, Any], ctx: MemoryContext) -> dict[str, Any]:
+def run(entry: CatalogEntry, raw: dict[str, Any], ctx: MemoryRunContext) -> dict[str, Any]:
     backend = EchoBackend()
     backend.load()
-    return backend.run(entry, entry.input_model.model_validate(raw), ctx)
+    try:
+        return backend.run(entry, entry.input_model.model_validate(raw), ctx)
+    finally:
+        assert ctx.inputs_read == [] and ctx.outputs == {}, "echo reads no input files and saves no output files"
 
 
 def test_it_is_always_available_and_registered(entry: CatalogEntry) -> None:
@@ -64,7 +42,7 @@ def test_it_is_always_available_and_registered(entry: CatalogEntry) -> None:
 
 
 def test_it_returns_the_payload_and_when_it_started(entry: CatalogEntry) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     payload = {"n": 7, "items": [1, "a", None], "nested": {"ok": True}}
     before = time.time()
     output = run(entry, {"payload": payload}, ctx)
@@ -75,11 +53,11 @@ def test_it_returns_the_payload_and_when_it_started(entry: CatalogEntry) -> None
 
 
 def test_the_default_payload_is_an_empty_object(entry: CatalogEntry) -> None:
-    assert run(entry, {}, MemoryContext())["echo"] == {}
+    assert run(entry, {}, MemoryRunContext())["echo"] == {}
 
 
 def test_a_sleep_reports_progress_up_to_one(entry: CatalogEntry) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     output = run(entry, {"payload": "x", "sleep_ms": 120}, ctx)
     assert output["echo"] == "x"
     assert ctx.fractions, "a sleeping echo reports progress"
@@ -89,8 +67,8 @@ def test_a_sleep_reports_progress_up_to_one(entry: CatalogEntry) -> None:
 
 
 def test_a_cancelled_sleep_stops_with_a_backend_error(entry: CatalogEntry) -> None:
-    ctx = MemoryContext()
-    threading.Timer(0.1, ctx.stop.set).start()
+    ctx = MemoryRunContext()
+    threading.Timer(0.1, ctx.cancel).start()  # as a lost lease or a cancel would
     with pytest.raises(BackendError):
         run(entry, {"sleep_ms": 10_000}, ctx)
     assert ctx.logs == []

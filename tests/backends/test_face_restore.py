@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 from tests.backends.test_faces import portrait
 
 from genmill.catalog import build_catalog
@@ -26,6 +26,7 @@ from genmill.models.toolkits import face_restore
 from genmill.models.toolkits.face_restore import FFHQ_512_TEMPLATE, ffhq_alignment
 from genmill.models.toolkits.face_swap_net import five_points
 from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -69,7 +70,7 @@ def upscaler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealEsrganUps
 
 
 def upscale(backend: RealEsrganUpscaleBackend, image: Image.Image, **fields: object) -> tuple[Image.Image, list[str]]:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     inputs = SimpleNamespace(image=image_ref(image), scale=2, **fields)
     assert UPSCALE is not None
     output = backend.run(UPSCALE, inputs, ctx)  # type: ignore[arg-type]
@@ -79,8 +80,8 @@ def upscale(backend: RealEsrganUpscaleBackend, image: Image.Image, **fields: obj
 def test_the_restorer_changes_the_face_and_nothing_far_from_it(upscaler: RealEsrganUpscaleBackend) -> None:
     source = portrait(160, 188)
     upscaled = source.resize((320, 376), Image.Resampling.LANCZOS)  # what Real-ESRGAN hands on, faster
-    ctx = MemoryContext()
-    restored = upscaler._restore_faces(ctx, source, upscaled)  # type: ignore[arg-type]
+    ctx = MemoryRunContext()
+    restored = upscaler._restore_faces(ctx, source, upscaled)
     assert restored.size == upscaled.size and restored.mode == "RGB"
     changed = np.abs(np.asarray(restored, np.int16) - np.asarray(upscaled, np.int16)).max(axis=2) > 8
     face = upscaler.face_restorer().finder.find(np.asarray(source))[0]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 from tests.backends.test_faces import portrait, striped
 
 from genmill.backends.registry import builtin_backends
@@ -23,6 +25,7 @@ from genmill.catalog import build_catalog
 from genmill.errors import InputRejected
 from genmill.models.toolkits import face_swap_net
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend, template
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -34,7 +37,7 @@ def tiny_models(folder: Path) -> None:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
 
-    def tensor(name: str, array: np.ndarray) -> object:
+    def tensor(name: str, array: NDArray[Any]) -> TensorProto:
         return numpy_helper.from_array(array.astype(np.float32), name)
 
     recogniser = helper.make_graph(
@@ -88,7 +91,7 @@ def entry(task_type: str) -> object:
 
 def test_the_network_swaps_inside_the_face_and_leaves_the_rest(backend: InswapperFaceSwapBackend) -> None:
     target = portrait()
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     inputs = SimpleNamespace(target_image=image_ref(target), swap_image=image_ref(striped()))
     output = backend.run(entry("face-swap"), inputs, ctx)  # type: ignore[arg-type]
     result = Image.open(io.BytesIO(ctx.output(output["image_url"])))
@@ -118,7 +121,7 @@ def test_a_picture_without_a_face_is_rejected(backend: InswapperFaceSwapBackend)
         target_image=image_ref(Image.new("RGB", (160, 120), (70, 130, 190))), swap_image=image_ref(portrait())
     )
     with pytest.raises(InputRejected, match=r"^target_image: no face was found"):
-        backend.run(entry("face-swap"), inputs, MemoryContext())  # type: ignore[arg-type]
+        backend.run(entry("face-swap"), inputs, MemoryRunContext())  # type: ignore[arg-type]
 
 
 def test_without_the_files_the_classical_warp_runs_and_says_what_it_is(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
@@ -26,6 +26,7 @@ from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
 from genmill.models.toolkits.faces import Face, FaceFinder, FaceSwapBackend, parse_indexes
 from genmill.models.toolkits.segment import SegmentBackend, grow, parse_prompt
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -55,14 +56,15 @@ def finder(swapper: Backend) -> FaceFinder:
     return finder
 
 
-def run(backend: Backend, task_type: str, ctx: MemoryContext | None = None, **fields: Any) -> Image.Image:
+def run(backend: Backend, task_type: str, ctx: MemoryRunContext | None = None, **fields: Any) -> Image.Image:
     """Run one task and decode its PNG output."""
-    ctx = ctx or MemoryContext()
+    ctx = ctx or MemoryRunContext()
     entry = CatalogEntry("Qubico/image-toolkit", task_type, TaskInput, price=lambda _: 0, family="image-toolkit")
     started = time.perf_counter()
     output = backend.run(entry, SimpleNamespace(**fields), ctx)  # type: ignore[arg-type]
     print(f"\n{backend.name} {task_type}: {time.perf_counter() - started:.2f}s")
-    data, content_type = ctx.outputs[output["image_url"]]
+    saved = ctx.outputs[output["image_url"]]
+    data, content_type = saved.data, saved.content_type
     assert content_type == "image/png" and data.startswith(b"\x89PNG\r\n\x1a\n")
     return Image.open(io.BytesIO(data))
 
@@ -124,7 +126,7 @@ def change(a: Pixels, b: Pixels, where: tuple[slice, slice] | np.ndarray[Any, An
 
 def test_face_swap_replaces_the_face_and_leaves_the_rest(swapper: Backend, finder: FaceFinder) -> None:
     target = portrait()
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     result = run(swapper, "face-swap", ctx, target_image=image_ref(target, "JPEG"), swap_image=image_ref(striped()))
 
     assert result.size == target.size and result.mode == "RGB"
@@ -167,7 +169,7 @@ def test_faces_are_numbered_left_to_right_even_when_small(finder: FaceFinder) ->
 def test_multi_face_swap_changes_only_the_chosen_target_face(swapper: Backend, finder: FaceFinder) -> None:
     target = side_by_side(portrait(), portrait().transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     before = pixels(target)
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     result = run(
         swapper,
         "multi-face-swap",
@@ -207,7 +209,7 @@ def test_multi_face_swap_picks_the_swap_face_by_index(swapper: Backend, finder: 
 
 
 def test_face_swap_fails_without_a_face(swapper: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^swap_image: no face was found"):
         run(swapper, "face-swap", ctx, target_image=image_ref(portrait()), swap_image=image_ref(plain()))
     assert not ctx.outputs
@@ -301,7 +303,7 @@ def test_segment_background_is_the_complement_of_the_person(segmenter: Backend) 
 
 
 def test_segment_refuses_prompts_it_cannot_answer(segmenter: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(BackendError) as caught:
         run(segmenter, "segment", ctx, image=image_ref(portrait()), prompt="Cat", negative_prompt="", segment_factor=0)
     assert str(caught.value) == "prompt: this server can segment person, face, hand, background; 'cat' is not supported"
@@ -315,7 +317,7 @@ def test_segment_refuses_prompts_it_cannot_answer(segmenter: Backend) -> None:
 def test_segment_refuses_unsupported_words_next_to_supported_ones(segmenter: Backend) -> None:
     """Half an answer would be charged as a whole one: a word it cannot segment fails the task, either field."""
     for prompt, negative, field in (("face, hat", "", "prompt"), ("person", "hat", "negative_prompt")):
-        ctx = MemoryContext()
+        ctx = MemoryRunContext()
         with pytest.raises(InputRejected) as caught:
             run(segmenter, "segment", ctx, image=image_ref(portrait()), prompt=prompt, negative_prompt=negative,
                 segment_factor=0)  # fmt: skip

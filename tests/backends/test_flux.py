@@ -25,17 +25,19 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 import torch
+from tests.backends.memory import after_steps
 from tests.backends.tiny_tokenizers import clip_tokenizer, t5_tokenizer
 
 from genmill.backends.registry import model_backends
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.domain.records import InputFile
 from genmill.errors import BackendError
-from genmill.models.flux.backend import FluxBackend, FluxShared, flux_backends
+from genmill.models.flux.backend import FluxBackend, flux_backends
 from genmill.models.flux.catalog import ADVANCED, DEV
 from genmill.models.flux.control_maps import COCO_NAMES, POSE_COLOURS, coco18, draw_pose, soft_edges
+from genmill.models.flux.shared import FluxShared
 from genmill.models.flux.tasks import fit_pixels, generation_size, outpaint_canvas, white_mask
+from genmill.testing import MemoryRunContext
 
 pytestmark = [
     pytest.mark.backends,
@@ -45,38 +47,6 @@ pytestmark = [
 
 CATALOG = build_catalog()
 WORDS = ["a", "red", "fox", "cat", "dog", "on", "green", "grass", "blue", "sky", "photo", "painting", "make", "it"]
-
-
-class MemoryContext:
-    """A `RunContext` keeping logs, progress and outputs in memory; cancels itself after `cancel_after` steps."""
-
-    def __init__(self, cancel_after: int | None = None) -> None:
-        self.task_id = "test-task"
-        self.logs: list[str] = []
-        self.fractions: list[float] = []
-        self.notes: list[str] = []
-        self.outputs: dict[str, bytes] = {}
-        self.cancel_after = cancel_after
-
-    def log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        self.fractions.append(fraction)
-        self.notes.append(note)
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        return InputFile(data=base64.b64decode(ref.split(",", 1)[-1]), content_type="image/png")
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        assert (ext, content_type) == ("png", "image/png")
-        url = f"memory://{len(self.outputs)}.png"
-        self.outputs[url] = data
-        return url
-
-    def cancelled(self) -> bool:
-        steps = sum(1 for note in self.notes if note.startswith("step "))
-        return self.cancel_after is not None and steps >= self.cancel_after
 
 
 # --- tiny models ---------------------------------------------------------------------------------------------
@@ -101,6 +71,7 @@ def tiny_text_parts() -> dict[str, Any]:
             max_position_embeddings=77,
         )
     )
+    undeclared: dict[str, Any] = {"decoder_start_token_id": 0}  # kept by transformers, unknown to its types
     t5 = T5EncoderModel(
         T5Config(
             vocab_size=len(tokenizer_2),
@@ -112,7 +83,7 @@ def tiny_text_parts() -> dict[str, Any]:
             relative_attention_num_buckets=8,
             pad_token_id=0,
             eos_token_id=1,
-            decoder_start_token_id=0,
+            **undeclared,
         )
     )
     return {"tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "text_encoder": clip, "text_encoder_2": t5}
@@ -191,15 +162,18 @@ def save_tiny_depth_estimator(folder: Path) -> None:
     """Depth Anything's architecture (a DINOv2 backbone and a DPT head) at toy size, with its image processor."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
+    undeclared: dict[str, Any] = {  # kept by transformers, unknown to its types
+        "intermediate_size": 32,
+        "out_features": ["stage1", "stage2", "stage3", "stage4"],
+    }
     backbone = Dinov2Config(
         hidden_size=16,
         num_hidden_layers=4,
         num_attention_heads=2,
-        intermediate_size=32,
         image_size=28,
         patch_size=14,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
         reshape_hidden_states=False,
+        **undeclared,
     )
     config = DepthAnythingConfig(
         backbone_config=backbone,
@@ -286,15 +260,16 @@ def backends(models_dir: Path) -> Iterator[dict[str, FluxBackend]]:
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
-def run(backend: FluxBackend, task_type: str, *, ctx: MemoryContext | None = None, **fields: Any) -> tuple[Any, Any]:
+def run(backend: FluxBackend, task_type: str, *, ctx: MemoryRunContext | None = None, **fields: Any) -> tuple[Any, Any]:
     """Validate `fields` with the catalog's own input model and run the task; returns (output, context)."""
     entry = CATALOG.get(backend.model, task_type)
     assert isinstance(entry, CatalogEntry)
     inputs = entry.input_model.model_validate(fields)
-    ctx = ctx or MemoryContext()
+    ctx = ctx or MemoryRunContext()
     started = time.perf_counter()
     output = backend.run(entry, inputs, ctx)
     print(f"\n{backend.name} {task_type}: {time.perf_counter() - started:.2f}s")
+    assert only_pngs(ctx)
     return output, ctx
 
 
@@ -304,8 +279,21 @@ def image_ref(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def png(ctx: MemoryContext, url: str) -> Image.Image:
-    return Image.open(io.BytesIO(ctx.outputs[url]))
+def only_pngs(ctx: MemoryRunContext) -> bool:
+    """Flux saves PNG images and nothing else."""
+    return all((saved.ext, saved.content_type) == ("png", "image/png") for saved in ctx.outputs.values())
+
+
+def level(image: Image.Image, xy: tuple[int, int]) -> int:
+    """A one-band image's value at `xy` (Pillow types `getpixel` for every mode at once)."""
+    value = image.getpixel(xy)
+    assert isinstance(value, int)
+    return value
+
+
+def png(ctx: MemoryRunContext, url: str) -> Image.Image:
+    assert only_pngs(ctx)
+    return Image.open(io.BytesIO(ctx.output(url)))
 
 
 def picture(width: int = 48, height: int = 40) -> Image.Image:
@@ -426,7 +414,7 @@ def test_negative_prompt_uses_true_cfg(backends: dict[str, FluxBackend]) -> None
 
 
 def test_cancellation_stops_between_steps(backends: dict[str, FluxBackend]) -> None:
-    ctx = MemoryContext(cancel_after=1)
+    ctx = MemoryRunContext(cancel_when=after_steps(1))
     with pytest.raises(BackendError, match="cancelled"):
         run(backends["flux1-dev"], "txt2img", ctx=ctx, **{**DEV_FIELDS, "steps": 20}, seed=1)
     assert [note for note in ctx.notes if note.startswith("step ")] == ["step 1/20, seed 1"]
@@ -438,11 +426,11 @@ def test_bad_inputs_fail_naming_the_field(backends: dict[str, FluxBackend]) -> N
     entry = CATALOG.get(DEV, "txt2img")
     assert entry is not None
     with pytest.raises(BackendError, match="prompt"):
-        dev.run(entry, TaskInput.model_validate({"prompt": " ", "steps": 2}), MemoryContext())
+        dev.run(entry, TaskInput.model_validate({"prompt": " ", "steps": 2}), MemoryRunContext())
     kontext = CATALOG.get(ADVANCED, "kontext")
     assert kontext is not None
     with pytest.raises(BackendError, match="task_type"):
-        dev.run(kontext, TaskInput.model_validate({"prompt": "x"}), MemoryContext())
+        dev.run(kontext, TaskInput.model_validate({"prompt": "x"}), MemoryRunContext())
 
 
 # --- img2img -------------------------------------------------------------------------------------------------
@@ -607,7 +595,8 @@ def test_controlnet_with_soft_edge_and_openpose(backends: dict[str, FluxBackend]
     output, ctx = run(backends["flux1-dev-advanced-controlnet"], "controlnet-lora", **fields)
     assert png(ctx, output["image_url"]).size == (64, 64)
     edges, pose = (png(ctx, url).convert("RGB") for url in output["preprocessed_image_urls"])
-    assert edges.size == (64, 64) and edges.getpixel((16, 32))[0] > 200 and edges.getpixel((32, 32)) == (0, 0, 0)
+    assert edges.size == (64, 64) and level(edges.getchannel("R"), (16, 32)) > 200
+    assert edges.getpixel((32, 32)) == (0, 0, 0)
     assert pose.size == (128, 150) and pose.getpixel((0, 0)) == (0, 0, 0)
     colours = {colour for _, colour in pose.getcolors(128 * 150) or []}
     assert POSE_COLOURS[0] in colours and POSE_COLOURS[2] in colours and POSE_COLOURS[5] in colours  # nose, shoulders
@@ -623,10 +612,10 @@ def test_soft_edge_map_is_bright_on_edges_and_dark_elsewhere() -> None:
     ImageDraw.Draw(square).rectangle((30, 30, 65, 65), fill=(255, 255, 255))
     edges = soft_edges(square).convert("L")
     for border in [(30, 48), (65, 48), (48, 30), (48, 65), (30, 30)]:
-        assert edges.getpixel(border) > 200, border
+        assert level(edges, border) > 200, border
     for dark in [(48, 48), (40, 55), (10, 10), (85, 48), (48, 90)]:
-        assert edges.getpixel(dark) < 10, dark
-    assert 0 < edges.getpixel((28, 48)) < 200 < edges.getpixel((29, 48))  # a soft falloff, not a hard line
+        assert level(edges, dark) < 10, dark
+    assert 0 < level(edges, (28, 48)) < 200 < level(edges, (29, 48))  # a soft falloff, not a hard line
     assert soft_edges(Image.new("RGB", (32, 32), (90, 90, 90))).getextrema() == ((0, 0),) * 3
 
 
@@ -728,7 +717,7 @@ def validated(backend: FluxBackend, task_type: str, **fields: Any) -> tuple[Cata
     return entry, entry.input_model.model_validate(fields)
 
 
-def pixels(ctx: MemoryContext, url: str) -> Any:
+def pixels(ctx: MemoryRunContext, url: str) -> Any:
     import numpy as np
 
     return np.asarray(png(ctx, url).convert("RGB"), dtype=np.int16)
@@ -741,10 +730,10 @@ def close(a: Any, b: Any) -> bool:
 
 def test_batch_members_get_the_images_they_would_get_alone(backends: dict[str, FluxBackend]) -> None:
     schnell = backends["flux1-schnell"]
-    fields = {"width": 64, "height": 64, "batch_size": 2}
+    fields: dict[str, Any] = {"width": 64, "height": 64, "batch_size": 2}
     entry, fox = validated(schnell, "txt2img", prompt="a red fox", seed=5, **fields)
     _, sky = validated(schnell, "txt2img", prompt="a blue sky photo", seed=6, **fields)
-    ctxs = [MemoryContext(), MemoryContext()]
+    ctxs = [MemoryRunContext(), MemoryRunContext()]
     outputs = schnell.run_batch(entry, [fox, sky], list(ctxs))
     alone = [
         run(schnell, "txt2img", prompt=p, seed=s, **fields) for p, s in (("a red fox", 5), ("a blue sky photo", 6))
@@ -765,14 +754,14 @@ def test_a_cancelled_member_fails_alone_and_all_cancelled_stops_the_loop(backend
     dev = backends["flux1-dev"]
     entry, one = validated(dev, "txt2img", **{**DEV_FIELDS, "steps": 6}, seed=1)
     _, two = validated(dev, "txt2img", **{**DEV_FIELDS, "steps": 6, "prompt": "a cat"}, seed=2)
-    keep, stop = MemoryContext(), MemoryContext(cancel_after=1)
+    keep, stop = MemoryRunContext(), MemoryRunContext(cancel_when=after_steps(1))
     kept, stopped = dev.run_batch(entry, [one, two], [keep, stop])
     assert isinstance(stopped, BackendError) and "cancelled" in stopped.message and stop.outputs == {}
     assert [n for n in stop.notes if n.startswith("step ")] == ["step 1/6, seed 2"]
     assert isinstance(kept, dict) and [n for n in keep.notes if n.startswith("step ")][-1] == "step 6/6, seed 1"
     single, single_ctx = run(dev, "txt2img", **{**DEV_FIELDS, "steps": 6}, seed=1)
     assert close(pixels(keep, kept["image_url"]), pixels(single_ctx, single["image_url"]))
-    both = [MemoryContext(cancel_after=1), MemoryContext(cancel_after=1)]
+    both = [MemoryRunContext(cancel_when=after_steps(1)), MemoryRunContext(cancel_when=after_steps(1))]
     results = dev.run_batch(entry, [one, two], list(both))
     assert all(isinstance(r, BackendError) and "cancelled" in r.message for r in results)
     for ctx, seed in zip(both, (1, 2), strict=True):  # both stopped: the loop ended after its first step
@@ -789,7 +778,7 @@ def test_only_txt2img_batches_and_different_loras_never_share_a_call(backends: d
     lora = {"lora_type": "tiny-style", "lora_strength": 1.0}
     entry, styled = validated(advanced, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[lora])
     _, muted = validated(advanced, "txt2img-lora", **DEV_FIELDS, seed=9, lora_settings=[{**lora, "lora_strength": 0.0}])
-    ctxs = [MemoryContext(), MemoryContext()]
+    ctxs = [MemoryRunContext(), MemoryRunContext()]
     first, second = advanced.run_batch(entry, [styled, muted], list(ctxs))
     assert isinstance(first, dict) and isinstance(second, dict)
     assert not any("one pipeline call" in line for ctx in ctxs for line in ctx.logs)  # two calls, one per LoRA set
@@ -798,8 +787,10 @@ def test_only_txt2img_batches_and_different_loras_never_share_a_call(backends: d
     assert not close(pixels(ctxs[0], first["image_url"]), pixels(plain_ctx, plain["image_url"]))
     # A batch of image tasks still runs, one by one.
     image_entry, image_task = validated(dev, "img2img", prompt="a fox", image=image_ref(picture()), steps=2, seed=3)
-    outputs = dev.run_batch(image_entry, [image_task, image_task], [MemoryContext(), MemoryContext()])
+    image_ctxs = [MemoryRunContext(), MemoryRunContext()]
+    outputs = dev.run_batch(image_entry, [image_task, image_task], list(image_ctxs))
     assert all(isinstance(output, dict) and "image_url" in output for output in outputs)
+    assert all(only_pngs(ctx) for ctx in image_ctxs)
 
 
 def test_the_worker_gathers_txt2img_tasks_into_one_call(models_dir: Path, tmp_path: Path) -> None:

@@ -25,9 +25,9 @@ from genmill.app import Runtime  # noqa: E402
 from genmill.catalog import build_catalog  # noqa: E402
 from genmill.domain.states import TaskStatus  # noqa: E402
 from genmill.errors import GPU_MEMORY_ERROR_CODE  # noqa: E402
-from genmill.models.flux.backend import FluxBackend, FluxShared  # noqa: E402
+from genmill.models.flux.backend import FluxBackend  # noqa: E402
 from genmill.models.flux.catalog import ADVANCED, DEV  # noqa: E402
-from genmill.models.flux.shared import ENCODERS_KEY  # noqa: E402
+from genmill.models.flux.shared import ENCODERS_KEY, FluxShared  # noqa: E402
 from genmill.models.video.pipeline import VideoShared  # noqa: E402
 from genmill.models.video.wan import WanBackend  # noqa: E402
 from genmill.settings import Settings  # noqa: E402

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
-from tests.backends.memory import MemoryContext, image_ref
+from tests.backends.memory import image_ref
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import INPUT_ERROR_CODE, InputRejected
 from genmill.models.toolkits.segment_grounded import GroundedSegmentBackend, segment_backends, split_phrases
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -114,11 +115,12 @@ def picture() -> Image.Image:
 
 
 def segment(backend: Backend, prompt: str, negative: str = "", factor: int = 0, **extra: Any) -> NDArray[np.bool_]:
-    ctx = extra.pop("ctx", None) or MemoryContext()
+    ctx = extra.pop("ctx", None) or MemoryRunContext()
     image = extra.pop("image", None) or picture()
     inputs = SimpleNamespace(image=image_ref(image), prompt=prompt, negative_prompt=negative, segment_factor=factor)
     output = backend.run(ENTRY, inputs, ctx)  # type: ignore[arg-type]
-    data, content_type = ctx.outputs[output["image_url"]]
+    saved = ctx.outputs[output["image_url"]]
+    data, content_type = saved.data, saved.content_type
     assert content_type == "image/png"
     result = Image.open(io.BytesIO(data))
     assert result.mode == "RGBA" and result.size == image.size
@@ -139,7 +141,7 @@ def test_split_phrases() -> None:
 
 
 def test_any_words_give_a_mask_of_the_image_size(segmenter: Backend) -> None:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     mask = segment(segmenter, "red mug, blue box", ctx=ctx)
     assert mask.any()
     assert any(line.startswith("prompt 'red mug': ") for line in ctx.logs)
@@ -163,7 +165,7 @@ def test_segment_factor_moves_the_edge(segmenter: Backend) -> None:
 def test_nothing_found_is_rejected(models_dir: Path) -> None:
     strict = GroundedSegmentBackend(models_dir / "grounding-dino", models_dir / "sam2", box_threshold=1.01)
     assert strict.availability().ok
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     with pytest.raises(InputRejected, match=r"^prompt: nothing matching 'cat', 'dog' was found") as caught:
         segment(strict, "cat, dog", ctx=ctx)
     assert caught.value.code == INPUT_ERROR_CODE and not ctx.outputs

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from tests.backends.memory import MemoryContext, image_ref
+from tests.backends.memory import image_ref
 
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
+from genmill.domain.catalog import TaskInput
 from genmill.errors import InputRejected
 from genmill.models.trellis import backend as trellis
+from genmill.testing import MemoryRunContext
 
 
 def tiny_dinov2(folder: Path) -> Any:
@@ -122,8 +123,8 @@ def test_image_to_3d_passes_the_stage_settings_and_returns_piapis_outputs(
 ) -> None:
     pytest.importorskip("imageio_ffmpeg")
     backend, pipeline = image_backend
-    ctx = MemoryContext()
-    inputs = SimpleNamespace(
+    ctx = MemoryRunContext()
+    inputs = TaskInput(
         image=image_ref(cutout()), seed=7, ss_sampling_steps=20, slat_sampling_steps=9,
         ss_guidance_strength=6.0, slat_guidance_strength=2.5,
     )  # fmt: skip
@@ -145,7 +146,7 @@ def test_an_opaque_image_without_the_cut_out_model_is_refused_before_running(
     assert backend.served_by(entry("image-to-3d")).limits  # said before anyone pays
     opaque = image_ref(Image.new("RGB", (64, 64), (10, 200, 10)))
     with pytest.raises(InputRejected, match=r"^image: must have a transparent background"):
-        backend.run(entry("image-to-3d"), SimpleNamespace(image=opaque), MemoryContext())
+        backend.run(entry("image-to-3d"), TaskInput(image=opaque), MemoryRunContext())
     assert not pipeline.calls
 
 
@@ -163,7 +164,7 @@ def test_bad_inputs_are_rejected_naming_the_field(
     image_backend: tuple[trellis.TrellisBackend, RecordingPipeline], fields: dict[str, Any], message: str
 ) -> None:
     backend, pipeline = image_backend
-    inputs = SimpleNamespace(**{"image": image_ref(cutout()), **fields})
+    inputs = TaskInput(**{"image": image_ref(cutout()), **fields})
     with pytest.raises(InputRejected, match=message):
-        backend.run(entry("image-to-3d"), inputs, MemoryContext())
+        backend.run(entry("image-to-3d"), inputs, MemoryRunContext())
     assert not pipeline.calls

@@ -23,7 +23,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("imageio_ffmpeg")
 
-from tests.backends.memory import MemoryContext, ready
+from tests.backends.memory import ready
 from tests.backends.wav import read_wav, tone, wav_ref
 
 from genmill.backends.base import Availability, Backend
@@ -32,6 +32,7 @@ from genmill.errors import BackendError, InputRejected
 from genmill.models.tts.catalog import MODEL as TTS
 from genmill.models.tts.clone import CODEC_FOLDER, FOLDER, DiaCloneTtsBackend, tts_backends
 from genmill.models.tts.piper import PiperTtsBackend
+from genmill.testing import MemoryRunContext
 from genmill.worker.backendset import BackendSet
 
 pytestmark = [
@@ -63,17 +64,20 @@ def save_tiny_dia(folder: Path) -> None:
     )
 
     torch.manual_seed(0)
+    undeclared: dict[str, Any] = {  # kept by transformers, unknown to its types
+        "upsampling_ratios": [8, 8, 4, 2],
+        "hop_length": 512,
+        "hidden_size": 16,
+    }
     codec = DacConfig(
         encoder_hidden_size=4,
         decoder_hidden_size=16,
         downsampling_ratios=[2, 4, 8, 8],
-        upsampling_ratios=[8, 8, 4, 2],
-        hop_length=512,
         n_codebooks=9,
         codebook_size=1024,
         codebook_dim=4,
-        hidden_size=16,
         sampling_rate=RATE,
+        **undeclared,
     )
     DacModel(codec).save_pretrained(folder / CODEC_FOLDER)
     encoder = DiaEncoderConfig(
@@ -126,12 +130,13 @@ def speech(seconds: float, seed: int) -> str:
     return wav_ref(0.25 * voice + noise, rate)
 
 
-def clone(backend: Backend, **fields: Any) -> tuple[bytes, MemoryContext]:
+def clone(backend: Backend, **fields: Any) -> tuple[bytes, MemoryRunContext]:
     assert ENTRY is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     values = {"ref_audio": speech(0.5, 1), "ref_text": REF_TEXT, "seed": 7, **fields}
     output = backend.run(ENTRY, SimpleNamespace(**values), ctx)  # type: ignore[arg-type]
-    (data, content_type), *_ = ctx.outputs.values()
+    first, *_ = ctx.outputs.values()
+    data, content_type = first.data, first.content_type
     assert output == {"audio_url": next(iter(ctx.outputs))} and content_type == "audio/wav"
     return data, ctx
 
@@ -183,13 +188,8 @@ def test_without_ref_audio_or_piper_dia_speaks_in_a_voice_the_seed_picks(models_
 
 
 def test_a_cancelled_task_stops_between_parts_with_nothing_saved(cloner: Backend) -> None:
-    class CancelAfterFirstPart(MemoryContext):
-        def progress(self, fraction: float, note: str = "") -> None:
-            super().progress(fraction, note)
-            self.stop = True
-
     assert ENTRY is not None
-    ctx = CancelAfterFirstPart()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops after the first part's progress
     fields = {"gen_text": "One. " + "Two words here. " * 5, "ref_audio": speech(0.5, 1), "ref_text": REF_TEXT}
     with pytest.raises(BackendError, match="cancelled"):
         cloner.run(ENTRY, SimpleNamespace(**fields, seed=1), ctx)  # type: ignore[arg-type]
@@ -243,9 +243,9 @@ def test_ref_audio_is_refused_at_create_without_the_folder_and_accepted_with_it(
 @pytest.mark.skipif(piper_missing, reason="piper-tts or its voice is not installed")
 def test_without_ref_audio_piper_speaks(cloner: Backend) -> None:
     assert ENTRY is not None
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     cloner.run(ENTRY, ENTRY.input_model.model_validate({"gen_text": "Good morning."}), ctx)
-    (data, _), *_ = ctx.outputs.values()
+    data = next(iter(ctx.outputs.values())).data
     assert read_wav(data)[0] == 22_050  # the joe-medium voice's rate, not Dia's
     assert any("Piper" in line for line in ctx.logs)
 

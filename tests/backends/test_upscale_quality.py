@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
-from tests.backends.memory import MemoryContext, image_ref, ready
+from tests.backends.memory import image_ref, ready
 
 from genmill.backends.base import Backend
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.models.toolkits.upscale import RealEsrganUpscaleBackend
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -52,7 +53,7 @@ def centre(pixels: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
 
 
 def upscale(backend: Backend, small: Image.Image, scale: int, model: str) -> NDArray[np.uint8]:
-    ctx = MemoryContext()
+    ctx = MemoryRunContext()
     entry = CatalogEntry("Qubico/image-toolkit", "upscale", TaskInput, price=lambda _: 0, family="image-toolkit")
     inputs = SimpleNamespace(image=image_ref(small), scale=scale, upscale_model=model)
     output = backend.run(entry, inputs, ctx)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ pytest.importorskip("peft")
 pytest.importorskip("ftfy")
 
 from tests.backends import video_tiny
-from tests.backends.memory import MemoryContext, image_ref
+from tests.backends.memory import after_steps, image_ref
 
 from genmill.backends.registry import model_backends
 from genmill.backends.video_io import probe
@@ -34,6 +34,7 @@ from genmill.models.video.hunyuan import HunyuanBackend
 from genmill.models.video.pipeline import Geometry, VideoBackend, VideoShared
 from genmill.models.video.wan import CAMERA_REASON, VARIANTS, WanBackend
 from genmill.models.video.wanx_catalog import MODEL as WANX
+from genmill.testing import MemoryRunContext
 
 pytestmark = [pytest.mark.backends]
 
@@ -44,22 +45,6 @@ FRAMEPACK_TINY = Geometry({"640": {"16:9": (64, 32), "9:16": (32, 64), "1:1": (6
 """FramePack's clean-latent embedders pool latents 4x, so its toy frames are a little larger; 1 fps keeps a 10 s
 clip at 10 frames (two sections of a 2-latent window)."""
 VIDEO_FAMILIES = {"wanx", "skyreels", "framepack", "hunyuan", "hug-video"}
-
-
-class StepContext(MemoryContext):
-    """The in-memory context, stopping itself after `cancel_after` denoising steps."""
-
-    def __init__(self, cancel_after: int | None = None) -> None:
-        super().__init__()
-        self.cancel_after = cancel_after
-        self.notes: list[str] = []
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        super().progress(fraction, note)
-        self.notes.append(note)
-        steps = sum(1 for n in self.notes if n.startswith("step "))
-        if self.cancel_after is not None and steps >= self.cancel_after:
-            self.stop = True
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +85,17 @@ def picture(width: int = 40, height: int = 30, colour: tuple[int, int, int] = (4
 
 
 def run(
-    backend: VideoBackend, task_type: str, *, ctx: StepContext | None = None, **fields: Any
-) -> tuple[bytes, StepContext]:
+    backend: VideoBackend, task_type: str, *, ctx: MemoryRunContext | None = None, **fields: Any
+) -> tuple[bytes, MemoryRunContext]:
     """Validate `fields` with the catalog's own input model, run the task, and return the MP4's bytes."""
     entry = CATALOG.get(backend.model, task_type)
     assert entry is not None
     inputs = entry.input_model.model_validate(fields)
-    ctx = ctx or StepContext()
+    ctx = ctx or MemoryRunContext()
     output = backend.run(entry, inputs, ctx)
     assert set(output) == {"video_url"}
-    data, content_type = ctx.outputs[output["video_url"]]
+    saved = ctx.outputs[output["video_url"]]
+    data, content_type = saved.data, saved.content_type
     assert content_type == "video/mp4" and output["video_url"].endswith(".mp4")
     return data, ctx
 
@@ -276,7 +262,7 @@ def test_approximations_say_so(backends: dict[str, VideoBackend]) -> None:
 
 
 def test_cancellation_stops_between_steps(backends: dict[str, VideoBackend]) -> None:
-    ctx = StepContext(cancel_after=1)
+    ctx = MemoryRunContext(cancel_when=after_steps(1))
     with pytest.raises(BackendError, match="cancelled"):
         run(backends["wan22-t2v-a14b"], "wan22-txt2video-14b", ctx=ctx, prompt=PROMPT, seed=1)
     assert [note for note in ctx.notes if note.startswith("step ")] == ["step 1/2, seed 1"]
@@ -288,7 +274,7 @@ def test_bad_inputs_fail_naming_the_field(backends: dict[str, VideoBackend]) -> 
     assert entry is not None
     with pytest.raises(BackendError, match="task_type"):
         backends["wan21-t2v-1.3b"].run(
-            entry, entry.input_model.model_validate({"prompt": "x", "image": picture()}), StepContext()
+            entry, entry.input_model.model_validate({"prompt": "x", "image": picture()}), MemoryRunContext()
         )
     with pytest.raises(BackendError, match="image: not a decodable image"):
         run(backends["wan21-i2v-14b"], "img2video-14b", prompt=PROMPT, image="aGVsbG8gd29ybGQ=")
@@ -308,12 +294,12 @@ def test_hunyuan_i2v_guidance_follows_the_condition_type(
     assert entry is not None
     backend.load()
     inputs = entry.input_model.model_validate({"prompt": PROMPT, "image": picture()})
-    job = backend.job(entry, inputs, StepContext(), backend._pipe)
+    job = backend.job(entry, inputs, MemoryRunContext(), backend._pipe)
     assert job.kwargs["guidance_scale"] == guidance
     assert job.kwargs.get("true_cfg_scale") == true_cfg
     assert f"guidance {guidance:g}" in " ".join(job.notes)
     negative = entry.input_model.model_validate({"prompt": PROMPT, "image": picture(), "negative_prompt": "blue"})
-    assert backend.job(entry, negative, StepContext(), backend._pipe).kwargs["true_cfg_scale"] == 1.5
+    assert backend.job(entry, negative, MemoryRunContext(), backend._pipe).kwargs["true_cfg_scale"] == 1.5
 
 
 def test_wan_first_last_frame_model_runs_at_its_native_720p(tmp_path: Path) -> None:
@@ -325,7 +311,7 @@ def test_wan_first_last_frame_model_runs_at_its_native_720p(tmp_path: Path) -> N
     assert entry is not None
     for aspect, size in (("16:9", (1280, 720)), ("9:16", (720, 1280))):
         fields = {"prompt": PROMPT, "first_frame": picture(), "last_frame": picture(), "aspect_ratio": aspect}
-        job = backend.job(entry, entry.input_model.model_validate(fields), StepContext(), None)
+        job = backend.job(entry, entry.input_model.model_validate(fields), MemoryRunContext(), None)
         assert (job.kwargs["width"], job.kwargs["height"]) == size
         assert job.kwargs["image"].size == job.kwargs["last_image"].size == size
         assert (job.kwargs["num_frames"], job.frames, job.fps) == (81, 81, 16)

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
-from tests.backends.memory import MemoryContext
 
 from genmill.backends.base import Backend
 from genmill.backends.registry import builtin_backends
@@ -30,6 +29,7 @@ from genmill.models.toolkits.salient import ForegroundMatte
 from genmill.models.toolkits.video_background import PEOPLE_ONLY, VideoBackgroundRemoveBackend
 from genmill.models.toolkits.video_face_swap import VideoFaceSwapBackend
 from genmill.models.toolkits.video_upscale import VideoUpscaleBackend
+from genmill.testing import MemoryRunContext
 
 pytestmark = pytest.mark.backends
 
@@ -130,8 +130,10 @@ def probe_output(tmp_path: Path, data: bytes, name: str = "out.mp4") -> VideoInf
     return probe(path, "output")
 
 
-def run(backend: Backend, ctx: MemoryContext | None = None, **inputs: Any) -> tuple[dict[str, Any], MemoryContext]:
-    ctx = ctx or MemoryContext()
+def run(
+    backend: Backend, ctx: MemoryRunContext | None = None, **inputs: Any
+) -> tuple[dict[str, Any], MemoryRunContext]:
+    ctx = ctx or MemoryRunContext()
     return backend.run(entry_for(backend), SimpleNamespace(**inputs), ctx), ctx  # type: ignore[arg-type]
 
 
@@ -143,7 +145,7 @@ def test_registered() -> None:
 def test_upscale_doubles_size_keeps_frames_and_audio(upscaler: Backend, tmp_path: Path) -> None:
     result, ctx = run(upscaler, video=ref(make_testsrc(tmp_path)))
     url = result["video_url"]
-    assert ctx.outputs[url][1] == "video/mp4"
+    assert ctx.outputs[url].content_type == "video/mp4"
     info = probe_output(tmp_path, ctx.output(url))
     assert (info.width, info.height, info.frames) == (320, 240, 12)
     assert info.codec == "h264"
@@ -192,15 +194,8 @@ def test_refuses_oversized_file(upscaler: Backend) -> None:
         run(upscaler, video=ref(b"\x00" * (10 * 1024 * 1024 + 512 * 1024)))
 
 
-class CancelAfterProgress(MemoryContext):
-    """Asks to stop as soon as the backend reports any progress (i.e. once it is under way)."""
-
-    def cancelled(self) -> bool:
-        return bool(self.fractions)
-
-
 def test_upscale_cancellation_stops(upscaler: Backend, tmp_path: Path) -> None:
-    ctx = CancelAfterProgress()
+    ctx = MemoryRunContext(cancel_when=lambda ctx: bool(ctx.fractions))  # stops once under way
     with pytest.raises(BackendError, match="cancelled"):
         run(upscaler, ctx, video=ref(make_testsrc(tmp_path)))
     assert ctx.outputs == {}
@@ -209,7 +204,7 @@ def test_upscale_cancellation_stops(upscaler: Backend, tmp_path: Path) -> None:
 def test_background_remove_writes_webm_with_alpha(remover: Backend, tmp_path: Path) -> None:
     result, ctx = run(remover, video=ref(make_from_image(tmp_path, portrait())))
     url = result["video_url"]
-    assert ctx.outputs[url][1] == "video/webm"
+    assert ctx.outputs[url].content_type == "video/webm"
     path = tmp_path / "out.webm"
     path.write_bytes(ctx.output(url))
     # The native VP9 decoder drops alpha; libvpx reads the alpha side data.

@@ -9,12 +9,12 @@ from typing import Any
 
 def t5_tokenizer(words: Sequence[str], *, max_length: int = 512) -> Any:
     """A unigram (SentencePiece-style) T5 tokenizer: pad 0, eos 1, unk 2, then the words, then their letters."""
-    from transformers import T5TokenizerFast
+    from transformers import T5Tokenizer  # what transformers 5 also names T5TokenizerFast
 
     letters = sorted(set("".join(words)))
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(f"\u2581{word}", -1.0) for word in words] + [(c, -3.0) for c in letters]
-    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=max_length)
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
 def clip_tokenizer(words: Sequence[str]) -> Any:

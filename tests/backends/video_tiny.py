@@ -332,6 +332,9 @@ def build_hunyuan_i2v(root: Path) -> None:
     vision = CLIPVisionConfig(
         hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, image_size=48, patch_size=2
     )
+    # The pipeline reads pad_token_id from the top-level config, as the published weights have it; transformers
+    # keeps it there though LlavaConfig does not declare it (so its types do not know it).
+    undeclared: dict[str, Any] = {"pad_token_id": 0}
     config = LlavaConfig(
         vision_config=vision,
         text_config=llama_config(len(tokenizer)),
@@ -339,7 +342,7 @@ def build_hunyuan_i2v(root: Path) -> None:
         image_seq_length=576,
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
-        pad_token_id=0,  # the pipeline reads it from the top-level config, as the published weights have it
+        **undeclared,
     )
     text_encoder = LlavaForConditionalGeneration(config)
     processor = CLIPImageProcessor(size={"shortest_edge": 48}, crop_size={"height": 48, "width": 48})

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import wave
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def wav_ref(samples: np.ndarray, rate: int = 16000) -> str:
+def wav_ref(samples: NDArray[np.floating[Any]], rate: int = 16000) -> str:
     """A data: URI of mono 16-bit PCM samples in [-1, 1]."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
@@ -26,7 +28,7 @@ def tone(seconds: float, hz: float, rate: int = 16000) -> str:
     return wav_ref(0.5 * np.sin(2 * np.pi * hz * t), rate)
 
 
-def read_wav(data: bytes) -> tuple[int, np.ndarray]:
+def read_wav(data: bytes) -> tuple[int, NDArray[np.float32]]:
     """(sample rate, channels x samples in [-1, 1]) of 16-bit PCM WAV bytes."""
     with wave.open(io.BytesIO(data)) as wav:
         rate, channels = wav.getframerate(), wav.getnchannels()

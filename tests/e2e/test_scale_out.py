@@ -9,17 +9,16 @@ import random
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import PG_ADMIN_URL
 from tests.e2e.harness import GENMILL, Server, call
 
 from genmill.domain.ledger import LedgerEntry, LedgerKind, balances_from_ledger
 from genmill.store.tables import accounts, ledger, task_events, tasks, workers
+from genmill.testing.postgres import temporary_database
 
 TASKS = 150
 PRICE = 1000
@@ -27,14 +26,8 @@ PRICE = 1000
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    name = f"genmill_scale_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with temporary_database(prefix="genmill_scale_") as url:
+        yield url
 
 
 class Fleet:
@@ -175,7 +168,7 @@ def test_kills_lose_nothing_and_bill_once(database: str, tmp_path: Path) -> None
                     break
                 time.sleep(0.5)
             rows = {r.task_id: r for r in conn.execute(sa.select(tasks)).all()}
-            completions = dict(
+            completions: dict[str, int] = dict(
                 conn.execute(
                     sa.select(task_events.c.task_id, sa.func.count())
                     .where(task_events.c.kind == "status", task_events.c.status == "completed")

@@ -20,7 +20,7 @@ def upscale_body(scale: int = 2, image: str | None = None) -> dict[str, Any]:
 def credits(api: Api, key: str | None = None) -> dict[str, int]:
     r = api.client.get("/account/info", headers=api.h(key))
     assert r.status_code == 200
-    return r.json()["data"]["credit_pack_info"]
+    return dict(r.json()["data"]["credit_pack_info"])
 
 
 def test_auth_errors_use_the_envelope(api: Api) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
-from tests.conftest import PG_ADMIN_URL
 
 from genmill.store.migrate import alembic_config, check, upgrade
+from genmill.testing.postgres import temporary_database
 
 
 def roundtrip(url: str) -> None:
@@ -25,13 +23,5 @@ def test_sqlite(tmp_path: Path) -> None:
 
 
 def test_postgresql() -> None:
-    name = f"genmill_migrate_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        roundtrip(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with temporary_database(prefix="genmill_migrate_") as url:
+        roundtrip(url)

@@ -212,8 +212,9 @@ def test_a_pulled_tiny_flux_model_is_served_by_the_flux_backend(hub: Hub, tmp_pa
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from tests.backends.test_flux import tiny_text_parts, tiny_transformer, tiny_vae
 
-    from genmill.models.flux.backend import FluxBackend, FluxShared
+    from genmill.models.flux.backend import FluxBackend
     from genmill.models.flux.catalog import DEV
+    from genmill.models.flux.shared import FluxShared
 
     source = tmp_path / "flux-src"
     FluxPipeline(

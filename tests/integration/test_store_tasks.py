@@ -85,7 +85,8 @@ def test_failure_releases_credits(store: Store) -> None:
     assert claim is not None
     store.leases.fail(task.task_id, claim.lease_id, {"code": 1, "message": "m", "raw_message": "r", "detail": None})
     failed = store.tasks.get(acct.account_id, task.task_id)
-    assert failed.status is TaskStatus.FAILED and failed.consumed_credits == 0 and failed.error["code"] == 1
+    assert failed.status is TaskStatus.FAILED and failed.consumed_credits == 0 and failed.error is not None
+    assert failed.error["code"] == 1
     assert store.accounts.get(acct.account_id).balances.available == 1000
     assert_reconciles(store, acct.account_id, 1000)
 
@@ -174,7 +175,7 @@ def test_expired_lease_is_requeued_then_failed_with_refund(store: Store) -> None
     sweep = store.leases.sweep_expired_leases()
     assert sweep.failed == [task.task_id]
     failed = store.tasks.get(acct.account_id, task.task_id)
-    assert failed.status is TaskStatus.FAILED and failed.error["code"] != 0
+    assert failed.status is TaskStatus.FAILED and failed.error is not None and failed.error["code"] != 0
     assert store.accounts.get(acct.account_id).balances.available == 1000
     assert_reconciles(store, acct.account_id, 1000)
 

@@ -72,7 +72,7 @@ def run_to_failure(rt: Runtime, model: str, task_type: str, inputs: dict[str, An
 
 def test_input_problems_end_with_code_10001(runtime: Runtime, tmp_path: Path) -> None:
     no_face = png_uri(Image.new("RGB", (64, 64), (120, 160, 200)))
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("Qubico/image-toolkit", "upscale", {"image": truncated_png(), "scale": 2}, "image: not a decodable image"),
         ("Qubico/image-toolkit", "face-swap", {"swap_image": no_face, "target_image": no_face}, "no face was found"),
         ("Qubico/video-toolkit", "upscale", {"video": five_frame_mp4(tmp_path)}, "video: 5 frames, at least 10"),

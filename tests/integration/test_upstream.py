@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from genmill.backends.registry import upstream_backends
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
-from genmill.domain.records import InputFile
 from genmill.errors import BackendError
-from genmill.net.media import decode_inline
 from genmill.settings import Settings
+from genmill.testing import MemoryRunContext
 
 MODEL = "Qubico/image-toolkit"
 UPSCALE = (MODEL, "upscale")
@@ -181,32 +180,9 @@ def test_an_upstream_task_failure_fails_here_with_its_message(front: Front) -> N
     assert credits["used_credits"] == 0 and credits["frozen_credits"] == 0
 
 
-@dataclass
-class MemoryContext:
-    """An in-memory `RunContext`; with `stop_when_forwarded` the task is stopped as soon as it is forwarded."""
-
-    stop_when_forwarded: bool = True
-    task_id: str = "local-task"
-    logs: list[str] = field(default_factory=list)
-    outputs: list[bytes] = field(default_factory=list)
-
-    def log(self, line: str) -> None:
-        self.logs.append(line)
-
-    def progress(self, fraction: float, note: str = "") -> None:
-        pass
-
-    def read_input(self, ref: str, *, field: str) -> InputFile:
-        found = decode_inline(ref, field=field, max_bytes=10**7)
-        assert found is not None
-        return found
-
-    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        self.outputs.append(data)
-        return f"memory://{len(self.outputs)}.{ext}"
-
-    def cancelled(self) -> bool:
-        return self.stop_when_forwarded and any(line.startswith("forwarded to upstream") for line in self.logs)
+def stop_when_forwarded(ctx: MemoryRunContext) -> bool:
+    """A `cancel_when` that stops the task as soon as the backend says it forwarded it."""
+    return any(line.startswith("forwarded to upstream") for line in ctx.logs)
 
 
 def upscale_entry() -> CatalogEntry:
@@ -229,14 +205,14 @@ def test_cancelling_here_cancels_the_pending_upstream_task(upstream: Upstream) -
     # …so the forwarded task stays pending there.
     entry = upscale_entry()
     backend = make_backend(upstream)
-    ctx = MemoryContext()
+    ctx = MemoryRunContext(task_id="local-task", cancel_when=stop_when_forwarded)
     inputs = entry.input_model.model_validate({"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2})
     with pytest.raises(BackendError, match="cancelled"):
         backend.run(entry, inputs, ctx)
     upstream_id = ctx.logs[0].rsplit(" ", 1)[-1]
     assert f"cancelled upstream task {upstream_id}" in ctx.logs
     assert upstream.task(upstream_id)["status"] == "cancelled"
-    assert ctx.outputs == []
+    assert ctx.outputs == {}
     upstream.upscaler.gate.set()
     backend.unload()
 
@@ -245,11 +221,11 @@ def test_direct_run_copies_every_output_url(upstream: Upstream) -> None:
     """Without a front server: the output object is rewritten to what `save_output` returned."""
     entry = upscale_entry()
     backend = make_backend(upstream)
-    ctx = MemoryContext(stop_when_forwarded=False)
+    ctx = MemoryRunContext(task_id="local-task")
     inputs = entry.input_model.model_validate({"image": base64.b64encode(png_bytes(5, 3)).decode(), "scale": 3})
     output = backend.run(entry, inputs, ctx)
     assert output == {"image_url": "memory://1.png"}
-    assert Image.open(io.BytesIO(ctx.outputs[0])).size == (15, 9)
+    assert Image.open(io.BytesIO(ctx.output("memory://1.png"))).size == (15, 9)
     backend.unload()
 
 

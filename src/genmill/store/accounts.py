@@ -1,34 +1,25 @@
 """Accounts, API keys and top-ups.
 
-API keys are 256-bit random tokens; only their SHA-256 is stored. A fast hash is the right tool here (unlike
-passwords, the input has full entropy, so brute force is hopeless); the lookup is by the digest's unique index
-and the final equality check is constant-time.
+API keys are hashed, revocable credentials (genmill.domain.credentials), stored like worker tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.credentials import digest_of
 from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind, balances_from_ledger
 from genmill.domain.records import Account, ApiKey
 from genmill.errors import InvalidRequest, NotFound
 from genmill.store.base import Queries
+from genmill.store.credentials import API_KEYS
 from genmill.store.mapping import to_account
 from genmill.store.rows import lock_account, move_credits
 from genmill.store.tables import accounts, api_keys, ledger
 from genmill.store.webhooks import new_signing_secret
-
-KEY_PREFIX = "gm_"
-
-
-def hash_key(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
 def _to_key(row: sa.Row[Any]) -> ApiKey:
@@ -87,22 +78,12 @@ class AccountStore(Queries):
 
     def create_key(self, account_id: str, name: str = "") -> tuple[str, ApiKey]:
         """A new key for the account; returns the plaintext (shown once) and its record."""
-        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        key_id = str(uuid.uuid4())
         now = self.clock.now()
-        key = ApiKey(str(uuid.uuid4()), account_id, name, plaintext[:10], now, None)
         with self.tx() as conn:
             lock_account(conn, account_id)
-            conn.execute(
-                sa.insert(api_keys).values(
-                    key_id=key.key_id,
-                    account_id=account_id,
-                    name=name,
-                    key_hash=hash_key(plaintext),
-                    prefix=key.prefix,
-                    created_at=now,
-                )
-            )
-        return plaintext, key
+            issued = API_KEYS.issue(conn, key_id, now, account_id=account_id, name=name)
+        return issued.plaintext, ApiKey(key_id, account_id, name, issued.shown, now, None)
 
     def list_keys(self) -> list[ApiKey]:
         with self.read() as conn:
@@ -111,24 +92,18 @@ class AccountStore(Queries):
 
     def revoke_key(self, key_id: str) -> None:
         with self.tx() as conn:
-            result = conn.execute(
-                sa.update(api_keys)
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=self.clock.now())
-            )
-        if result.rowcount == 0:
-            raise NotFound(f"no active key {key_id}")
+            API_KEYS.revoke(conn, key_id, self.clock.now())
 
     def authenticate(self, plaintext: str) -> Account | None:
         """The enabled account owning this key, or None. Never says which part failed."""
-        digest = hash_key(plaintext)
+        digest = digest_of(plaintext)
         with self.read() as conn:
             row = conn.execute(
                 sa.select(api_keys.c.key_hash, accounts)
                 .join(accounts, accounts.c.account_id == api_keys.c.account_id)
-                .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+                .where(API_KEYS.active(digest))
             ).one_or_none()
-        if row is None or not hmac.compare_digest(row.key_hash, digest):
+        if row is None or not API_KEYS.matches(row, digest):
             return None
         account = to_account(row)
         return account if account.is_enabled else None

@@ -1,4 +1,5 @@
-"""Remote workers: their tokens (hashed, revocable), their registrations and what they can run.
+"""Remote workers: their tokens (hashed, revocable credentials, like API keys), their registrations and what they
+can run.
 
 A deployment "serves" a catalog entry when an in-process backend can run it or a worker of the right pool that
 registered it was seen recently; that answer drives the create-time check.
@@ -6,21 +7,18 @@ registered it was seen recently; that answer drives the create-time check.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.credentials import digest_of
 from genmill.domain.records import WorkerToken
 from genmill.errors import NotFound, Unauthorized
-from genmill.store.accounts import hash_key
 from genmill.store.base import Queries
+from genmill.store.credentials import WORKER_TOKENS
 from genmill.store.tables import accounts, worker_tokens, workers
-
-TOKEN_PREFIX = "gmw_"
 
 
 def _to_token(row: sa.Row[Any]) -> WorkerToken:
@@ -30,8 +28,8 @@ def _to_token(row: sa.Row[Any]) -> WorkerToken:
 
 class WorkerRegistry(Queries):
     def create_token(self, name: str = "", account_id: str | None = None) -> tuple[str, WorkerToken]:
-        plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = WorkerToken(str(uuid.uuid4()), name, account_id, plaintext[:10], self.clock.now(), None)
+        token_id = str(uuid.uuid4())
+        now = self.clock.now()
         with self.tx() as conn:
             if (
                 account_id is not None
@@ -39,17 +37,8 @@ class WorkerRegistry(Queries):
                 is None
             ):
                 raise NotFound(f"account {account_id} not found")
-            conn.execute(
-                sa.insert(worker_tokens).values(
-                    token_id=token.token_id,
-                    token_hash=hash_key(plaintext),
-                    prefix=token.prefix,
-                    name=name,
-                    account_id=account_id,
-                    created_at=token.created_at,
-                )
-            )
-        return plaintext, token
+            issued = WORKER_TOKENS.issue(conn, token_id, now, name=name, account_id=account_id)
+        return issued.plaintext, WorkerToken(token_id, name, account_id, issued.shown, now, None)
 
     def list_tokens(self) -> list[WorkerToken]:
         with self.read() as conn:
@@ -58,19 +47,13 @@ class WorkerRegistry(Queries):
 
     def revoke_token(self, token_id: str) -> None:
         with self.tx() as conn:
-            result = conn.execute(
-                sa.update(worker_tokens)
-                .where(worker_tokens.c.token_id == token_id, worker_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=self.clock.now())
-            )
-        if result.rowcount == 0:
-            raise NotFound(f"no active worker token {token_id}")
+            WORKER_TOKENS.revoke(conn, token_id, self.clock.now())
 
     def authenticate(self, plaintext: str) -> WorkerToken:
-        digest = hash_key(plaintext)
+        digest = digest_of(plaintext)
         with self.read() as conn:
-            row = conn.execute(sa.select(worker_tokens).where(worker_tokens.c.token_hash == digest)).one_or_none()
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+            row = conn.execute(sa.select(worker_tokens).where(WORKER_TOKENS.active(digest))).one_or_none()
+        if row is None or not WORKER_TOKENS.matches(row, digest):
             raise Unauthorized("invalid or revoked worker token")
         return _to_token(row)
 
