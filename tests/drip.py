@@ -8,6 +8,7 @@ written to the end, so a test can check that its client gave up while the peer w
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,10 +38,13 @@ class DripServer:
     sent: int = 0
     """Bytes of the reply written so far (by the latest connection)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    tls: ssl.SSLContext | None = None
+    """A server context to speak HTTPS (each dripped byte is then a TLS record of its own)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/slow.png"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/slow.png"
 
     @property
     def head_length(self) -> int:
@@ -52,9 +56,14 @@ class DripServer:
         """How long one full answer takes to drip."""
         return (len(self.reply) - self.drip_from) * self.interval
 
-    def serve(self, conn: socket.socket) -> None:
+    def serve(self, raw: socket.socket) -> None:
+        raw.settimeout(5)
+        try:
+            conn = self.tls.wrap_socket(raw, server_side=True) if self.tls else raw
+        except OSError:
+            raw.close()
+            return
         with conn:
-            conn.settimeout(5)
             try:
                 request = b""
                 while b"\r\n\r\n" not in request:

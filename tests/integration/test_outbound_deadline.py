@@ -7,13 +7,20 @@ asserts how long anything took beyond "before the drip would have finished".
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import httpcore
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from tests.drip import DripServer, answer, run_drip
 
 from genmill.errors import FetchError
@@ -118,3 +125,59 @@ def test_every_send_of_a_large_request_body_shares_the_deadline() -> None:
         stop.set()
         reader.join(5)
         listener.close()
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for 127.0.0.1, and a client context that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "genmill test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+def tls_fetcher(client: ssl.SSLContext) -> GuardedFetcher:
+    guarded = fetcher()
+    guarded._tls = client  # trust the test certificate instead of the system's roots
+    return guarded
+
+
+def test_https_answers_arrive_through_the_deadline_transport(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server, client = tls_pair
+    with run_drip(DripServer(interval=0.0, tls=server)) as drip:
+        found = tls_fetcher(client).fetch(drip.url, field="input.image")
+    assert found.content_type == "image/png" and found.data.startswith(b"\x89PNG")
+
+
+def test_https_headers_dripped_a_record_at_a_time_are_abandoned_at_the_deadline(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server, client = tls_pair
+    with run_drip(DripServer(interval=0.5, tls=server)) as drip:
+        started = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            tls_fetcher(client).fetch(drip.url, field="input.image")
+        assert time.monotonic() - started < drip.drip_seconds
+        assert "download timed out" in info.value.message
+        assert drip.sent < drip.head_length
