@@ -49,7 +49,21 @@ def test_claims_leave_out_the_excluded_accounts(store: Store) -> None:
     second = task_with_hook(store, b, "b1")
     claimed = store.webhooks.claim_due("d", limit=10, exclude_accounts={a})
     assert [(d.task_id, d.account_id) for d in claimed] == [(second, b)]
+    assert store.webhooks.claim_due("d", limit=10, exclude_accounts={a}) == []  # B's is locked now
     assert [d.account_id for d in store.webhooks.claim_due("d", limit=10)] == [a]
+
+
+def test_deferred_accounts_are_served_only_when_no_other_account_is_due(store: Store) -> None:
+    a = store.accounts.create_account("a", credits=100).account_id
+    b = store.accounts.create_account("b", credits=100).account_id
+    task_with_hook(store, a, "a1")
+    task_with_hook(store, b, "b1")
+    first = store.webhooks.claim_due("d", limit=10, defer_accounts={a})
+    assert [d.account_id for d in first] == [b]  # A's is older, but A is deferred
+    second = store.webhooks.claim_due("d", limit=10, defer_accounts={a})
+    assert [d.account_id for d in second] == [a]  # nobody else is due: A is served
+    task_with_hook(store, a, "a2")
+    assert store.webhooks.claim_due("d", limit=10, exclude_accounts={a}, defer_accounts={a}) == []
 
 
 def test_an_account_with_nothing_in_flight_goes_before_a_busy_accounts_backlog(store: Store) -> None:

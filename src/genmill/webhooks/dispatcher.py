@@ -123,13 +123,12 @@ class WebhookDispatcher:
 
     def _claim(self) -> DueDelivery | None:
         """The next due delivery of an account with nothing in flight here; else of one below its limit."""
-        lock_seconds = self.sender.timeout * 2 + 30
-        busy, full = self.slots.busy(), self.slots.full()
-        if busy:
-            idle = self.store.claim_due(self.dispatcher_id, lock_seconds=lock_seconds, exclude_accounts=busy)
-            if idle or busy == full:
-                return idle[0] if idle else None
-        claimed = self.store.claim_due(self.dispatcher_id, lock_seconds=lock_seconds, exclude_accounts=full)
+        claimed = self.store.claim_due(
+            self.dispatcher_id,
+            lock_seconds=self.sender.timeout * 2 + 30,
+            exclude_accounts=self.slots.full(),
+            defer_accounts=self.slots.busy(),
+        )
         return claimed[0] if claimed else None
 
     def deliver(self, delivery: DueDelivery) -> None:
