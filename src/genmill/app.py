@@ -125,6 +125,7 @@ class Runtime:
             ),
             self.bus.webhooks,
             concurrency=settings.webhook_concurrency,
+            per_account=settings.webhook_account_concurrency,
             retry_scale=settings.webhook_retry_scale,
         )
         self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]

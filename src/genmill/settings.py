@@ -82,14 +82,23 @@ class Settings(BaseSettings):
         10.0, ge=0, description="How long a process trusts a checked API key before checking it again (0: always)."
     )
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
-    fetch_timeout: float = 20.0
+    fetch_timeout: float = Field(
+        20.0, gt=0, description="Total seconds for one input download: lookup, connect, headers and body together."
+    )
     max_input_bytes: int = Field(20 * 1024 * 1024, description="Cap on one fetched or inline input file.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Cap on one decoded ephemeral upload.")
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
     max_staged_per_account: int = 50
 
     webhook_concurrency: int = Field(4, ge=1, description="Deliveries sent at once by this process.")
-    webhook_timeout: float = Field(15.0, gt=0, description="Seconds a receiver has to answer one delivery.")
+    webhook_timeout: float = Field(
+        15.0, gt=0, description="Total seconds one delivery may take: lookup, connect, sending, status and headers."
+    )
+    webhook_account_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Deliveries of one account sent at once by this process; unset: GENMILL_WEBHOOK_CONCURRENCY - 1.",
+    )
     webhook_retry_scale: float = Field(1.0, gt=0, description="Multiplies the retry schedule (tests shrink it).")
     event_retention_days: float = Field(7.0, gt=0, description="How long settled task events are kept.")
 

@@ -8,6 +8,7 @@ from genmill.domain.records import NewTask
 from genmill.domain.timefmt import utcnow
 from genmill.domain.webhooks import Decision, DeliveryState
 from genmill.store import Store
+from genmill.store.tables import webhook_deliveries
 
 CAPS = [("Qubico/image-toolkit", "upscale")]
 
@@ -107,3 +108,34 @@ def test_pruning_removes_settled_deliveries_and_their_events(store: Store) -> No
     assert store.events.events_after(task_id) == []
     with pytest.raises(NotFound):
         store.webhooks.replay(account.account_id, task_id, due[0].delivery_id)
+
+
+def test_a_replay_starts_the_retry_schedule_afresh_and_keeps_the_history(store: Store) -> None:
+    """docs/webhooks.md: a replayed `exhausted` delivery is retried on the whole schedule, not tried once."""
+    from genmill.domain.webhooks import RETRY_SCHEDULE, decide
+
+    account = store.accounts.create_account("a", credits=100)
+    task_id = task_with_hook(store, account.account_id)
+    delivery_id = ""
+    for attempt in range(1, len(RETRY_SCHEDULE) + 2):
+        due = store.webhooks.claim_due("d", limit=1)
+        assert due and due[0].attempts == attempt - 1
+        delivery_id = due[0].delivery_id
+        decision = decide(503, attempt)
+        store.webhooks.record_attempt(
+            delivery_id, status_code=503, latency_ms=1, error="HTTP 503", decision=decision, at=utcnow()
+        )
+        if decision.state is DeliveryState.PENDING:
+            with store.engine.begin() as conn:  # make the retry due now instead of hours from now
+                conn.execute(
+                    webhook_deliveries.update()
+                    .where(webhook_deliveries.c.delivery_id == delivery_id)
+                    .values(next_attempt_at=utcnow())
+                )
+    assert decision.state is DeliveryState.EXHAUSTED
+    store.webhooks.replay(account.account_id, task_id, delivery_id)
+    again = store.webhooks.claim_due("d", limit=1)
+    assert [d.delivery_id for d in again] == [delivery_id] and again[0].attempts == 0
+    assert decide(503, again[0].attempts + 1).state is DeliveryState.PENDING  # a failed replay is retried
+    listed = store.webhooks.for_task(account.account_id, task_id)[0]
+    assert listed["row"].attempts == 0 and len(listed["attempts"]) == len(RETRY_SCHEDULE) + 1

@@ -1,8 +1,11 @@
 """Resolve media references in task inputs to bytes, through exactly one guarded path.
 
 Files stored on this server are read from storage directly (never over HTTP); inline base64 and data URIs are
-decoded with a size cap; anything else goes through the `GuardedFetcher` (timeouts, size cap, content type,
-no private destinations unless allowed).
+decoded with a size cap; anything else goes through the `GuardedFetcher` (size cap, content type, no private
+destinations unless allowed, and one total deadline, `GENMILL_FETCH_TIMEOUT`, that no peer can stretch by
+dripping its answer). A download that misses the deadline raises `FetchError`, which the worker turns into a
+failed task with code 10001 and its credits released; so a stuck URL holds a worker, in process or remote, for
+at most the deadline, and the worker's next task (any account's) runs after it.
 """
 
 from __future__ import annotations

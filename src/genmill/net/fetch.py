@@ -14,8 +14,10 @@ obeys these rules, each reported as a `FetchError` (400) or `PayloadTooLarge` (4
   compressed body cannot expand past the cap inside the decoder;
 * the content type must start with one of the allowed prefixes; a missing or `application/octet-stream`
   type is replaced by one sniffed from the bytes;
-* one deadline (`timeout` seconds) covers the whole fetch, redirects and a slowly dripping body included
-  (checked between reads, and no single read may wait longer than the time left when the request was sent);
+* one deadline (`timeout` seconds) covers the whole fetch: every name lookup, connect, TLS handshake, the
+  request, the status line, the headers, the body and every redirect hop. Every blocking socket operation may
+  wait only for what is left of it (`genmill.net.deadline` says how and why), so a peer that drips its answer
+  one byte at a time is abandoned at the deadline like one that says nothing;
 * environment proxies and `.netrc` are ignored, so the checked address is the one connected to.
 
 DNS rebinding: checking a name and then letting the HTTP client resolve it again leaves a time-of-check to
@@ -23,9 +25,9 @@ time-of-use gap, in which a hostile DNS server answers a public address first an
 close it, the request is sent to the checked IP itself: the URL's host is replaced by that address, the
 `Host` header keeps the original name, and for https the `sni_hostname` request extension makes TLS send the
 original name and verify the certificate against it. Keep-alive is off and each fetch has its own client, so
-a pooled connection is never reused under a different name. What remains: `getaddrinfo` blocks and is not
-bounded by `timeout` (the system resolver's own timeouts apply), and when `allow_private` is set no pinning
-is done because there is nothing to guard.
+a pooled connection is never reused under a different name. When `allow_private` is set no pinning is done,
+because there is nothing to guard; the name is then looked up by the connect itself, which only the system
+resolver's own timeouts bound.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import httpx
 
 from genmill.domain.records import InputFile
 from genmill.errors import FetchError, FetchRefused, PayloadTooLarge
+from genmill.net.deadline import DeadlineExceeded, DeadlineTransport, resolve_within
 from genmill.net.media import OCTET_STREAM, sniff_content_type
 
 DEFAULT_ALLOWED_CONTENT_TYPES: tuple[str, ...] = (
@@ -114,7 +117,8 @@ class GuardedFetcher:
     """Fetches one client-supplied URL into memory under the rules in the module docstring.
 
     Synchronous on purpose: it runs in worker threads, never on the event loop. Safe to share between threads
-    because each `fetch` builds its own short-lived `httpx.Client`.
+    because each `fetch` builds its own short-lived `httpx.Client`. A `transport` given for tests replaces the
+    network entirely (and with it the per-operation deadline; the body loop still checks it between chunks).
     """
 
     def __init__(
@@ -147,7 +151,7 @@ class GuardedFetcher:
         """
         deadline = time.monotonic() + self.timeout
         current = self._parse(url, field=field)
-        with self._client() as client:
+        with self._client(deadline) as client:
             for _hop in range(self.max_redirects + 1):
                 response = self._send(client, current, field=field, deadline=deadline)
                 try:
@@ -164,10 +168,11 @@ class GuardedFetcher:
                     response.close()
         raise FetchError(f"{field}: too many redirects (more than {self.max_redirects})")
 
-    def _client(self) -> httpx.Client:
-        """A fresh client: no keep-alive (so no connection is reused under another name), no env proxies."""
+    def _client(self, deadline: float) -> httpx.Client:
+        """A fresh client whose every socket operation ends by `deadline`: no keep-alive (so no connection is
+        reused under another name), no env proxies."""
         return httpx.Client(
-            transport=self._transport,
+            transport=self._transport or DeadlineTransport(deadline, ssl_context=self._tls),
             verify=self._tls,
             follow_redirects=False,
             trust_env=False,
@@ -203,12 +208,14 @@ class GuardedFetcher:
             raise FetchError(f"{field}: redirect points at an invalid URL") from None
         return self._parse(str(target), field=field)
 
-    def _addresses(self, url: httpx.URL, *, field: str) -> list[str]:
+    def _addresses(self, url: httpx.URL, *, field: str, deadline: float) -> list[str]:
         """Resolve the URL's host and refuse when any address is not public (unless private is allowed)."""
         host = url.raw_host.decode("ascii")
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            addresses = list(self._resolve(host, port))
+            addresses = resolve_within(self._resolve, host, port, deadline)
+        except DeadlineExceeded:
+            raise self._timed_out(field) from None
         except (OSError, UnicodeError):
             raise FetchError(f"{field}: host {host!r} could not be resolved") from None
         if not addresses:
@@ -221,12 +228,13 @@ class GuardedFetcher:
     def post(self, url: str, *, body: bytes, headers: dict[str, str], field: str) -> PostResult:
         """POST `body` to `url` under the same address rules; redirects are not followed (they are answers too).
 
-        Used for webhooks. Raises `FetchError` for refused, unreachable or timed-out endpoints; any HTTP answer,
-        2xx or not, is returned with at most a small part of its body read.
+        Used for webhooks. Raises `FetchError` for refused, unreachable or timed-out endpoints (the deadline
+        covers the connect, sending the body and reading the status line and headers); any HTTP answer, 2xx or
+        not, is returned without reading its body.
         """
         deadline = time.monotonic() + self.timeout
         target = self._parse(url, field=field)
-        with self._client() as client:
+        with self._client(deadline) as client:
             response = self._send(
                 client, target, field=field, deadline=deadline, method="POST", content=body, extra_headers=headers
             )
@@ -250,7 +258,7 @@ class GuardedFetcher:
         if self.allow_private:
             targets: list[tuple[httpx.URL, dict[str, str], dict[str, str]]] = [(url, {}, {})]
         else:
-            targets = [_pinned(url, address) for address in self._addresses(url, field=field)]
+            targets = [_pinned(url, address) for address in self._addresses(url, field=field, deadline=deadline)]
         failure = ""
         for pinned_url, headers, extensions in targets:
             remaining = deadline - time.monotonic()
@@ -267,6 +275,8 @@ class GuardedFetcher:
             try:
                 return client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if time.monotonic() >= deadline:
+                    raise self._timed_out(field) from None
                 failure = _describe(exc)
             except httpx.TimeoutException:
                 raise self._timed_out(field) from None

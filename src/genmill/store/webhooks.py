@@ -2,13 +2,16 @@
 
 A delivery is claimed with a short lock (`locked_until`) so a crashed dispatcher's claim lapses; on PostgreSQL
 `SKIP LOCKED` lets several replicas dispatch at once. A delivery is only claimable when no earlier delivery of
-the same task is still pending, which keeps each task's events in order at the receiver.
+the same task is still pending, which keeps each task's events in order at the receiver. The dispatcher can
+leave some accounts out of a claim (`exclude_accounts`) and serve others only when nobody else is waiting
+(`defer_accounts`): that is how it keeps one account's slow receivers from taking all of its sender threads.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,10 +37,21 @@ class DueDelivery:
     snapshot: dict[str, Any]
     task_secret: str
     signing_secret: str
+    account_id: str
 
 
 class WebhookStore(Queries):
-    def claim_due(self, dispatcher_id: str, *, limit: int = 1, lock_seconds: float = 60) -> list[DueDelivery]:
+    def claim_due(
+        self,
+        dispatcher_id: str,
+        *,
+        limit: int = 1,
+        lock_seconds: float = 60,
+        exclude_accounts: Collection[str] = (),
+        defer_accounts: Collection[str] = (),
+    ) -> list[DueDelivery]:
+        """Lock and return up to `limit` due deliveries, oldest due first, none of `exclude_accounts`; those of
+        `defer_accounts` only when no other account has one due (both looked for in one transaction)."""
         now = self.clock.now()
         d = webhook_deliveries.alias("d")
         earlier = webhook_deliveries.alias("earlier")
@@ -50,22 +64,34 @@ class WebhookStore(Queries):
             )
             .exists()
         )
-        with self.tx() as conn:
-            rows = conn.execute(
+        due = sa.and_(
+            d.c.state == DeliveryState.PENDING.value,
+            d.c.next_attempt_at <= now,
+            sa.or_(d.c.locked_until.is_(None), d.c.locked_until < now),
+            ~blocked,
+        )
+        excluded = set(exclude_accounts)
+        passes = [excluded | set(defer_accounts), excluded] if set(defer_accounts) - excluded else [excluded]
+
+        def select(leave_out: set[str]) -> sa.Select[Any]:
+            where = sa.and_(due, d.c.account_id.not_in(sorted(leave_out))) if leave_out else due
+            return (
                 sa.select(
                     d.c.delivery_id, d.c.task_id, d.c.endpoint, d.c.attempts, d.c.account_id, task_events.c.snapshot
                 )
                 .join(task_events, task_events.c.event_id == d.c.event_id)
-                .where(
-                    d.c.state == DeliveryState.PENDING.value,
-                    d.c.next_attempt_at <= now,
-                    sa.or_(d.c.locked_until.is_(None), d.c.locked_until < now),
-                    ~blocked,
-                )
+                .where(where)
                 .order_by(d.c.next_attempt_at, d.c.event_id)
                 .limit(limit)
                 .with_for_update(of=d, skip_locked=True)
-            ).all()
+            )
+
+        with self.tx() as conn:
+            rows: list[sa.Row[Any]] = []
+            for leave_out in passes:
+                rows = list(conn.execute(select(leave_out)).all())
+                if rows:
+                    break
             claimed = []
             for row in rows:
                 conn.execute(
@@ -83,6 +109,7 @@ class WebhookStore(Queries):
                         row.snapshot,
                         str(hook.get("secret") or ""),
                         self._signing_secret(conn, row.account_id),
+                        row.account_id,
                     )
                 )
         return claimed

@@ -3,6 +3,10 @@
 Bounded concurrency (one delivery per thread at a time), per-task order (the claim query holds back a task's
 later events while an earlier one is pending), and no sleep-polling: threads wait on the bus's webhook wake-up,
 or until the next scheduled retry is due.
+
+Isolation between accounts: every POST ends by its total deadline (`GuardedFetcher`, `GENMILL_WEBHOOK_TIMEOUT`),
+and `AccountSlots` keeps any one account from holding more than `per_account` of the threads, with accounts that
+have nothing in flight served first; so a slow receiver delays its own account's deliveries, not the others'.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from genmill.domain.webhooks import Decision, DeliveryState, decide, parse_retry
 from genmill.errors import FetchRefused, GenmillError
 from genmill.net.fetch import GuardedFetcher
 from genmill.store.webhooks import DueDelivery, WebhookStore
+from genmill.webhooks.slots import AccountSlots, default_per_account
 from genmill.worker.wakeup import Wakeup
 
 log = logging.getLogger("genmill.webhooks")
@@ -50,6 +55,7 @@ class WebhookDispatcher:
         wakeup: Wakeup,
         *,
         concurrency: int = 4,
+        per_account: int | None = None,
         retry_scale: float = 1.0,
         idle_wait_seconds: float = 30.0,
     ) -> None:
@@ -57,6 +63,8 @@ class WebhookDispatcher:
         self.sender = sender
         self.wakeup = wakeup
         self.concurrency = concurrency
+        self.slots = AccountSlots(per_account or default_per_account(concurrency))
+        self._claiming = threading.Lock()
         self.retry_scale = retry_scale
         self.idle_wait_seconds = idle_wait_seconds
         self.held_wait_seconds = 5.0
@@ -98,12 +106,30 @@ class WebhookDispatcher:
         return min(self.idle_wait_seconds, until) if until > 0 else self.held_wait_seconds
 
     def run_once(self) -> bool:
-        """Claim and send one due delivery; False when none was due."""
-        claimed = self.store.claim_due(self.dispatcher_id, limit=1, lock_seconds=self.sender.timeout * 2 + 30)
-        if not claimed:
-            return False
-        self.deliver(claimed[0])
+        """Claim and send one due delivery; False when none was due (or only ones of accounts at their limit)."""
+        with self._claiming:  # one claim at a time here, so no account passes its limit between check and take
+            delivery = self._claim()
+            if delivery is None:
+                return False
+            self.slots.take(delivery.account_id)
+        try:
+            self.deliver(delivery)
+        finally:
+            self.slots.release(delivery.account_id)
+            # Settling a delivery may release the next event of the same task, and its account's slot: let the
+            # other threads look.
+            self.wakeup.notify()
         return True
+
+    def _claim(self) -> DueDelivery | None:
+        """The next due delivery of an account with nothing in flight here; else of one below its limit."""
+        claimed = self.store.claim_due(
+            self.dispatcher_id,
+            lock_seconds=self.sender.timeout * 2 + 30,
+            exclude_accounts=self.slots.full(),
+            defer_accounts=self.slots.busy(),
+        )
+        return claimed[0] if claimed else None
 
     def deliver(self, delivery: DueDelivery) -> None:
         now = datetime.now(UTC)
@@ -137,8 +163,6 @@ class WebhookDispatcher:
             at=now,
             settled_at=utcnow(),
         )
-        # Settling a delivery may release the next event of the same task: let the other threads look.
-        self.wakeup.notify()
         log.info(
             "webhook %s for task %s: %s -> %s",
             delivery.delivery_id,
