@@ -21,6 +21,7 @@ from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
 from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
+from genmill.api.openapi import install_openapi
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
@@ -233,6 +234,7 @@ def create_app(
     app.state.services = rt.services()
     app.state.runtime = rt
     install_error_handlers(app)
+    install_openapi(app)
     for router in (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router):
         app.include_router(router)
 

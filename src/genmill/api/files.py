@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
+from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.api.schemas import UploadCreate
 from genmill.domain.catalog import UPLOAD_RETENTION
 from genmill.domain.media_types import served_inline, served_type
@@ -33,7 +34,9 @@ FILE_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'uns
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-@router.post("/api/ephemeral_resource", summary="Upload a file kept for 24 hours")
+@router.post(
+    "/api/ephemeral_resource", summary="Upload a file kept for 24 hours", responses=errors(*AUTHENTICATED, 413)
+)
 def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     try:
         name = safe_file_name(body.file_name)
@@ -67,7 +70,15 @@ def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> di
     return ok({"url": services.files.blob_url(blob)})
 
 
-@router.get("/files/{key:path}", summary="Download a stored file", include_in_schema=True)
+@router.get(
+    "/files/{key:path}",
+    summary="Download a stored file",
+    response_class=Response,
+    responses={
+        200: {"description": "The file's bytes, with its media type", "content": {"*/*": {}}},
+        **errors(404, 410),
+    },
+)
 def download(key: str, services: ServicesDep) -> Response:
     stored = services.files.open(key)
     seconds = max(0, int((stored.blob.expires_at - stored.blob.created_at).total_seconds()))
