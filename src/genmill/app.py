@@ -21,6 +21,7 @@ from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
 from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
+from genmill.api.openapi import install_openapi
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
@@ -94,11 +95,20 @@ class Runtime:
         )
         self.wakeup = self.bus.workers
         self.keys = KeyCache(settings.auth_cache_seconds)
+        policy = settings.queue_policy()
+        unknown = policy.unknown_names(self.catalog)
+        if unknown:
+            raise ValueError(
+                f"GENMILL_QUEUE_MODELS / GENMILL_MAX_PENDING_SECONDS: no catalog entry for {', '.join(unknown)}"
+            )
         self.serving = ServedEntries(
             self.store.workers,
             self.backends,
             runs_workers=settings.workers > 0,
             worker_seen_seconds=settings.worker_seen_seconds,
+            served_recently_seconds=settings.served_recently_seconds,
+            policy=policy,
+            waits=self.store.waits,
         )
         self.tasks = TaskEngine(
             self.store,
@@ -131,7 +141,16 @@ class Runtime:
         self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]
         self.pool = WorkerPool(
             self.workers,
-            Reaper(self.store, self.files, retain_events=timedelta(days=settings.event_retention_days)),
+            Reaper(
+                self.store,
+                self.files,
+                retain_events=timedelta(days=settings.event_retention_days),
+                expire_waits=self.serving.expire_waits,
+                remember_workers=max(
+                    timedelta(days=settings.event_retention_days),
+                    timedelta(seconds=settings.served_recently_seconds),
+                ),
+            ),
             self.wakeup,
             reaper_seconds=settings.reaper_seconds,
         )
@@ -216,6 +235,7 @@ def create_app(
     app.state.services = rt.services()
     app.state.runtime = rt
     install_error_handlers(app)
+    install_openapi(app)
     for router in (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router):
         app.include_router(router)
 

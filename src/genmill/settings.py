@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genmill.domain.placement import DEFAULT_MARGIN_BYTES, normalize_device, parse_memory_overrides
+from genmill.domain.waiting import DEFAULT_MAX_PENDING_SECONDS, QueuePolicy
 
 if TYPE_CHECKING:
     from genmill.backends.diffusers_loading import Placement
@@ -66,7 +67,26 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Share of the list price charged for tasks run on an account's own workers."
     )
     worker_seen_seconds: float = Field(
-        3600.0, gt=0, description="A remote worker counts as serving its models this long after it was last seen."
+        60.0,
+        gt=0,
+        description="A remote worker counts as serving its entries right now this long after it was last seen (it is "
+        "seen on every claim, about every 20 s, and every heartbeat).",
+    )
+    served_recently_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Tasks for an entry a remote worker served within this long are queued while no worker serves it "
+        "(a restart, a rolling deploy) instead of being refused.",
+    )
+    queue_models: str = Field(
+        "",
+        description="Entries whose tasks queue even when no worker serves them yet: `*`, or comma-separated `model` "
+        "or `model/task_type` items.",
+    )
+    max_pending_seconds: str = Field(
+        str(int(DEFAULT_MAX_PENDING_SECONDS)),
+        description="How long a pending task may wait with no worker serving its entry before it fails (code 10004, "
+        "credits released): seconds, then per entry `model=seconds` or `model/task_type=seconds`, comma-separated.",
     )
 
     server_url: str = Field("", description="For `genmill worker`: the genmill API it pulls work from.")
@@ -155,6 +175,12 @@ class Settings(BaseSettings):
         StandIns.parse(value)  # "all,musicgen" stops the server at start, naming the problem
         return value
 
+    @field_validator("max_pending_seconds")
+    @classmethod
+    def _max_pending_parse(cls, value: str) -> str:
+        QueuePolicy.parse(max_pending=value)  # "wanx=ten" stops the server at start, naming the bad item
+        return value
+
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:
@@ -184,6 +210,11 @@ class Settings(BaseSettings):
             memory_modes=self.memory_modes,
             margin_bytes=self.gpu_memory_margin_mb * 1024 * 1024,
         )
+
+    def queue_policy(self) -> QueuePolicy:
+        """GENMILL_QUEUE_MODELS and GENMILL_MAX_PENDING_SECONDS, parsed (names are checked against the catalog
+        when the server builds it)."""
+        return QueuePolicy.parse(self.queue_models, self.max_pending_seconds)
 
     def stand_in_policy(self) -> StandIns:
         """GENMILL_STAND_INS, parsed."""

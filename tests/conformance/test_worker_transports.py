@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from PIL import Image
 from tests.support import PillowUpscale, png_bytes
@@ -31,6 +32,7 @@ from genmill.domain.states import TaskStatus
 from genmill.engine.local import LocalTransport
 from genmill.errors import Conflict, GenmillError
 from genmill.settings import Settings
+from genmill.store.tables import blobs
 from genmill.worker.backendset import BackendSet
 from genmill.worker.http_transport import HttpTransport
 from genmill.worker.runtime import Worker
@@ -259,6 +261,39 @@ def test_outputs_must_be_media_and_need_the_lease(deployment: Deployment) -> Non
         seat.transport.save_output(claim, deployment.entry(), b"<script>", "html", "text/html")
     with pytest.raises(Conflict):
         seat.transport.save_output(stale(claim), deployment.entry(), png_bytes(2, 2), "png", "image/png")
+
+
+@pytest.mark.parametrize(
+    ("ext", "content_type", "data"),
+    [
+        ("svg", "image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+        ("html", "text/html", b"<script>alert(1)</script>"),
+        ("html", "image/../text/html", b"<script>alert(1)</script>"),
+        ("png", "image/png\r\nContent-Disposition: inline", b"\x89PNG"),
+        ("png", "image/png; charset=utf-8", b"\x89PNG"),
+    ],
+)
+def test_active_or_malformed_output_types_are_refused_before_anything_is_stored(
+    deployment: Deployment, ext: str, content_type: str, data: bytes
+) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    claim = claimed(seat)
+    with pytest.raises(GenmillError, match="content_type"):
+        seat.transport.save_output(claim, deployment.entry(), data, ext, content_type)
+    with deployment.runtime.store.engine.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(blobs).where(blobs.c.task_id == task.task_id)
+        assert conn.execute(count).scalar_one() == 0
+    stored = deployment.stored(task.task_id)
+    assert stored.status is TaskStatus.PROCESSING and stored.lease_id == claim.lease_id  # the lease is intact
+
+
+def test_a_declared_content_type_is_stored_in_lower_case(deployment: Deployment) -> None:
+    deployment.create()
+    seat = deployment.worker()
+    url = seat.transport.save_output(claimed(seat), deployment.entry(), png_bytes(2, 2), "png", "Image/PNG")
+    key = deployment.runtime.files.key_from_url(url)
+    assert key is not None and deployment.runtime.files.open(key).blob.content_type == "image/png"
 
 
 def test_another_pools_worker_cannot_use_a_lease(deployment: Deployment) -> None:

@@ -96,3 +96,49 @@ def test_request_bodies_are_capped(api: Api) -> None:
         content=b"x" * (21 * 1024 * 1024),
     )
     assert r.status_code == 413 and r.json()["code"] == 413
+
+
+def stored_file(api: Api, data: bytes, ext: str, content_type: str) -> str:
+    """A file in the blob store and index as it may have been stored before the output rule (any content type);
+    returns its path under /files/."""
+    blob = api.runtime.files.save(
+        data, kind="output", ext=ext, content_type=content_type, retention=timedelta(days=1), account_id=None
+    )
+    return "/files/" + blob.key
+
+
+def test_files_are_served_with_nosniff_and_a_sandboxing_csp(api: Api) -> None:
+    code, body = upload(api, "cat.png", png_bytes(4, 4))
+    assert code == 200
+    served = api.client.get(body["data"]["url"].removeprefix("http://testserver"))
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    csp = [part.strip() for part in served.headers["content-security-policy"].split(";")]
+    assert "default-src 'none'" in csp and "sandbox" in csp
+    assert served.headers["content-disposition"] == "inline"
+
+
+def test_files_not_on_the_inline_allow_list_are_attachments(api: Api) -> None:
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>'
+    for data, ext, content_type in [
+        (svg, "svg", "image/svg+xml"),
+        (b"<script>alert(1)</script>", "html", "text/html"),
+        (b"<x/>", "xml", "application/xml"),
+        (b"alert(1)", "js", "application/javascript"),
+        (b"\x00\x01", "bin", "application/octet-stream"),
+        (b"glTF", "glb", "model/gltf-binary"),
+    ]:
+        served = api.client.get(stored_file(api, data, ext, content_type))
+        assert served.status_code == 200 and served.content == data, content_type
+        assert served.headers["content-disposition"].startswith("attachment; filename="), content_type
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in served.headers["content-security-policy"]
+
+
+def test_a_stored_content_type_with_crlf_or_a_path_is_served_as_an_octet_stream_attachment(api: Api) -> None:
+    for content_type in ("image/png\r\nSet-Cookie: stolen=1", "image/../text/html"):
+        served = api.client.get(stored_file(api, b"<script>alert(1)</script>", "png", content_type))
+        assert served.status_code == 200 and served.content == b"<script>alert(1)</script>"
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"].startswith("attachment")
+        assert "set-cookie" not in served.headers

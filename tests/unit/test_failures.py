@@ -20,6 +20,7 @@ def test_the_code_table() -> None:
         "INPUT_REJECTED": 10001,
         "WORKER_LOST": 10002,
         "OUT_OF_GPU_MEMORY": 10003,
+        "NO_WORKER": 10004,
     }
     assert INPUT_ERROR_CODE == 10001 and GPU_MEMORY_ERROR_CODE == 10003
 

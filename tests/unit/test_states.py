@@ -14,6 +14,7 @@ ALLOWED = {
     (TaskStatus.STAGED, TaskEvent.CANCEL): TaskStatus.CANCELLED,
     (TaskStatus.PENDING, TaskEvent.CLAIM): TaskStatus.PROCESSING,
     (TaskStatus.PENDING, TaskEvent.CANCEL): TaskStatus.CANCELLED,
+    (TaskStatus.PENDING, TaskEvent.EXPIRE): TaskStatus.FAILED,
     (TaskStatus.PROCESSING, TaskEvent.COMPLETE): TaskStatus.COMPLETED,
     (TaskStatus.PROCESSING, TaskEvent.FAIL): TaskStatus.FAILED,
     (TaskStatus.PROCESSING, TaskEvent.REQUEUE): TaskStatus.PENDING,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from genmill.api.keycache import KeyCache
@@ -42,10 +43,22 @@ def get_services(request: Request) -> Services:
     return services
 
 
-async def get_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="APIKey",
+    description="An account's API key (`genmill keys create`).",
+    auto_error=False,  # a missing key is our 401 in the envelope, not FastAPI's
+)
+"""The `X-API-Key` header, declared as a security scheme so `/openapi.json` and the docs' Authorize button
+know how every key-protected route authenticates."""
+
+
+async def get_account(
+    services: Annotated[Services, Depends(get_services)], api_key: Annotated[str | None, Security(API_KEY)]
+) -> Account:
     """The caller's account. Async so that a cached key costs no trip through the thread pool."""
     # Starlette header lookup is case-insensitive: X-API-Key, x-api-key, X-Api-Key all match.
-    key = request.headers.get("x-api-key", "").strip()
+    key = (api_key or "").strip()
     if not key:
         raise Unauthorized("missing API key: send it in the X-API-Key header")
     account = services.keys.get(key)

@@ -1,5 +1,8 @@
 """`GET /api/v1/models` (our addition): the catalog, with what this deployment can run and each input schema.
 
+`available` says a create is accepted (some worker serves the entry now, one served it recently, or the operator
+declared it); `serving_now` says a worker can run it right now (otherwise its tasks wait for one).
+
 Each entry says what really runs it here (`served_by`: the model, whether it stands in for the one named, and the
 ways it honours the entry only in part), so that nobody pays before knowing; `reason` says why an entry is not
 served ("stand-in not enabled: ..."). Entries served only by remote workers have `served_by: null` (the worker
@@ -24,6 +27,7 @@ router = APIRouter(tags=["models"])
 def list_models(services: ServicesDep) -> dict[str, Any]:
     entries = []
     served = set(services.tasks.served_models(PUBLIC_POOL))
+    now = set(services.tasks.serving_now(PUBLIC_POOL))
     local = services.backends
     for entry in sorted(services.catalog, key=lambda e: e.key):
         available = f"{entry.model}/{entry.task_type}" in served
@@ -33,6 +37,7 @@ def list_models(services: ServicesDep) -> dict[str, Any]:
                 "task_type": entry.task_type,
                 "family": entry.family,
                 "available": available,
+                "serving_now": f"{entry.model}/{entry.task_type}" in now,
                 "served_by": served_by_json(local.served_by(*entry.key)) if available else None,
                 "reason": "" if available else local.why_not(*entry.key),
                 "output_retention_seconds": int(entry.retention.total_seconds()),

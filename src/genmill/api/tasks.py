@@ -21,13 +21,14 @@ from starlette.concurrency import run_in_threadpool
 
 from genmill.api.deps import AccountDep, Services, ServicesDep
 from genmill.api.envelope import ok
+from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.api.schemas import TaskCreate
 from genmill.domain.records import Task
 from genmill.domain.states import TERMINAL
 from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], responses=errors(*AUTHENTICATED))
 
 MAX_WAIT_SECONDS = 60.0
 SSE_KEEPALIVE_SECONDS = 15.0
@@ -62,7 +63,7 @@ async def wait_until_terminal(services: Services, task: Task, seconds: float) ->
     return task
 
 
-@router.post("/api/v1/task", summary="Create a task")
+@router.post("/api/v1/task", summary="Create a task", responses=errors(402, 403, 409, 413, 429))
 async def create_task(
     body: TaskCreate,
     account: AccountDep,
@@ -92,7 +93,7 @@ async def create_task(
     return ok(task_public(task))
 
 
-@router.get("/api/v1/task/{task_id}", summary="Get a task")
+@router.get("/api/v1/task/{task_id}", summary="Get a task", responses=errors(404))
 async def get_task(
     task_id: str, account: AccountDep, services: ServicesDep, response: Response, prefer: PreferHeader = None
 ) -> dict[str, Any]:
@@ -108,6 +109,7 @@ async def get_task(
     "/api/v1/task/{task_id}/events",
     summary="Live task events as Server-Sent Events (our addition)",
     response_class=StreamingResponse,
+    responses=errors(404),
 )
 async def task_events(
     task_id: str,
@@ -152,12 +154,12 @@ def _cancel(task_id: str, account_id: str, services: ServicesDep) -> dict[str, A
     return {"code": 200, "message": f"task {task_id} canceled"}
 
 
-@router.delete("/api/v1/task/{task_id}", summary="Cancel a pending or staged task")
+@router.delete("/api/v1/task/{task_id}", summary="Cancel a pending or staged task", responses=errors(404))
 def cancel_task(task_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     return _cancel(task_id, account.account_id, services)
 
 
-@router.post("/api/v1/task/{task_id}/cancel", summary="Cancel a pending or staged task")
+@router.post("/api/v1/task/{task_id}/cancel", summary="Cancel a pending or staged task", responses=errors(404, 413))
 def cancel_task_post(task_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     return _cancel(task_id, account.account_id, services)
 

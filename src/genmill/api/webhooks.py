@@ -8,12 +8,15 @@ from fastapi import APIRouter
 
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
+from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.domain.timefmt import rfc3339
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=errors(*AUTHENTICATED))
 
 
-@router.get("/api/v1/task/{task_id}/webhooks", summary="Webhook deliveries of a task, with every attempt")
+@router.get(
+    "/api/v1/task/{task_id}/webhooks", summary="Webhook deliveries of a task, with every attempt", responses=errors(404)
+)
 def list_deliveries(task_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     deliveries = []
     for item in services.tasks.deliveries(account.account_id, task_id):  # 404 for unknown or foreign tasks
@@ -45,7 +48,11 @@ def list_deliveries(task_id: str, account: AccountDep, services: ServicesDep) ->
     return ok({"task_id": task_id, "deliveries": deliveries})
 
 
-@router.post("/api/v1/task/{task_id}/webhooks/{delivery_id}/replay", summary="Send a settled delivery again")
+@router.post(
+    "/api/v1/task/{task_id}/webhooks/{delivery_id}/replay",
+    summary="Send a settled delivery again",
+    responses=errors(404, 413),  # any request body over GENMILL_MAX_REQUEST_BYTES is a 413
+)
 def replay_delivery(task_id: str, delivery_id: str, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     services.tasks.replay_delivery(account.account_id, task_id, delivery_id)
     return ok({"delivery_id": delivery_id, "state": "pending"}, message="delivery scheduled")

@@ -12,10 +12,12 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from genmill.api.deps import Services, ServicesDep
+from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.bus import PENDING_WORK
 from genmill.domain.records import Claim, WorkerToken
 from genmill.engine.gate import WorkerIdentity
@@ -36,16 +38,25 @@ from genmill.worker.protocol import (
     RegisterResponse,
 )
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"], responses=errors(*AUTHENTICATED, 413))
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+LEASED = errors(404, 409)
+"""A call on a leased task: an unknown task is a 404, a lease that is not current (or another pool's) a 409."""
 
 
-def worker_token(request: Request, services: ServicesDep) -> WorkerToken:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+WORKER_BEARER = HTTPBearer(
+    scheme_name="WorkerToken",
+    description="A worker token (`genmill workers token create`), never an API key.",
+    auto_error=False,  # a missing token is our 401 in the envelope, not FastAPI's
+)
+
+
+def worker_token(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(WORKER_BEARER)]
+) -> WorkerToken:
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("missing worker token: send 'Authorization: Bearer <token>'")
-    return services.gate.authenticate(token.strip())
+    return services.gate.authenticate(credentials.credentials.strip())
 
 
 TokenDep = Annotated[WorkerToken, Depends(worker_token)]
@@ -66,7 +77,12 @@ def _claim(services: Services, token: WorkerToken, worker_id: str) -> Claim | No
     return services.gate.claim(services.gate.registered(token, worker_id))
 
 
-@router.post("/claim", response_model=ClaimResponse, summary="Long-poll for the next task this worker can run")
+@router.post(
+    "/claim",
+    response_model=ClaimResponse,
+    summary="Long-poll for the next task this worker can run",
+    responses=errors(404),
+)
 async def claim(body: ClaimRequest, token: TokenDep, services: ServicesDep) -> ClaimResponse:
     deadline = time.monotonic() + body.wait_seconds
     with services.bus.watch(PENDING_WORK) as pending:
@@ -84,39 +100,60 @@ async def claim(body: ClaimRequest, token: TokenDep, services: ServicesDep) -> C
                 return ClaimResponse(task=None)
 
 
-@router.post("/claim_more", response_model=ClaimMoreResponse, summary="Lease more tasks for a batch (no waiting)")
+@router.post(
+    "/claim_more",
+    response_model=ClaimMoreResponse,
+    summary="Lease more tasks for a batch (no waiting)",
+    responses=errors(404),
+)
 def claim_more(body: ClaimMoreRequest, token: TokenDep, services: ServicesDep) -> ClaimMoreResponse:
     worker = services.gate.registered(token, body.worker_id)
     claims = services.gate.claim_more(worker, body.model, body.task_type, body.match, body.limit)
     return ClaimMoreResponse(tasks=[ClaimedTask.from_claim(c) for c in claims])
 
 
-@router.post("/tasks/{task_id}/heartbeat", response_model=HeartbeatResponse, summary="Renew a lease")
+@router.post("/tasks/{task_id}/heartbeat", response_model=HeartbeatResponse, summary="Renew a lease", responses=LEASED)
 def heartbeat(task_id: str, body: Heartbeat, token: TokenDep, services: ServicesDep) -> HeartbeatResponse:
     worker = WorkerIdentity.holding(token)
     expires = services.gate.heartbeat(worker, task_id, body.lease_id, body.logs, body.detail)
     return HeartbeatResponse(lease_expires_at=expires, cancel_requested=False)
 
 
-@router.post("/tasks/{task_id}/complete", summary="Complete a task with its output (bills it)")
+@router.post("/tasks/{task_id}/complete", summary="Complete a task with its output (bills it)", responses=LEASED)
 def complete(task_id: str, body: Completion, token: TokenDep, services: ServicesDep) -> dict[str, str]:
     services.gate.complete(WorkerIdentity.holding(token), task_id, body.lease_id, body.output, body.logs, body.detail)
     return {"status": "completed"}
 
 
-@router.post("/tasks/{task_id}/fail", summary="Fail a task (releases its credits)")
+@router.post("/tasks/{task_id}/fail", summary="Fail a task (releases its credits)", responses=LEASED)
 def fail(task_id: str, body: Failure, token: TokenDep, services: ServicesDep) -> dict[str, str]:
     services.gate.fail(WorkerIdentity.holding(token), task_id, body.lease_id, body.error, body.logs, body.detail)
     return {"status": "failed"}
 
 
-@router.post("/tasks/{task_id}/input", summary="Resolve one input reference of a leased task to bytes")
+@router.post(
+    "/tasks/{task_id}/input",
+    summary="Resolve one input reference of a leased task to bytes",
+    responses=errors(404, 409, 410),
+)
 def read_input(task_id: str, body: InputRequest, token: TokenDep, services: ServicesDep) -> Response:
     found = services.gate.read_input(WorkerIdentity.holding(token), task_id, body.lease_id, body.ref, body.field)
     return Response(found.data, media_type=found.content_type, headers={"X-Genmill-Name": found.name})
 
 
-@router.put("/tasks/{task_id}/outputs", response_model=OutputStored, summary="Store an output file of a leased task")
+@router.put(
+    "/tasks/{task_id}/outputs",
+    response_model=OutputStored,
+    summary="Store an output file of a leased task",
+    responses=LEASED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The file's raw bytes (at most 512 MiB).",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def store_output(
     task_id: str,
     request: Request,

@@ -23,6 +23,8 @@ class FailureCode(IntEnum):
     """The worker stopped heartbeating on every attempt the task had."""
     OUT_OF_GPU_MEMORY = 10003
     """The run did not fit the device's memory, even after the worker unloaded its other models and retried."""
+    NO_WORKER = 10004
+    """The task waited past its entry's limit (GENMILL_MAX_PENDING_SECONDS) and no worker was there to run it."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
     staged ──promote──▶ pending ──claim──▶ processing ──complete──▶ completed
       │                  │  ▲                 │  └──────fail─────▶ failed
-      │                  │  └────requeue──────┘
+      │                  │  └────requeue──────┘                      ▲
+      │                  └───────────────expire──────────────────────┘ (no worker within the wait limit)
       └──cancel──▶ cancelled ◀──cancel──┘ (pending only)
 
 Callers (the store) ask `transition(status, event)` for the next status inside the same transaction that
@@ -45,6 +46,7 @@ class TaskEvent(StrEnum):
     FAIL = "fail"  # the backend failed, or the last attempt's lease expired
     REQUEUE = "requeue"  # the lease expired with attempts left
     CANCEL = "cancel"  # the client cancelled
+    EXPIRE = "expire"  # a pending task waited past its entry's limit with no worker to run it
 
 
 _TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
@@ -52,6 +54,7 @@ _TRANSITIONS: dict[tuple[TaskStatus, TaskEvent], TaskStatus] = {
     (TaskStatus.STAGED, TaskEvent.CANCEL): TaskStatus.CANCELLED,
     (TaskStatus.PENDING, TaskEvent.CLAIM): TaskStatus.PROCESSING,
     (TaskStatus.PENDING, TaskEvent.CANCEL): TaskStatus.CANCELLED,
+    (TaskStatus.PENDING, TaskEvent.EXPIRE): TaskStatus.FAILED,
     (TaskStatus.PROCESSING, TaskEvent.COMPLETE): TaskStatus.COMPLETED,
     (TaskStatus.PROCESSING, TaskEvent.FAIL): TaskStatus.FAILED,
     (TaskStatus.PROCESSING, TaskEvent.REQUEUE): TaskStatus.PENDING,

@@ -19,15 +19,13 @@ from datetime import datetime
 from typing import Any
 
 from genmill.domain.catalog import Catalog
+from genmill.domain.media_types import output_type_refusal, parse_media_type
 from genmill.domain.records import Claim, InputFile, Task, WorkerToken
 from genmill.domain.serving import Entry
 from genmill.engine.inputs import InputResolver
 from genmill.errors import Conflict, InvalidRequest
 from genmill.storage.files import FileService
 from genmill.store import Store
-
-OUTPUT_TYPES = ("image/", "video/", "audio/", "model/", "application/octet-stream")
-"""Content types a worker may store as an output; anything else (HTML, scripts) could be served back as a page."""
 
 
 @dataclass(frozen=True)
@@ -194,11 +192,16 @@ class WorkerGate:
     def save_output(
         self, worker: WorkerIdentity, task_id: str, lease_id: str, data: bytes, ext: str, content_type: str
     ) -> str:
-        """Store an output file of the task, owned by its account for its entry's retention; returns its URL."""
-        if not content_type.lower().startswith(OUTPUT_TYPES):
-            raise InvalidRequest(
-                f"content_type: outputs must be media ({', '.join(OUTPUT_TYPES)}), not {content_type!r}"
-            )
+        """Store an output file of the task, owned by its account for its entry's retention; returns its URL.
+
+        The declared content type is checked here, for both transports, before anything is stored: it is served
+        back from the API's origin, so it must be a plain media type that cannot carry script
+        (`genmill.domain.media_types`); it is stored in lower case."""
+        refusal = output_type_refusal(content_type)
+        if refusal is not None:
+            raise InvalidRequest(refusal)
+        media_type = parse_media_type(content_type)
+        assert media_type is not None
         task = self.leased(worker, task_id, lease_id)
         entry = self.catalog.get(task.model, task.task_type)
         assert entry is not None
@@ -206,7 +209,7 @@ class WorkerGate:
             data,
             kind="output",
             ext=ext,
-            content_type=content_type,
+            content_type=media_type,
             retention=entry.retention,
             account_id=task.account_id,
             task_id=task_id,

@@ -78,7 +78,12 @@ class TaskEngine:
     # -- creating ------------------------------------------------------------------------------------------
 
     def served_models(self, pool: str = PUBLIC_POOL) -> list[str]:
-        """`model/task_type` of every catalog entry some worker of `pool` can run."""
+        """`model/task_type` of every catalog entry a create accepts for `pool`: some worker runs it now, one ran
+        it recently, or the operator declared it (its tasks wait for a worker)."""
+        return served_names(self.serving.accepted(pool, {entry.key for entry in self.catalog}), self.catalog)
+
+    def serving_now(self, pool: str = PUBLIC_POOL) -> list[str]:
+        """`model/task_type` of every catalog entry some worker of `pool` can run right now."""
         return served_names(self.serving.entries(pool), self.catalog)
 
     def price(self, entry: CatalogEntry, inputs: TaskInput, pool: str) -> int:
@@ -120,8 +125,9 @@ class TaskEngine:
                     raise InvalidRequest(refusal)
 
     def check_served(self, model: str, task_type: str, pool: str) -> None:
-        """Refuse an entry no worker of `pool` can run (400, before anyone pays), saying what the pool serves."""
-        if self.serving.serves(model, task_type, pool):
+        """Refuse an entry that no worker of `pool` serves now, served recently, or that the operator did not declare
+        (400, before anyone pays), saying what the pool serves; an accepted task waits for a worker."""
+        if self.serving.accepts(model, task_type, pool):
             return
         served = self.served_models(pool)
         why = self.serving.why_not(model, task_type) if pool == PUBLIC_POOL else ""

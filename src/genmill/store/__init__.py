@@ -12,6 +12,7 @@ from genmill.store.engine import create_engine
 from genmill.store.events import EventLog
 from genmill.store.leases import LeaseStore
 from genmill.store.tasks import TaskStore
+from genmill.store.waits import PendingWaits
 from genmill.store.webhooks import WebhookStore
 from genmill.store.workers import WorkerRegistry
 
@@ -33,10 +34,11 @@ class Store:
         self.events = EventLog(engine, clock=clock)
         self.webhooks = WebhookStore(engine, clock=clock)
         self.workers = WorkerRegistry(engine, clock=clock)
+        self.waits = PendingWaits(engine, clock=clock)
 
     def set_publisher(self, publish: Publisher) -> None:
         """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
-        for queries in (self.tasks, self.leases, self.events, self.webhooks):
+        for queries in (self.tasks, self.leases, self.events, self.webhooks, self.waits):
             queries.publish = publish
 
     @classmethod
@@ -52,6 +54,7 @@ __all__ = [
     "BlobIndex",
     "EventLog",
     "LeaseStore",
+    "PendingWaits",
     "Store",
     "TaskStore",
     "WebhookStore",

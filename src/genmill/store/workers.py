@@ -2,12 +2,14 @@
 can run.
 
 A deployment "serves" a catalog entry when an in-process backend can run it or a worker of the right pool that
-registered it was seen recently; that answer drives the create-time check.
+registered it was seen lately; when such a worker was last seen drives the create-time check (serving now,
+served recently) and how long a queued task may wait (`genmill.domain.waiting`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,18 @@ from genmill.errors import NotFound, Unauthorized
 from genmill.store.base import Queries
 from genmill.store.credentials import WORKER_TOKENS
 from genmill.store.tables import accounts, worker_tokens, workers
+
+
+def latest_seen(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str, str], datetime]:
+    """(pool, model, task_type) → the latest `last_seen_at` among the rows' workers that registered the entry;
+    each row is (pool, capabilities, last_seen_at)."""
+    seen: dict[tuple[str, str, str], datetime] = {}
+    for pool, capabilities, last_seen_at in rows:
+        for model, task_type in capabilities:
+            key = (str(pool), str(model), str(task_type))
+            if key not in seen or last_seen_at > seen[key]:
+                seen[key] = last_seen_at
+    return seen
 
 
 def _to_token(row: sa.Row[Any]) -> WorkerToken:
@@ -89,15 +103,23 @@ class WorkerRegistry(Queries):
             )
         return str(row.pool), [(str(m), str(t)) for m, t in row.capabilities]
 
-    def served(self, pool: str, since: datetime) -> set[tuple[str, str]]:
-        """Entries that workers of `pool` seen since `since` registered."""
+    def last_served(self, pool: str | None = None) -> dict[tuple[str, str, str], datetime]:
+        """When a worker that registered each entry was last seen, per (pool, model, task_type): workers of
+        `pool` (every pool when None) whose token is not revoked.
+
+        This is the persisted "served recently": a restarted replica reads it from the shared table, so it knows
+        what the workers that are restarting served before them.
+        """
+        query = (
+            sa.select(workers.c.pool, workers.c.capabilities, workers.c.last_seen_at)
+            .join(worker_tokens, worker_tokens.c.token_id == workers.c.token_id)
+            .where(worker_tokens.c.revoked_at.is_(None))
+        )
+        if pool is not None:
+            query = query.where(workers.c.pool == pool)
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(workers.c.capabilities)
-                .join(worker_tokens, worker_tokens.c.token_id == workers.c.token_id)
-                .where(workers.c.pool == pool, workers.c.last_seen_at >= since, worker_tokens.c.revoked_at.is_(None))
-            ).all()
-        return {(str(m), str(t)) for (caps,) in rows for m, t in caps}
+            rows = conn.execute(query).all()
+        return latest_seen(tuple(row) for row in rows)
 
     def touch(self, worker_id: str) -> None:
         """Mark a worker seen (heartbeats count, so a long task does not make its worker look gone)."""

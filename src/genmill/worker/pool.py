@@ -1,7 +1,8 @@
 """The embedded mode's worker pool and reaper, run as daemon threads beside the ASGI server.
 
 Model code runs in these threads, never on the event loop. The reaper requeues tasks whose lease expired (a
-worker that died), promotes staged tasks a crash left behind, and deletes expired files.
+worker that died), fails queued tasks that waited past their limit with no worker, promotes staged tasks a crash
+left behind, and deletes expired files.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from genmill.domain.timefmt import utcnow
 from genmill.storage.files import FileService
 from genmill.store import Store
+from genmill.store.waits import WaitSweep
 from genmill.worker.runtime import Worker
 from genmill.worker.wakeup import Wakeup
 
@@ -21,16 +24,30 @@ log = logging.getLogger("genmill.worker")
 
 
 class Reaper:
-    def __init__(self, store: Store, files: FileService, *, retain_events: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        files: FileService,
+        *,
+        retain_events: timedelta = timedelta(days=7),
+        expire_waits: Callable[[], WaitSweep] | None = None,
+        remember_workers: timedelta | None = None,
+    ) -> None:
+        """`expire_waits` fails queued tasks that waited too long for a worker (`ServedEntries.expire_waits`);
+        registered workers are forgotten `remember_workers` after they were last seen (default: with the events),
+        never sooner than the "served recently" window needs them."""
         self.store = store
         self.files = files
         self.retain_events = retain_events
+        self.expire_waits = expire_waits
+        self.remember_workers = remember_workers or retain_events
 
     def sweep(self) -> None:
         result = self.store.leases.sweep_expired_leases()
+        waits = self.expire_waits() if self.expire_waits is not None else WaitSweep()
         deleted = self.files.reap()
         self.store.events.prune(utcnow() - self.retain_events)
-        self.store.workers.forget_idle(self.retain_events)
+        self.store.workers.forget_idle(self.remember_workers)
         if result.requeued or result.failed or deleted:
             log.info(
                 "reaper: requeued %d, failed %d, promoted %d, deleted %d files",
@@ -38,6 +55,12 @@ class Reaper:
                 len(result.failed),
                 len(result.promoted),
                 len(deleted),
+            )
+        if waits.failed:
+            log.warning(
+                "reaper: %d queued tasks waited past their limit with no worker and failed (10004), promoted %d",
+                len(waits.failed),
+                len(waits.promoted),
             )
 
 
