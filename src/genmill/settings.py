@@ -88,6 +88,21 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
     max_staged_per_account: int = 50
 
+    # Limits on connections and use (docs/deploy.md "Limits"). Rates and streams are per server process.
+    keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this.")
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection is closed unless it sends a complete request head within this many seconds of "
+        "opening or of its previous answer.",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=16,
+        description="Open client connections per process; beyond it the longest-idle ones are closed, or a new one "
+        "gets a 503. Lowered to fit the open-file limit.",
+    )
+
     webhook_concurrency: int = Field(4, ge=1, description="Deliveries sent at once by this process.")
     webhook_timeout: float = Field(15.0, gt=0, description="Seconds a receiver has to answer one delivery.")
     webhook_retry_scale: float = Field(1.0, gt=0, description="Multiplies the retry schedule (tests shrink it).")
