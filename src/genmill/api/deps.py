@@ -1,4 +1,4 @@
-"""Request dependencies: the services container and API-key authentication."""
+"""Request dependencies: the services container, API-key authentication and the per-key request rates."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
 from genmill.engine import Accounts, TaskEngine, WorkerGate
+from genmill.engine.quotas import Quotas
 from genmill.errors import Unauthorized
 from genmill.storage.files import FileService
 from genmill.worker.backendset import BackendSet
@@ -35,6 +36,7 @@ class Services:
     max_upload_bytes: int
     bus: EventBus
     keys: KeyCache
+    quotas: Quotas
 
 
 def get_services(request: Request) -> Services:
@@ -42,8 +44,8 @@ def get_services(request: Request) -> Services:
     return services
 
 
-async def get_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
-    """The caller's account. Async so that a cached key costs no trip through the thread pool."""
+async def authenticate(request: Request, services: Services) -> tuple[str, Account]:
+    """The caller's API key and account. Async so that a cached key costs no trip through the thread pool."""
     # Starlette header lookup is case-insensitive: X-API-Key, x-api-key, X-Api-Key all match.
     key = request.headers.get("x-api-key", "").strip()
     if not key:
@@ -54,8 +56,25 @@ async def get_account(request: Request, services: Annotated[Services, Depends(ge
         if account is None:
             raise Unauthorized("invalid API key")
         services.keys.put(key, account)
+    return key, account
+
+
+async def get_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
+    """The caller's account, for any request but a create: it takes a token from the key's read bucket (429
+    with `Retry-After` once the bucket is empty). Only keys that authenticated have buckets."""
+    key, account = await authenticate(request, services)
+    services.quotas.reads.check(key)
+    return account
+
+
+async def get_creating_account(request: Request, services: Annotated[Services, Depends(get_services)]) -> Account:
+    """The caller's account, for a request that creates something (a task, an upload): it takes a token from
+    the key's create bucket instead."""
+    key, account = await authenticate(request, services)
+    services.quotas.creates.check(key)
     return account
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 AccountDep = Annotated[Account, Depends(get_account)]
+CreatingAccountDep = Annotated[Account, Depends(get_creating_account)]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from genmill.api.deps import AccountDep, ServicesDep
+from genmill.api.deps import CreatingAccountDep, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.schemas import UploadCreate
 from genmill.domain.catalog import UPLOAD_RETENTION
@@ -20,7 +20,7 @@ BAD_UPLOAD = "Invalid request parameters"
 
 
 @router.post("/api/ephemeral_resource", summary="Upload a file kept for 24 hours")
-def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
+def upload(body: UploadCreate, account: CreatingAccountDep, services: ServicesDep) -> dict[str, Any]:
     try:
         name = safe_file_name(body.file_name)
     except InvalidRequest as exc:

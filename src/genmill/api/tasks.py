@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from genmill.api.deps import AccountDep, Services, ServicesDep
+from genmill.api.deps import AccountDep, CreatingAccountDep, Services, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.schemas import TaskCreate
 from genmill.domain.records import Task
@@ -65,7 +65,7 @@ async def wait_until_terminal(services: Services, task: Task, seconds: float) ->
 @router.post("/api/v1/task", summary="Create a task")
 async def create_task(
     body: TaskCreate,
-    account: AccountDep,
+    account: CreatingAccountDep,
     services: ServicesDep,
     response: Response,
     prefer: PreferHeader = None,
