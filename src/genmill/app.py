@@ -21,6 +21,7 @@ from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
 from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
+from genmill.api.streams import TaskFeeds
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
@@ -113,6 +114,7 @@ class Runtime:
             webhook_wakeup=self.bus.webhooks,
             quotas=self.quotas,
         )
+        self.feeds = TaskFeeds(self.tasks, self.bus)
         self.accounts = Accounts(self.store)
         self.gate = WorkerGate(
             self.store,
@@ -174,6 +176,7 @@ class Runtime:
             bus=self.bus,
             keys=self.keys,
             quotas=self.quotas,
+            feeds=self.feeds,
         )
 
     def log_backends(self) -> None:

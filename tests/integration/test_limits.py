@@ -1,5 +1,5 @@
 """Limits on use through the API: per-key rates (429 with `Retry-After`, per key), the stored size of a task's
-input and the free-task rate per account.
+input, the free-task rate and open streams per account, and one shared feed for every watcher of a task.
 
 Rates here refill so slowly (one token in 1,000 s) that no test depends on how fast it runs.
 """
@@ -7,7 +7,9 @@ Rates here refill so slowly (one token in 1,000 s) that no test depends on how f
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from genmill.settings import Settings
 
 SLOW = 0.001
 """Tokens per second: a bucket emptied in a test stays empty for the rest of it."""
+DEADLINE = 60.0
 
 
 @dataclass
@@ -132,3 +135,93 @@ def test_free_tasks_are_limited_per_account_and_priced_tasks_are_not(api: Api) -
     assert api.http.post("/api/v1/task", headers=api.h(api.key2), json=upscale()).status_code == 200
     assert api.http.post("/api/v1/task", headers=api.h(api.other_key), json=echo()).status_code == 200
     assert api.history_total() == 3
+
+
+def in_thread(call: Callable[[], Response]) -> tuple[threading.Thread, list[Response]]:
+    answers: list[Response] = []
+    thread = threading.Thread(target=lambda: answers.append(call()), daemon=True)
+    thread.start()
+    return thread, answers
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def one_stream(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(tmp_path, max_streams_per_account=1)
+
+
+def test_streams_beyond_the_account_limit_get_429_and_a_slot_frees_when_its_stream_ends(one_stream: Api) -> None:
+    api = one_stream
+    api.upscaler.gate.clear()
+    task_id = api.http.post("/api/v1/task", headers=api.h(), json=upscale()).json()["data"]["task_id"]
+    waiter, answers = in_thread(lambda: api.http.get(f"/api/v1/task/{task_id}", headers=api.h(Prefer="wait=50")))
+    streams = api.runtime.quotas.streams
+    wait_until(lambda: streams.open_count(api.account_id) == 1, "the wait holds the account's stream")
+    assert_rate_limited(api.http.get(f"/api/v1/task/{task_id}/events", headers=api.h()), "streams")
+    assert_rate_limited(api.http.get(f"/api/v1/task/{task_id}", headers=api.h(Prefer="wait=5")), "streams")
+    assert_rate_limited(api.http.post("/api/v1/task", headers=api.h(Prefer="wait=5"), json=upscale()), "streams")
+    assert api.history_total() == 1  # the refused create-and-wait created nothing
+    assert api.http.get(f"/api/v1/task/{task_id}", headers=api.h()).status_code == 200  # no wait: no stream
+    api.upscaler.gate.set()
+    waiter.join(DEADLINE)
+    assert answers[0].json()["data"]["status"] == "completed"
+    assert answers[0].headers["Preference-Applied"] == "wait=50"
+    wait_until(lambda: streams.open_count(api.account_id) == 0, "the finished wait gives its slot back")
+    events = api.http.get(f"/api/v1/task/{task_id}/events", headers=api.h())
+    assert events.status_code == 200 and "completed" in events.text
+    wait_until(lambda: streams.open_count(api.account_id) == 0, "the finished stream gives its slot back")
+
+
+@pytest.fixture
+def many_streams(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(tmp_path, rate_limit_reads_per_second=0, max_streams_per_account=0)
+
+
+def test_many_streams_and_waits_on_one_task_all_get_the_completion_from_one_read(
+    many_streams: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, streams, waits = many_streams, 30, 30
+    api.upscaler.gate.clear()
+    task_id = api.http.post("/api/v1/task", headers=api.h(), json=upscale()).json()["data"]["task_id"]
+    reads = {"events_after": 0, "get": 0}
+    engine = api.runtime.tasks
+    for name in reads:
+        original = getattr(engine, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            reads[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(engine, name, counted)
+    watchers = [
+        in_thread(lambda: api.http.get(f"/api/v1/task/{task_id}/events", headers=api.h())) for _ in range(streams)
+    ]
+    watchers += [
+        in_thread(lambda: api.http.get(f"/api/v1/task/{task_id}", headers=api.h(Prefer="wait=55")))
+        for _ in range(waits)
+    ]
+    feeds = api.runtime.feeds
+    wait_until(lambda: feeds.watchers(task_id) == streams + waits, "every stream and wait follows the task")
+    wait_until(lambda: reads["events_after"] >= streams, "every stream has read what happened before it came")
+    wait_until(lambda: api.runtime.store.tasks.get_any(task_id).status.value == "processing", "the task runs")
+    before = dict(reads)
+    api.upscaler.gate.set()
+    for thread, _ in watchers:
+        thread.join(DEADLINE)
+    answers = [answer for _, got in watchers for answer in got]
+    assert len(answers) == streams + waits
+    assert all(a.status_code == 200 for a in answers)
+    for answer in answers[:streams]:
+        assert answer.text.rstrip().rsplit("\n", 1)[-1].startswith("data: ") and '"status": "completed"' in answer.text
+    completed = [a.json()["data"] for a in answers[streams:]]
+    assert all(t["status"] == "completed" and t["output"]["image_url"] for t in completed)
+    # The completion (and whatever progress came with it) was read once for all 60 watchers, not once each.
+    assert reads["events_after"] - before["events_after"] <= 5, reads
+    assert reads["get"] - before["get"] <= 1, reads
+    wait_until(lambda: feeds.watchers(task_id) == 0, "the feed is dropped with its last watcher")

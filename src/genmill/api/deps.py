@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from genmill.api.keycache import KeyCache
+from genmill.api.streams import TaskFeeds
 from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
@@ -37,6 +38,7 @@ class Services:
     bus: EventBus
     keys: KeyCache
     quotas: Quotas
+    feeds: TaskFeeds
 
 
 def get_services(request: Request) -> Services:

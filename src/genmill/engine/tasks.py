@@ -199,6 +199,16 @@ class TaskEngine:
         """The task's events after `after_event_id`, oldest first (a stream resumes from its Last-Event-ID)."""
         return self.store.events.events_after(task_id, after_event_id)
 
+    def stream_position(self, task_id: str) -> tuple[int, bool]:
+        """The task's latest event id (0 when none is kept) and whether it has ended: where a shared event feed
+        starts, read after it subscribed to the bus so that nothing committed in between is missed.
+
+        The status is read first: a task seen ended has its last event committed already, so the id read next
+        covers it; a task that ends between the two reads is caught by the feed's next read.
+        """
+        terminal = self.is_terminal(task_id)
+        return self.store.events.last_event_id(task_id), terminal
+
     def active(self, account_id: str) -> list[Task]:
         """The account's pending, processing and staged tasks, oldest first."""
         return self.store.tasks.active(account_id)
