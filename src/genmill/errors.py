@@ -74,6 +74,7 @@ class RateLimited(GenmillError):
     """A per-key rate, an account's free-task rate or its open streams are used up; retry after `retry_after`."""
 
     status_code = 429
+    retry_after: int
 
     def __init__(self, message: str, *, retry_after: int, detail: Any = None) -> None:
         super().__init__(message, detail=detail)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -26,6 +25,21 @@ from genmill.settings import Settings
 SLOW = 0.001
 """Tokens per second: a bucket emptied in a test stays empty for the rest of it."""
 DEADLINE = 60.0
+
+
+class Response(Protocol):
+    """What the tests read of an answer (the test client's response class comes from httpx or httpx2)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 @dataclass

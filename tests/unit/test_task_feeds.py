@@ -73,7 +73,7 @@ def setup() -> tuple[EventLog, TaskFeeds]:
 
 
 def test_every_stream_gets_every_event_once_in_order_however_far_back_it_starts() -> None:
-    async def scenario() -> tuple[list[list[bytes]], bytes | None]:
+    async def scenario() -> tuple[list[list[bytes]], bytes | None]:  # every stream's frames, the wait's answer
         log, feeds = setup()
         log.add(3)
         live = asyncio.create_task(collect(feeds, 0))
@@ -85,7 +85,7 @@ def test_every_stream_gets_every_event_once_in_order_however_far_back_it_starts(
         await asyncio.sleep(0.05)
         late = asyncio.create_task(collect(feeds, 0))
         log.add(5, end=True)
-        streams = await asyncio.gather(live, resumed, late)
+        streams = list(await asyncio.gather(live, resumed, late))
         answer = await waiting
         assert feeds.watchers(TASK) == 0
         return streams, answer
