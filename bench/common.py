@@ -25,6 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 GENMILL = [sys.executable, "-m", "genmill.cli"]
 PG_ADMIN_URL = os.environ.get("GENMILL_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GENMILL_BENCH_REDIS", "redis://127.0.0.1:6379/15")
+NO_USE_LIMITS = {
+    "GENMILL_RATE_LIMIT_CREATES_PER_SECOND": "0",
+    "GENMILL_RATE_LIMIT_READS_PER_SECOND": "0",
+    "GENMILL_FREE_TASKS_PER_SECOND": "0",
+    "GENMILL_MAX_STREAMS_PER_ACCOUNT": "0",
+}
+"""The per-key and per-account limits off: the bench drives one key far past them to measure the task path."""
 ECHO_BODY = b'{"model":"genmill/echo","task_type":"echo","input":{"payload":{"n":1}}}'
 PACKAGES = (
     "genmill",
@@ -185,7 +192,7 @@ def genmill_env(data_dir: Path, database_url: str = "", backends: str = "") -> d
     """Environment of a genmill server: its data folder, database and enabled backends (empty: all), nothing else
     inherited from GENMILL_* variables of the caller that would change what is measured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENMILL_")}
-    env.update({"GENMILL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"})
+    env.update({"GENMILL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **NO_USE_LIMITS})
     if database_url:
         env["GENMILL_DATABASE_URL"] = database_url
     if backends:

@@ -69,7 +69,14 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     args = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="genmill-bench-"))
-    env = {**os.environ, "GENMILL_DATA_DIR": str(data)}
+    # One key creates far past the per-key rate limits here, on purpose: they are off.
+    env = {
+        **os.environ,
+        "GENMILL_DATA_DIR": str(data),
+        "GENMILL_RATE_LIMIT_CREATES_PER_SECOND": "0",
+        "GENMILL_RATE_LIMIT_READS_PER_SECOND": "0",
+        "GENMILL_FREE_TASKS_PER_SECOND": "0",
+    }
     key = (
         subprocess.run(
             [*GENMILL, "keys", "create", "--credits", "100000000000", "--max-concurrency", "1000000"],

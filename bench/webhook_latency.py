@@ -171,7 +171,16 @@ def run_receiver() -> Iterator[Receiver]:
 @contextmanager
 def run_server(data: Path, workers: int) -> Iterator[tuple[str, str]]:
     """`genmill serve` over a fresh data folder; yields (base URL, API key)."""
-    env = {**os.environ, "GENMILL_DATA_DIR": str(data), "GENMILL_ALLOW_PRIVATE_URLS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "GENMILL_DATA_DIR": str(data),
+        "GENMILL_ALLOW_PRIVATE_URLS": "1",
+        "HF_HUB_OFFLINE": "1",
+        # One key creates far past the per-key rate limits here, on purpose: they are off.
+        "GENMILL_RATE_LIMIT_CREATES_PER_SECOND": "0",
+        "GENMILL_RATE_LIMIT_READS_PER_SECOND": "0",
+        "GENMILL_FREE_TASKS_PER_SECOND": "0",
+    }
     key = (
         subprocess.run(
             [*GENMILL, "keys", "create", "--credits", "100000000000", "--max-concurrency", "1000000"],

@@ -22,13 +22,16 @@ from genmill.api.errors import install_error_handlers
 from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
 from genmill.api.openapi import install_openapi
+from genmill.api.streams import TaskFeeds
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
+from genmill.domain.quotas import Rate
 from genmill.domain.records import PUBLIC_POOL
 from genmill.engine import Accounts, LocalTransport, ServedEntries, TaskEngine, WorkerGate
 from genmill.engine.inputs import InputResolver
+from genmill.engine.quotas import Quotas, QuotaSettings
 from genmill.net.fetch import GuardedFetcher
 from genmill.settings import Settings
 from genmill.storage import build_blob_store
@@ -101,6 +104,7 @@ class Runtime:
             raise ValueError(
                 f"GENMILL_QUEUE_MODELS / GENMILL_MAX_PENDING_SECONDS: no catalog entry for {', '.join(unknown)}"
             )
+        self.quotas = Quotas(quota_settings(settings))
         self.serving = ServedEntries(
             self.store.workers,
             self.backends,
@@ -118,7 +122,9 @@ class Runtime:
             max_attempts=settings.max_attempts,
             private_price_factor=settings.private_pool_price_factor,
             webhook_wakeup=self.bus.webhooks,
+            quotas=self.quotas,
         )
+        self.feeds = TaskFeeds(self.tasks, self.bus)
         self.accounts = Accounts(self.store)
         self.gate = WorkerGate(
             self.store,
@@ -189,6 +195,8 @@ class Runtime:
             max_upload_bytes=self.settings.max_upload_bytes,
             bus=self.bus,
             keys=self.keys,
+            quotas=self.quotas,
+            feeds=self.feeds,
         )
 
     def log_backends(self) -> None:
@@ -197,6 +205,18 @@ class Runtime:
                 log.info("backend %s: available (%d catalog entries)", status.name, len(status.entries))
             else:
                 log.warning("backend %s: UNAVAILABLE: %s", status.name, status.reason)
+
+
+def quota_settings(settings: Settings) -> QuotaSettings:
+    """The limits on use, from GENMILL_RATE_LIMIT_*, GENMILL_FREE_TASKS_*, GENMILL_MAX_TASK_INPUT_BYTES and
+    GENMILL_MAX_STREAMS_PER_ACCOUNT."""
+    return QuotaSettings(
+        creates=Rate(settings.rate_limit_creates_per_second, settings.rate_limit_creates_burst),
+        reads=Rate(settings.rate_limit_reads_per_second, settings.rate_limit_reads_burst),
+        free_tasks=Rate(settings.free_tasks_per_second, settings.free_tasks_burst),
+        max_task_input_bytes=settings.max_task_input_bytes,
+        max_streams_per_account=settings.max_streams_per_account,
+    )
 
 
 def create_app(

@@ -45,14 +45,18 @@ def _say(text: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from genmill.app import create_app
+    from genmill.httpserver import ServerLimits, serve
 
     settings = _settings(args)
     app = create_app(settings)
     _say(f"genmill serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    limits = ServerLimits(
+        keep_alive_seconds=settings.keep_alive_seconds,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+    serve(app, host=settings.host, port=settings.port, log_level=args.log_level, limits=limits)
     return 0
 
 

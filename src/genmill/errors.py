@@ -15,6 +15,8 @@ class GenmillError(Exception):
     """Base of every error genmill raises on purpose."""
 
     status_code: int = 500
+    retry_after: int | None = None
+    """Seconds after which trying again can succeed; the API sends it as `Retry-After`."""
 
     def __init__(self, message: str, *, detail: Any = None) -> None:
         super().__init__(message)
@@ -66,6 +68,17 @@ class TooManyTasks(GenmillError):
     """The account already has the maximum number of staged tasks."""
 
     status_code = 429
+
+
+class RateLimited(GenmillError):
+    """A per-key rate, an account's free-task rate or its open streams are used up; retry after `retry_after`."""
+
+    status_code = 429
+    retry_after: int
+
+    def __init__(self, message: str, *, retry_after: int, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
 
 
 class ModelNotServed(InvalidRequest):

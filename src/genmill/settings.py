@@ -110,6 +110,37 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
     max_staged_per_account: int = 50
 
+    # Limits on connections and use (docs/deploy.md "Limits"). Rates and streams are per server process.
+    keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this.")
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection is closed unless it sends a complete request head within this many seconds of "
+        "opening or of its previous answer.",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=16,
+        description="Open client connections per process; beyond it the longest-idle ones are closed, or a new one "
+        "gets a 503. Lowered to fit the open-file limit.",
+    )
+    rate_limit_creates_per_second: float = Field(
+        20.0, ge=0, description="Task creates and uploads per API key; 0: off."
+    )
+    rate_limit_creates_burst: int = Field(40, ge=0, description="Creates an API key may make at once.")
+    rate_limit_reads_per_second: float = Field(100.0, ge=0, description="Other requests per API key; 0: off.")
+    rate_limit_reads_burst: int = Field(200, ge=0, description="Other requests an API key may make at once.")
+    free_tasks_per_second: float = Field(
+        1.0, ge=0, description="Tasks of price 0 on the public pool per account (genmill/echo by default); 0: off."
+    )
+    free_tasks_burst: int = Field(30, ge=0, description="Free tasks an account may create at once.")
+    max_task_input_bytes: int = Field(
+        1024 * 1024, ge=0, description="A task's input as stored JSON; larger inputs get a 413 (0: no limit)."
+    )
+    max_streams_per_account: int = Field(
+        100, ge=0, description="Open event streams plus `Prefer: wait` requests per account; beyond: 429 (0: off)."
+    )
+
     webhook_concurrency: int = Field(4, ge=1, description="Deliveries sent at once by this process.")
     webhook_timeout: float = Field(
         15.0, gt=0, description="Total seconds one delivery may take: lookup, connect, sending, status and headers."

@@ -1,4 +1,4 @@
-"""Request dependencies: the services container and API-key authentication."""
+"""Request dependencies: the services container, API-key authentication and the per-key request rates."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from genmill.api.keycache import KeyCache
+from genmill.api.streams import TaskFeeds
 from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
 from genmill.engine import Accounts, TaskEngine, WorkerGate
+from genmill.engine.quotas import Quotas
 from genmill.errors import Unauthorized
 from genmill.storage.files import FileService
 from genmill.worker.backendset import BackendSet
@@ -36,6 +38,8 @@ class Services:
     max_upload_bytes: int
     bus: EventBus
     keys: KeyCache
+    quotas: Quotas
+    feeds: TaskFeeds
 
 
 def get_services(request: Request) -> Services:
@@ -53,10 +57,8 @@ API_KEY = APIKeyHeader(
 know how every key-protected route authenticates."""
 
 
-async def get_account(
-    services: Annotated[Services, Depends(get_services)], api_key: Annotated[str | None, Security(API_KEY)]
-) -> Account:
-    """The caller's account. Async so that a cached key costs no trip through the thread pool."""
+async def authenticate(api_key: str | None, services: Services) -> tuple[str, Account]:
+    """The caller's API key and account. Async so that a cached key costs no trip through the thread pool."""
     # Starlette header lookup is case-insensitive: X-API-Key, x-api-key, X-Api-Key all match.
     key = (api_key or "").strip()
     if not key:
@@ -67,8 +69,29 @@ async def get_account(
         if account is None:
             raise Unauthorized("invalid API key")
         services.keys.put(key, account)
+    return key, account
+
+
+async def get_account(
+    services: Annotated[Services, Depends(get_services)], api_key: Annotated[str | None, Security(API_KEY)]
+) -> Account:
+    """The caller's account, for any request but a create: it takes a token from the key's read bucket (429
+    with `Retry-After` once the bucket is empty). Only keys that authenticated have buckets."""
+    key, account = await authenticate(api_key, services)
+    services.quotas.reads.check(key)
+    return account
+
+
+async def get_creating_account(
+    services: Annotated[Services, Depends(get_services)], api_key: Annotated[str | None, Security(API_KEY)]
+) -> Account:
+    """The caller's account, for a request that creates something (a task, an upload): it takes a token from
+    the key's create bucket instead."""
+    key, account = await authenticate(api_key, services)
+    services.quotas.creates.check(key)
     return account
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 AccountDep = Annotated[Account, Depends(get_account)]
+CreatingAccountDep = Annotated[Account, Depends(get_creating_account)]

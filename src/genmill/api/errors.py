@@ -40,7 +40,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GenmillError)
     async def _genmill(_: Request, exc: GenmillError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, detail=exc.detail)
+        headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return error_response(exc.status_code, exc.message, detail=exc.detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

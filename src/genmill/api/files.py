@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from genmill.api.deps import AccountDep, ServicesDep
+from genmill.api.deps import CreatingAccountDep, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.api.schemas import UploadCreate
@@ -37,7 +37,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 @router.post(
     "/api/ephemeral_resource", summary="Upload a file kept for 24 hours", responses=errors(*AUTHENTICATED, 413)
 )
-def upload(body: UploadCreate, account: AccountDep, services: ServicesDep) -> dict[str, Any]:
+def upload(body: UploadCreate, account: CreatingAccountDep, services: ServicesDep) -> dict[str, Any]:
     try:
         name = safe_file_name(body.file_name)
     except InvalidRequest as exc:

@@ -1,28 +1,26 @@
 """Task endpoints: create, get, cancel (both forms), cancel many, and the live event stream.
 
 Create and get honour `Prefer: wait=N` (our addition): the answer is held until the task is terminal or N
-seconds (at most 60) pass. Waiting costs no thread and no polling: the handler awaits the event bus, which the
-store feeds after each committed change.
+seconds (at most 60) pass. Waiting costs no thread and no polling, and waits and event streams of one task share
+one feed (`genmill.api.streams`): one read and one encoding per change, however many watch. Each account holds
+at most `GENMILL_MAX_STREAMS_PER_ACCOUNT` of them open per process; one more is a 429 before anything happens.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from genmill.api.deps import AccountDep, Services, ServicesDep
+from genmill.api.deps import AccountDep, CreatingAccountDep, Services, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.openapi import AUTHENTICATED, errors
 from genmill.api.schemas import TaskCreate
+from genmill.api.streams import StreamWithSlot
 from genmill.domain.records import Task
 from genmill.domain.states import TERMINAL
 from genmill.domain.wire import task_public
@@ -31,7 +29,6 @@ from genmill.errors import InvalidRequest
 router = APIRouter(tags=["tasks"], responses=errors(*AUTHENTICATED))
 
 MAX_WAIT_SECONDS = 60.0
-SSE_KEEPALIVE_SECONDS = 15.0
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 PreferHeader = Annotated[
@@ -45,64 +42,65 @@ def requested_wait(prefer: str | None) -> float:
     return min(float(match.group(1)), MAX_WAIT_SECONDS) if match else 0.0
 
 
-async def wait_until_terminal(services: Services, task: Task, seconds: float) -> Task:
-    deadline = time.monotonic() + seconds
-    with services.bus.watch(task.task_id) as changed:
-        # Read again once subscribed: a change committed before the subscription would otherwise be missed.
+async def answer_when_ended(services: Services, task: Task, seconds: float, headers: dict[str, str]) -> Response:
+    """The task as GET shows it once it has ended or `seconds` passed. Every waiter of a task shares its feed:
+    the terminal answer is read and encoded once for all of them."""
+    if task.status not in TERMINAL:
+        ended = await services.feeds.wait_for_end(task.task_id, seconds)
+        if ended is not None:
+            return Response(ended, media_type="application/json", headers=headers)
         task = await run_in_threadpool(services.tasks.get, task.account_id, task.task_id)
-        while task.status not in TERMINAL:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                break
-            changed.clear()
-            task = await run_in_threadpool(services.tasks.get, task.account_id, task.task_id)
-    return task
+    return JSONResponse(ok(task_public(task)), headers=headers)
 
 
-@router.post("/api/v1/task", summary="Create a task", responses=errors(402, 403, 409, 413, 429))
+@router.post("/api/v1/task", summary="Create a task", responses=errors(402, 403, 409, 413, 429), response_model=None)
 async def create_task(
     body: TaskCreate,
-    account: AccountDep,
+    account: CreatingAccountDep,
     services: ServicesDep,
     response: Response,
     prefer: PreferHeader = None,
     idempotency_key: Annotated[
         str | None, Header(description="Repeat-safe create: the same key and body within 24 h return the same task.")
     ] = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     config = body.config.model_dump() if body.config else None
-    task, replayed = await run_in_threadpool(
-        services.tasks.create_task,
-        account,
-        body.model,
-        body.task_type,
-        body.input,
-        config,
-        idempotency_key=idempotency_key,
-    )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
     wait = requested_wait(prefer)
-    if wait:
-        task = await wait_until_terminal(services, task, wait)
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
-    return ok(task_public(task))
+    # A wait's stream slot is taken before the task exists: a 429 then leaves nothing behind to retry over.
+    slot = services.quotas.streams.acquire(account.account_id) if wait else None
+    try:
+        task, replayed = await run_in_threadpool(
+            services.tasks.create_task,
+            account,
+            body.model,
+            body.task_type,
+            body.input,
+            config,
+            idempotency_key=idempotency_key,
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        if not wait:
+            response.headers.update(headers)
+            return ok(task_public(task))
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        return await answer_when_ended(services, task, wait, headers)
+    finally:
+        if slot is not None:
+            slot.release()
 
 
-@router.get("/api/v1/task/{task_id}", summary="Get a task", responses=errors(404))
+@router.get("/api/v1/task/{task_id}", summary="Get a task", responses=errors(404), response_model=None)
 async def get_task(
     task_id: str, account: AccountDep, services: ServicesDep, response: Response, prefer: PreferHeader = None
-) -> dict[str, Any]:
-    task = await run_in_threadpool(services.tasks.get, account.account_id, task_id)
+) -> dict[str, Any] | Response:
     wait = requested_wait(prefer)
-    if wait:
-        task = await wait_until_terminal(services, task, wait)
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
-    return ok(task_public(task))
+    if not wait:
+        task = await run_in_threadpool(services.tasks.get, account.account_id, task_id)
+        return ok(task_public(task))
+    with services.quotas.streams.hold(account.account_id):
+        task = await run_in_threadpool(services.tasks.get, account.account_id, task_id)
+        headers = {"Preference-Applied": f"wait={wait:g}"}
+        return await answer_when_ended(services, task, wait, headers)
 
 
 @router.get(
@@ -124,29 +122,12 @@ async def task_events(
         after = int(last_event_id) if last_event_id else 0
     except ValueError as exc:
         raise InvalidRequest("Last-Event-ID: must be an event id from this stream") from exc
-    return StreamingResponse(
-        _event_stream(services, task_id, after),
-        media_type="text/event-stream",
+    slot = services.quotas.streams.acquire(account.account_id)  # 429 beyond the account's open streams
+    return StreamWithSlot(
+        services.feeds.stream(task_id, after),
+        slot,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-async def _event_stream(services: Services, task_id: str, after: int) -> AsyncIterator[str]:
-    with services.bus.watch(task_id) as changed:
-        while True:
-            changed.clear()
-            events = await run_in_threadpool(services.tasks.events_after, task_id, after)
-            for event in events:
-                after = event.event_id
-                yield f"id: {event.event_id}\nevent: {event.kind}\ndata: {json.dumps(event.snapshot)}\n\n"
-                if event.kind == "status" and event.status in TERMINAL:
-                    return
-            if not events and await run_in_threadpool(services.tasks.is_terminal, task_id):
-                return  # its events were pruned: the stream has nothing more to say
-            try:
-                await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
 
 
 def _cancel(task_id: str, account_id: str, services: ServicesDep) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from genmill.domain.serving import not_served_message, served_names
 from genmill.domain.states import TERMINAL, TaskStatus
 from genmill.domain.timefmt import utcnow
 from genmill.domain.validation import describe_validation_error
+from genmill.engine.quotas import Quotas
 from genmill.engine.serving import ServedEntries
 from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed
 from genmill.storage.files import FileService
@@ -65,6 +66,7 @@ class TaskEngine:
         max_attempts: int,
         private_price_factor: float = 0.0,
         webhook_wakeup: Wakeup | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.files = files
@@ -74,6 +76,8 @@ class TaskEngine:
         self.private_price_factor = private_price_factor
         self.webhook_wakeup = webhook_wakeup
         """Woken when a delivery is scheduled again, so the dispatcher sends it now rather than on its next round."""
+        self.quotas = quotas or Quotas()
+        """The input size and free-task limits a create must pass before anything is stored."""
 
     # -- creating ------------------------------------------------------------------------------------------
 
@@ -160,6 +164,9 @@ class TaskEngine:
         except InputRejected as exc:  # what the backend cannot honour is refused before anyone pays
             raise InvalidRequest(f"input.{exc.message}") from exc
         self.check_generated_inputs(entry, inputs)
+        stored_input = inputs.model_dump(mode="json")
+        price = self.price(entry, inputs, pool)
+        self.quotas.admit_task(account.account_id, stored_input, free=price == 0 and pool == PUBLIC_POOL)
         idempotency = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -172,9 +179,9 @@ class TaskEngine:
                 model=model,
                 task_type=task_type,
                 family=entry.family,
-                input=inputs.model_dump(mode="json"),
+                input=stored_input,
                 config=wire_config,
-                price=self.price(entry, inputs, pool),
+                price=price,
                 service_mode=wire_config["service_mode"],
                 pool=pool,
                 priority=priority,
@@ -197,6 +204,16 @@ class TaskEngine:
     def events_after(self, task_id: str, after_event_id: int) -> list[StoredEvent]:
         """The task's events after `after_event_id`, oldest first (a stream resumes from its Last-Event-ID)."""
         return self.store.events.events_after(task_id, after_event_id)
+
+    def stream_position(self, task_id: str) -> tuple[int, bool]:
+        """The task's latest event id (0 when none is kept) and whether it has ended: where a shared event feed
+        starts, read after it subscribed to the bus so that nothing committed in between is missed.
+
+        The status is read first: a task seen ended has its last event committed already, so the id read next
+        covers it; a task that ends between the two reads is caught by the feed's next read.
+        """
+        terminal = self.is_terminal(task_id)
+        return self.store.events.last_event_id(task_id), terminal
 
     def active(self, account_id: str) -> list[Task]:
         """The account's pending, processing and staged tasks, oldest first."""

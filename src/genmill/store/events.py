@@ -100,6 +100,14 @@ class EventLog(Queries):
             ).all()
         return [_to_event(r) for r in rows]
 
+    def last_event_id(self, task_id: str) -> int:
+        """The id of the task's latest event, 0 when it has none (on `ix_task_events_task`)."""
+        with self.read() as conn:
+            found = conn.execute(
+                sa.select(sa.func.max(task_events.c.event_id)).where(task_events.c.task_id == task_id)
+            ).scalar()
+        return int(found or 0)
+
     def prune(self, older_than: datetime) -> int:
         """Delete settled webhook deliveries (with their attempts) and events older than the cut-off; an event
         with a delivery still pending is kept."""
