@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query
 
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
-from genmill.api.openapi import AUTHENTICATED, errors
+from genmill.api.openapi import KEYED, errors
 from genmill.domain.catalog import USD
 from genmill.domain.states import TaskStatus
 from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
 
-router = APIRouter(tags=["account"], responses=errors(*AUTHENTICATED))
+router = APIRouter(tags=["account"], responses=errors(*KEYED))
 
 
 @router.get("/account/info", summary="Account credits and limits")

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from genmill.api.deps import CreatingAccountDep, ServicesDep
 from genmill.api.envelope import ok
-from genmill.api.openapi import AUTHENTICATED, errors
+from genmill.api.openapi import KEYED, errors
 from genmill.api.schemas import UploadCreate
 from genmill.domain.catalog import UPLOAD_RETENTION
 from genmill.domain.media_types import served_inline, served_type
@@ -34,9 +34,7 @@ FILE_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'uns
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-@router.post(
-    "/api/ephemeral_resource", summary="Upload a file kept for 24 hours", responses=errors(*AUTHENTICATED, 413)
-)
+@router.post("/api/ephemeral_resource", summary="Upload a file kept for 24 hours", responses=errors(*KEYED, 413))
 def upload(body: UploadCreate, account: CreatingAccountDep, services: ServicesDep) -> dict[str, Any]:
     try:
         name = safe_file_name(body.file_name)

@@ -26,12 +26,17 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "Conflict: an Idempotency-Key reused with another body, or a worker's lease that is no longer current",
     410: "The file expired and was deleted",
     413: "The request body is larger than the server accepts",
-    429: "Too many tasks: the account's staged tasks are at the limit",
+    429: (
+        "Too many: the key's rate limit, or the account's staged tasks, free tasks or open streams are at their"
+        " limit; Retry-After says when to try again"
+    ),
 }
 """One description per status, shared by every route that answers it."""
 
 AUTHENTICATED = (400, 401)
 """What every route behind a key or a worker token can answer, whatever it does."""
+KEYED = (*AUTHENTICATED, 429)
+"""What every route behind an API key can answer: each key has a rate limit (docs/api.md, "Rate limits")."""
 
 
 class ErrorEnvelope(BaseModel):

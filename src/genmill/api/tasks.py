@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genmill.api.deps import AccountDep, CreatingAccountDep, Services, ServicesDep
 from genmill.api.envelope import ok
-from genmill.api.openapi import AUTHENTICATED, errors
+from genmill.api.openapi import KEYED, errors
 from genmill.api.schemas import TaskCreate
 from genmill.api.streams import StreamWithSlot
 from genmill.domain.records import Task
@@ -26,7 +26,7 @@ from genmill.domain.states import TERMINAL
 from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
 
-router = APIRouter(tags=["tasks"], responses=errors(*AUTHENTICATED))
+router = APIRouter(tags=["tasks"], responses=errors(*KEYED))
 
 MAX_WAIT_SECONDS = 60.0
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)

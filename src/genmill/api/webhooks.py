@@ -8,10 +8,10 @@ from fastapi import APIRouter
 
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
-from genmill.api.openapi import AUTHENTICATED, errors
+from genmill.api.openapi import KEYED, errors
 from genmill.domain.timefmt import rfc3339
 
-router = APIRouter(tags=["webhooks"], responses=errors(*AUTHENTICATED))
+router = APIRouter(tags=["webhooks"], responses=errors(*KEYED))
 
 
 @router.get(
