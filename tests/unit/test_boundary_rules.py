@@ -1,0 +1,92 @@
+"""The boundary's pure rules: what may cross the API's door, and how stored text is scrubbed."""
+
+from __future__ import annotations
+
+import pytest
+
+from genmill.domain.boundary import (
+    DEPTH_RULE,
+    FINITE_RULE,
+    INT64_MAX,
+    INT64_MIN,
+    INT64_RULE,
+    NUL_RULE,
+    Violation,
+    json_violation,
+    loads_request_json,
+    may_hold_unsafe_text,
+    scrub_json,
+    text_rule,
+)
+
+
+def violation(text: str) -> Violation | None:
+    return json_violation(loads_request_json(text))
+
+
+def test_text_rules() -> None:
+    assert text_rule("plain, ünïcödé and 😀") is None
+    assert text_rule("a\x00b") == NUL_RULE
+    assert text_rule("\udc00") == "contains a lone UTF-16 surrogate (U+DC00), which is not valid Unicode"
+    assert text_rule("x\ud83d") is not None  # half of a pair
+
+
+def test_a_violation_names_the_field_by_its_path() -> None:
+    assert violation('{"input": {"images": ["a", "b\\u0000"]}}') == Violation("input.images[1]", NUL_RULE)
+    assert violation('"\\udc00"') == Violation("body", text_rule("\udc00") or "")
+    assert violation('{"a": {"\\u0000": 1}}') == Violation("a", f"a key {NUL_RULE}")
+    assert str(Violation("input.seed", INT64_RULE)).startswith("input.seed: integer out of range")
+
+
+def test_a_valid_pair_in_escapes_is_one_character() -> None:
+    assert violation('{"a": "\\ud83d\\ude00"}') is None
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        (str(INT64_MAX), None),
+        (str(INT64_MIN), None),
+        (str(INT64_MAX + 1), INT64_RULE),
+        (str(INT64_MIN - 1), INT64_RULE),
+        ("1" * 10_000, INT64_RULE),  # past Python's 4,300-digit limit: refused, not a ValueError
+        ("NaN", FINITE_RULE),
+        ("Infinity", FINITE_RULE),
+        ("-1e999", FINITE_RULE),
+        ("1.7976931348623157e308", None),
+        ("true", None),
+    ],
+)
+def test_numbers(text: str, rule: str | None) -> None:
+    found = violation(f'{{"n": [{text}]}}')
+    assert (found.rule if found else None) == rule
+    if found:
+        assert found.field == "n[0]"
+
+
+def test_depth_counts_containers_with_the_body_as_the_first() -> None:
+    assert violation("[" * 64 + "]" * 64) is None
+    assert violation("[" * 65 + "]" * 65) == Violation("[0][0][0][0][0][0][0][0]…", DEPTH_RULE)
+    assert violation('{"a":' * 64 + "1" + "}" * 64) is None
+    assert json_violation({"a": [[1]]}, max_depth=2) == Violation("a[0]", DEPTH_RULE)
+
+
+def test_too_deep_to_decode_is_a_recursion_error() -> None:
+    with pytest.raises(RecursionError):
+        loads_request_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_string_checks_are_skipped_only_when_the_raw_text_cannot_need_them() -> None:
+    assert not may_hold_unsafe_text(b'{"a": "plain \\u00e9 \\\\ text"}')
+    assert may_hold_unsafe_text(b'{"a": "\\u0000"}')
+    assert may_hold_unsafe_text(b'{"a": "\\uDC00"}')
+    assert may_hold_unsafe_text(b'{"a": "\xed\xb0\x80"}')
+    assert may_hold_unsafe_text('{"a": "x"}'.encode("utf-16"))  # not UTF-8: always checked
+    assert json_violation(["\x00"], check_text=False) is None
+
+
+def test_scrub_replaces_what_cannot_be_stored_or_shown() -> None:
+    value = {"k\x00": ["a\udc00", 1.5, float("nan"), True, None, 3], 1: "\ud800\udc00"}
+    assert scrub_json(value) == {"k\ufffd": ["a\ufffd", 1.5, None, True, None, 3], 1: "\ufffd\ufffd"}
+    clean = {"a": ["b", 1]}
+    assert scrub_json(clean) == clean
