@@ -1,5 +1,5 @@
 """The API boundary on SQLite and PostgreSQL: what may not enter is a 400 naming the field and the rule with nothing
-stored and no credits moved."""
+stored and no credits moved; a stored row never makes GET, history or a claim fail."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from sqlalchemy.engine import make_url
 from tests.tcp_proxy import TcpProxy
 
 from genmill.app import Runtime, create_app
-from genmill.backends.base import Backend
+from genmill.backends.base import Backend, RunContext
+from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.ledger import Balances
 from genmill.models.echo.backend import EchoBackend
 from genmill.settings import Settings
@@ -28,6 +29,16 @@ from genmill.store.tables import metadata
 PRICE = 5
 CREDITS = 1000
 JSON = {"Content-Type": "application/json"}
+
+
+class OddTextEcho(EchoBackend):
+    """An echo whose output and log carry NUL and a lone surrogate, as a careless backend's might."""
+
+    name = "odd-text-echo"
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        ctx.log("a log line with NUL \x00 and a lone surrogate \udc00")
+        return {"text": "nul \x00 surrogate \ud800", "score": float("nan"), "keys": {"k\x00": 1}}
 
 
 @dataclass
@@ -313,3 +324,48 @@ def test_a_stream_resumes_after_the_largest_event_id(served: Served) -> None:
     with served.client.stream("GET", f"/api/v1/task/{task_id}/events", headers=headers) as stream:
         assert stream.status_code == 200
         assert "id:" not in "".join(stream.iter_text())  # nothing after it, and the task has ended: it closes
+
+
+# -- stored rows never break an answer --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backends", [[OddTextEcho()]])
+def test_a_backend_output_with_nul_and_surrogates_completes_and_reads_back(served: Served) -> None:
+    task_id = served.create().json()["data"]["task_id"]
+    assert served.runtime.workers[0].run_once()
+    got = served.client.get(f"/api/v1/task/{task_id}", headers=served.h())
+    assert got.status_code == 200, got.text
+    task = got.json()["data"]
+    assert task["status"] == "completed"
+    assert task["output"] == {"text": "nul \ufffd surrogate \ufffd", "score": None, "keys": {"k\ufffd": 1}}
+    assert "a log line with NUL \ufffd and a lone surrogate \ufffd" in task["logs"]
+    assert served.client.get("/api/open/tasks/histories", headers=served.h()).status_code == 200
+    assert served.balances() == Balances(CREDITS - PRICE, 0, PRICE)  # billed once
+
+
+def test_a_stored_row_holding_a_lone_surrogate_still_reads_and_claims(served: Served) -> None:
+    """A row written before these rules (SQLite stored `\\udc00` escapes as given; PostgreSQL never could)."""
+    task_id = served.create().json()["data"]["task_id"]
+    if served.kind == "postgres":
+        with pytest.raises(sa.exc.DataError), served.runtime.store.engine.begin() as conn:
+            conn.exec_driver_sql('UPDATE tasks SET input = \'{"payload": "\\udc00"}\'::jsonb')
+        return
+    with served.runtime.store.engine.begin() as conn:
+        conn.exec_driver_sql("""UPDATE tasks SET input = '{"payload": "\\udc00 \\u0000"}'""")
+    got = served.client.get(f"/api/v1/task/{task_id}", headers=served.h())
+    assert got.status_code == 200, got.text
+    assert got.json()["data"]["input"] == {"payload": "\ufffd \ufffd"}
+    history = served.client.get("/api/open/tasks/histories", headers=served.h())
+    assert history.status_code == 200 and history.json()["data"]["total"] == 1
+    token, _ = served.runtime.store.workers.create_token("remote")
+    auth = {"Authorization": f"Bearer {token}"}
+    registered = served.client.post(
+        "/api/v1/workers/register",
+        json={"name": "w", "capabilities": [{"model": "genmill/echo", "task_type": "echo"}]},
+        headers=auth,
+    )
+    claim = served.client.post(
+        "/api/v1/workers/claim", json={"worker_id": registered.json()["worker_id"], "wait_seconds": 0}, headers=auth
+    )
+    assert claim.status_code == 200, claim.text
+    assert claim.json()["task"]["input"] == {"payload": "\ufffd \ufffd"}

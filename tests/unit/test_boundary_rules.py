@@ -1,9 +1,16 @@
-"""The boundary's pure rules: what may cross the API's door, and how stored text is scrubbed."""
+"""The boundary's pure rules, the store's JSON codec, and a remote worker that never sends what the boundary
+refuses."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
 import pytest
 
+from genmill.api.boundary import body_violation
 from genmill.domain.boundary import (
     DEPTH_RULE,
     FINITE_RULE,
@@ -18,6 +25,9 @@ from genmill.domain.boundary import (
     scrub_json,
     text_rule,
 )
+from genmill.store.engine import dump_json, load_json
+from genmill.worker.http_transport import HttpTransport
+from genmill.worker.protocol import ClaimedTask
 
 
 def violation(text: str) -> Violation | None:
@@ -90,3 +100,56 @@ def test_scrub_replaces_what_cannot_be_stored_or_shown() -> None:
     assert scrub_json(value) == {"k\ufffd": ["a\ufffd", 1.5, None, True, None, 3], 1: "\ufffd\ufffd"}
     clean = {"a": ["b", 1]}
     assert scrub_json(clean) == clean
+
+
+def test_the_store_codec_writes_only_what_any_answer_can_encode() -> None:
+    assert dump_json({"a": "plain", "n": 1}) == json.dumps({"a": "plain", "n": 1})
+    assert dump_json({"e": "😀"}) == json.dumps({"e": "😀"})
+    stored = dump_json({"a": "\x00\udc00", "f": float("inf")})
+    assert json.loads(stored) == {"a": "\ufffd\ufffd", "f": None}
+    stored.encode("utf-8")
+
+
+@pytest.mark.parametrize("raw", ['{"a": "\\udc00 \\u0000"}', b'{"a": "\\udc00 \\u0000"}'])
+def test_the_store_codec_reads_an_old_row_back_as_valid_unicode(raw: str | bytes) -> None:
+    value: Any = load_json(raw)
+    assert value == {"a": "\ufffd \ufffd"}
+    assert load_json('{"a": "\\ud83d\\ude00"}') == {"a": "😀"}
+
+
+def test_a_remote_worker_sends_only_what_the_server_accepts() -> None:
+    """A backend's odd log line or output must not turn a remote worker's heartbeat or result into a 400."""
+    sent: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(200, json={"lease_expires_at": "2030-01-01T00:00:00Z", "cancel_requested": False})
+
+    worker = HttpTransport("http://genmill.invalid", "gmw_token", transport=httpx.MockTransport(server))
+    now = datetime.now(UTC)
+    claim = ClaimedTask(
+        task_id="t",
+        account_id="a",
+        model="genmill/echo",
+        task_type="echo",
+        input={},
+        attempts=1,
+        max_attempts=3,
+        created_at=now,
+        lease_id="l",
+        lease_expires_at=now,
+    ).to_claim()
+    odd = "nul \x00 surrogate \udc00"
+    worker.heartbeat(claim, 30.0, [odd], {"progress": float("nan")})
+    worker.complete(claim, {"text": odd}, [odd], None)
+    worker.fail(claim, {"code": 10000, "message": odd}, [], None)
+    worker.close()
+    assert len(sent) == 3
+    for body in sent:
+        assert body_violation(body) is None
+    assert json.loads(sent[0]) == {
+        "lease_id": "l",
+        "logs": ["nul \ufffd surrogate \ufffd"],
+        "detail": {"progress": None},
+    }
+    assert json.loads(sent[1])["output"] == {"text": "nul \ufffd surrogate \ufffd"}
