@@ -1,9 +1,11 @@
 """The API boundary on SQLite and PostgreSQL: what may not enter is a 400 naming the field and the rule with nothing
-stored and no credits moved; a stored row never makes GET, history or a claim fail."""
+stored and no credits moved; a stored row never makes GET, history or a claim fail; an unavailable database is a
+503 with Retry-After, one log line, and nothing half-written."""
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from genmill.app import Runtime, create_app
 from genmill.backends.base import Backend, RunContext
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.ledger import Balances
+from genmill.errors import DatabaseUnavailable
 from genmill.models.echo.backend import EchoBackend
 from genmill.settings import Settings
 from genmill.store import Store
@@ -369,3 +372,54 @@ def test_a_stored_row_holding_a_lone_surrogate_still_reads_and_claims(served: Se
     )
     assert claim.status_code == 200, claim.text
     assert claim.json()["task"]["input"] == {"payload": "\ufffd \ufffd"}
+
+
+# -- the database unavailable -----------------------------------------------------------------------------------
+
+
+def assert_unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(DatabaseUnavailable.retry_after_seconds)
+    assert response.json() == {
+        "code": 503,
+        "data": None,
+        "message": "the database is unavailable; try again in a few seconds",
+    }
+
+
+def test_the_database_unavailable_is_a_503_with_retry_after_and_nothing_half_written(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert served.client.get("/account/info", headers=served.h()).status_code == 200  # the key is now cached
+    served.take_away()
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert_unavailable(served.create())
+        answered = [r.getMessage() for r in caplog.records if r.name == "genmill.api"]
+        assert len(answered) == 1 and "503, database unavailable" in answered[0]  # one line per request
+        assert [r for r in caplog.records if r.exc_info] == []  # and no traceback anywhere
+        assert_unavailable(served.client.get("/api/v1/task/some-task", headers=served.h()))
+        assert_unavailable(served.client.get("/api/open/tasks/histories", headers=served.h()))
+        assert_unavailable(served.client.get("/account/info", headers=served.h(**{"X-API-Key": "gm_unknown"})))
+    finally:
+        served.give_back()
+    served.assert_nothing_stored()
+    created = served.create()
+    assert created.status_code == 200, created.text
+    assert served.balances() == Balances(CREDITS - PRICE, PRICE, 0)
+
+
+def test_a_create_whose_wait_loses_the_database_answers_the_committed_task(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task was committed and billed: a 503 would invite a second create and a second bill."""
+
+    def unavailable(*_args: Any) -> None:
+        raise DatabaseUnavailable("connection refused")
+
+    monkeypatch.setattr(served.runtime.tasks, "get", unavailable)
+    created = served.create(**{"Prefer": "wait=5"})
+    assert created.status_code == 200, created.text
+    assert created.json()["data"]["status"] == "pending"
+    assert served.task_count() == 1

@@ -1,14 +1,16 @@
-"""The boundary's pure rules, the store's JSON codec, and a remote worker that never sends what the boundary
-refuses."""
+"""The boundary's pure rules, the store's JSON codec, which driver errors mean "the database is unavailable", and
+a remote worker that never sends what the boundary refuses."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from genmill.api.boundary import body_violation
 from genmill.domain.boundary import (
@@ -25,7 +27,8 @@ from genmill.domain.boundary import (
     scrub_json,
     text_rule,
 )
-from genmill.store.engine import dump_json, load_json
+from genmill.errors import DatabaseUnavailable
+from genmill.store.engine import dump_json, is_unavailable, load_json, unavailable_as_503
 from genmill.worker.http_transport import HttpTransport
 from genmill.worker.protocol import ClaimedTask
 
@@ -115,6 +118,37 @@ def test_the_store_codec_reads_an_old_row_back_as_valid_unicode(raw: str | bytes
     value: Any = load_json(raw)
     assert value == {"a": "\ufffd \ufffd"}
     assert load_json('{"a": "\\ud83d\\ude00"}') == {"a": "😀"}
+
+
+def _wrapped(error: Exception, kind: type[sa.exc.DBAPIError] = sa.exc.OperationalError) -> sa.exc.DBAPIError:
+    return kind("SELECT 1", {}, error)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (_wrapped(sqlite3.OperationalError("database is locked")), True),
+        (_wrapped(sqlite3.OperationalError("unable to open database file")), True),
+        (_wrapped(sqlite3.OperationalError("disk I/O error")), True),
+        (_wrapped(sqlite3.OperationalError("no such table: tasks")), False),  # a bug, not an outage
+        (_wrapped(sqlite3.OperationalError('near "SELEC": syntax error')), False),
+        (_wrapped(sqlite3.IntegrityError("UNIQUE constraint failed"), sa.exc.IntegrityError), False),
+        (_wrapped(ConnectionRefusedError("connection refused")), True),  # any other driver's operational error
+        (_wrapped(ValueError("bad value"), sa.exc.DataError), False),
+        (sa.exc.TimeoutError("QueuePool limit reached"), True),
+        (ValueError("not the database's"), False),
+    ],
+)
+def test_which_errors_mean_the_database_is_unavailable(error: Exception, unavailable: bool) -> None:
+    assert is_unavailable(error) is unavailable
+
+
+def test_unavailable_becomes_a_503_error_and_anything_else_passes_through() -> None:
+    with pytest.raises(DatabaseUnavailable) as caught, unavailable_as_503():
+        raise _wrapped(sqlite3.OperationalError("database is locked\nmore"))
+    assert caught.value.status_code == 503 and caught.value.reason == "database is locked"
+    with pytest.raises(sa.exc.OperationalError), unavailable_as_503():
+        raise _wrapped(sqlite3.OperationalError("no such table: tasks"))
 
 
 def test_a_remote_worker_sends_only_what_the_server_accepts() -> None:

@@ -25,7 +25,7 @@ from genmill.api.schemas import TaskCreate
 from genmill.domain.records import Task
 from genmill.domain.states import TERMINAL
 from genmill.domain.wire import task_public
-from genmill.errors import InvalidRequest
+from genmill.errors import DatabaseUnavailable, InvalidRequest
 
 router = APIRouter(tags=["tasks"])
 
@@ -87,8 +87,11 @@ async def create_task(
         response.headers["Idempotent-Replayed"] = "true"
     wait = requested_wait(prefer)
     if wait:
-        task = await wait_until_terminal(services, task, wait)
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
+        try:
+            task = await wait_until_terminal(services, task, wait)
+            response.headers["Preference-Applied"] = f"wait={wait:g}"
+        except DatabaseUnavailable:
+            pass  # the task is committed: answer it as created, never a 503 that invites a second, billed create
     return ok(task_public(task))
 
 

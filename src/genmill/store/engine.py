@@ -5,15 +5,19 @@ and insert the task; claim the next task) holds the write lock from its first st
 lock upgrade. PostgreSQL gets the same guarantees from `SELECT ... FOR UPDATE [SKIP LOCKED]` in the queries.
 
 Both engines share one JSON codec (`dump_json`, `load_json`) so that a JSON column holds, and gives back, only what
-any answer can encode.
+any answer can encode, and one rule (`is_unavailable`) for which driver errors mean "the database cannot answer
+now" (a 503 with Retry-After) rather than a bug.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from genmill.domain.boundary import scrub_json
+from genmill.errors import DatabaseUnavailable
 
 POOL_SIZE = 20
 """Connections kept open per process. The API serves sync work from a 40-thread pool and the workers, reaper
@@ -65,6 +70,46 @@ def load_json(data: str | bytes) -> Any:
     value = json.loads(data)
     needs = _NEEDS_SCRUB.search(data) if isinstance(data, str) else _NEEDS_SCRUB_BYTES.search(data)
     return scrub_json(value) if needs else value
+
+
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot answer now (down, restarting, unreachable, locked, out of
+    connections) rather than that a statement is wrong. On PostgreSQL every OperationalError is of that kind
+    (connection refused, admin shutdown, "the database system is starting up", deadlock); SQLite also calls
+    syntax errors and missing tables operational, so there only its own words for "try again" count."""
+    if isinstance(exc, sa.exc.TimeoutError):  # every pooled connection busy for the pool's whole timeout
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        message = str(exc.orig).lower()
+        return isinstance(exc, sa.exc.OperationalError) and any(m in message for m in _SQLITE_UNAVAILABLE)
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+@contextmanager
+def unavailable_as_503() -> Iterator[None]:
+    """Translate "the database cannot answer now" into `DatabaseUnavailable` (503, Retry-After). The transaction
+    it interrupted rolled back, so nothing was half-written."""
+    try:
+        yield
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+        if not is_unavailable(exc):
+            raise
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        raise DatabaseUnavailable(reason) from exc
 
 
 def create_engine(url: str) -> sa.Engine:
