@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from genmill import __version__
 from genmill.api import account, files, models, tasks, webhooks, workers
+from genmill.api.boundary import BoundaryCheck
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
@@ -263,6 +264,8 @@ def create_app(
     def healthz() -> dict[str, Any]:
         return ok({"version": __version__, "served": len(rt.serving.entries(PUBLIC_POOL))})
 
+    # Inside the body cap (added last, so outermost): the check never buffers more than the cap allows.
+    app.add_middleware(BoundaryCheck, raw_body_paths=[("/api/v1/workers/tasks/", "/outputs")])
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,

@@ -81,6 +81,18 @@ class RateLimited(GenmillError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(GenmillError):
+    """The database cannot answer now (down, restarting, unreachable, locked): a 503 with Retry-After. The
+    transaction rolled back, so nothing was written; `reason` is the driver's words, for the log only."""
+
+    status_code = 503
+    retry_after_seconds = 5
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the database is unavailable; try again in a few seconds")
+        self.reason = reason
+
+
 class ModelNotServed(InvalidRequest):
     """The model is in the catalog but no worker of this deployment can run it (400: retrying won't help)."""
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from genmill.api.deps import AccountDep, ServicesDep
 from genmill.api.envelope import ok
 from genmill.api.openapi import KEYED, errors
+from genmill.domain.boundary import INT64_MAX
 from genmill.domain.catalog import USD
 from genmill.domain.states import TaskStatus
 from genmill.domain.wire import task_public
@@ -65,11 +66,11 @@ def _unix(value: int | None, field: str) -> datetime | None:
 def histories(
     account: AccountDep,
     services: ServicesDep,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=INT64_MAX),
     page_size: int = Query(10, ge=1, le=100),
     model: str = Query("", description="A model name or family; empty for all."),
-    start_time: int | None = Query(None, ge=0, description="Unix seconds."),
-    end_time: int | None = Query(None, ge=0, description="Unix seconds."),
+    start_time: int | None = Query(None, ge=0, le=INT64_MAX, description="Unix seconds."),
+    end_time: int | None = Query(None, ge=0, le=INT64_MAX, description="Unix seconds."),
     status: TaskStatus | None = Query(None, description="Only tasks in this status (our addition)."),
 ) -> dict[str, Any]:
     result = services.tasks.history(

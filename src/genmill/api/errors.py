@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genmill.api.envelope import error_response
 from genmill.domain.validation import describe_validation_error
-from genmill.errors import GenmillError, InvalidRequest
+from genmill.errors import DatabaseUnavailable, GenmillError, InvalidRequest
 
 log = logging.getLogger("genmill.api")
 
@@ -42,6 +42,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _genmill(_: Request, exc: GenmillError) -> JSONResponse:
         headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return error_response(exc.status_code, exc.message, detail=exc.detail, headers=headers)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        # One line, no traceback: an outage is an operational state, and a restart would otherwise flood the log.
+        log.warning("%s %s: 503, database unavailable: %s", request.method, request.url.path, exc.reason)
+        return error_response(503, exc.message, headers={"Retry-After": str(exc.retry_after_seconds)})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -26,6 +26,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "Conflict: an Idempotency-Key reused with another body, or a worker's lease that is no longer current",
     410: "The file expired and was deleted",
     413: "The request body is larger than the server accepts",
+    503: "The database is unavailable (down, restarting, unreachable); nothing was written. Retry-After says when",
     429: (
         "Too many: the key's rate limit, or the account's staged tasks, free tasks or open streams are at their"
         " limit; Retry-After says when to try again"
@@ -54,11 +55,17 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def without_validation_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """The document without the 422 responses FastAPI adds (genmill answers 400 instead) and their schemas."""
+    """The document without the 422 responses FastAPI adds (genmill answers 400 instead) and their schemas, and
+    with the 503 every route answers while the database is unavailable (each one reads or writes it)."""
+    unavailable = {
+        "description": ERROR_DESCRIPTIONS[503],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             if isinstance(operation, dict):
                 operation.get("responses", {}).pop("422", None)
+                operation.setdefault("responses", {})["503"] = unavailable
     schemas = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

@@ -24,7 +24,7 @@ from genmill.api.streams import StreamWithSlot
 from genmill.domain.records import Task
 from genmill.domain.states import TERMINAL
 from genmill.domain.wire import task_public
-from genmill.errors import InvalidRequest
+from genmill.errors import DatabaseUnavailable, InvalidRequest
 
 router = APIRouter(tags=["tasks"], responses=errors(*KEYED))
 
@@ -83,7 +83,12 @@ async def create_task(
             response.headers.update(headers)
             return ok(task_public(task))
         headers["Preference-Applied"] = f"wait={wait:g}"
-        return await answer_when_ended(services, task, wait, headers)
+        try:
+            return await answer_when_ended(services, task, wait, headers)
+        except DatabaseUnavailable:
+            # The task is committed: answer it as created, never a 503 that invites a second, billed create.
+            response.headers.update({k: v for k, v in headers.items() if k != "Preference-Applied"})
+            return ok(task_public(task))
     finally:
         if slot is not None:
             slot.release()

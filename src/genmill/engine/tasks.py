@@ -52,6 +52,8 @@ def normalise_config(config: dict[str, Any] | None) -> dict[str, Any]:
         raise InvalidRequest(f"config.webhook_config.endpoint: at most {MAX_WEBHOOK_URL} characters")
     if len(secret) > MAX_SECRET:
         raise InvalidRequest(f"config.webhook_config.secret: at most {MAX_SECRET} characters")
+    if not all(" " <= c <= "~" for c in secret):  # it travels as the x-webhook-secret header
+        raise InvalidRequest("config.webhook_config.secret: printable ASCII only (space to ~): it is sent as a header")
     return {"service_mode": mode, "webhook_config": {"endpoint": endpoint, "secret": secret}}
 
 

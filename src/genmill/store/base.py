@@ -2,7 +2,8 @@
 
 `emit` (in `genmill.store.events`) records outbox events on the connection while a transaction runs;
 `Queries.tx()` hands them to the publisher only once the transaction has committed, so nobody is woken to read
-a change that might still roll back.
+a change that might still roll back. Both kinds of transaction turn "the database cannot answer now" into
+`DatabaseUnavailable` (503 with Retry-After at the API), after the transaction has rolled back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.domain.records import EventRef
-from genmill.store.engine import write_lock
+from genmill.store.engine import unavailable_as_503, write_lock
 
 PENDING_EVENTS = "genmill.pending_events"
 READ_ONLY = "genmill_read_only"
@@ -37,14 +38,14 @@ class Queries:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A read-only transaction: on SQLite a deferred BEGIN, so readers never queue behind writers (WAL)."""
-        with self.engine.connect() as conn:
+        with unavailable_as_503(), self.engine.connect() as conn:
             conn.execution_options(**{READ_ONLY: True})
             yield conn
 
     @contextmanager
     def tx(self) -> Iterator[sa.Connection]:
         """A write transaction; on SQLite, threads of this process queue for it on `write_lock` first."""
-        with self._write_lock or nullcontext(), self.engine.begin() as conn:
+        with unavailable_as_503(), self._write_lock or nullcontext(), self.engine.begin() as conn:
             conn.info[PENDING_EVENTS] = []
             yield conn
             events: list[EventRef] = conn.info.pop(PENDING_EVENTS, [])

@@ -18,6 +18,9 @@ from genmill.store.tables import task_events, tasks, webhook_attempts, webhook_d
 NOTIFY_CHANNEL = "genmill_events"
 STATUS = "status"
 PROGRESS = "progress"
+MAX_EVENT_ID = 2**31 - 1
+"""`task_events.event_id` is a 32-bit integer (PostgreSQL's SERIAL): a stream resuming after this has nothing to
+read, whatever 64-bit `Last-Event-ID` the API let through."""
 
 
 SELECT_TASK = sa.select(tasks).where(tasks.c.task_id == sa.bindparam("b_task_id"))
@@ -91,6 +94,8 @@ class EventLog(Queries):
     """Reads of the outbox for live progress streams and replay."""
 
     def events_after(self, task_id: str, after_event_id: int = 0, *, limit: int = 500) -> list[StoredEvent]:
+        if after_event_id >= MAX_EVENT_ID:  # nothing can follow it, and PostgreSQL would refuse to compare it
+            return []
         with self.read() as conn:
             rows = conn.execute(
                 sa.select(task_events)

@@ -45,14 +45,27 @@ class PgListener:
     def _run(self) -> None:
         import psycopg
 
+        down = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.listening.set()
+                    if down:
+                        log.warning("LISTEN connection back")
+                        down = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
                             self.publish([decode_ref(note.payload)])
+            except psycopg.OperationalError as exc:
+                # The database is down or restarting: one line when it goes, one when it is back, no traceback
+                # every second in between.
+                self.listening.clear()
+                if not down:
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    log.warning("LISTEN connection lost (%s); reconnecting every second", reason)
+                    down = True
+                self._stop.wait(1.0)
             except Exception:
                 self.listening.clear()
                 log.exception("LISTEN connection lost; reconnecting")

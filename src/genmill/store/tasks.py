@@ -206,14 +206,17 @@ class TaskStore(Queries):
             conditions.append(tasks.c.created_at >= start)
         if end is not None:
             conditions.append(tasks.c.created_at <= end)
+        offset = (page - 1) * page_size
         with self.read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(tasks).where(*conditions)).scalar_one()
+            if offset >= total:  # past the last task: nothing to read, and an offset past int64 is never bound
+                return TaskPage([], int(total))
             rows = conn.execute(
                 sa.select(tasks)
                 .where(*conditions)
                 .order_by(tasks.c.created_at.desc(), tasks.c.task_id.desc())
                 .limit(page_size)
-                .offset((page - 1) * page_size)
+                .offset(offset)
             ).all()
         return TaskPage([to_task(r) for r in rows], int(total))
 

@@ -1,7 +1,10 @@
 """`WorkerTransport` over the HTTP worker protocol: the same `Worker` runs on any machine that reaches the API.
 
 Claims long-poll (no sleep loop); results are retried across brief network failures until the server answers,
-and a 409 (the lease moved on) is raised as `Conflict`, exactly as the in-process transport does.
+and a 409 (the lease moved on) is raised as `Conflict`, exactly as the in-process transport does. Logs, details,
+outputs and errors are scrubbed before they are sent (NUL and lone surrogates as U+FFFD, NaN as null), as the
+store scrubs them for in-process workers: the API refuses such text at its door, and a backend's odd log line
+must not cost a task its lease.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from genmill.domain.boundary import scrub_json
 from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import Claim, InputFile
 from genmill.errors import BackendError, Conflict, FetchError, GenmillError, Unauthorized
@@ -89,15 +93,16 @@ class HttpTransport:
 
     def heartbeat(self, claim: Claim, lease_seconds: float, logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "logs": logs, "detail": detail}
-        HeartbeatResponse.model_validate(self._post(f"/tasks/{claim.task.task_id}/heartbeat", json=body).json())
+        answer = self._post(f"/tasks/{claim.task.task_id}/heartbeat", json=scrub_json(body))
+        HeartbeatResponse.model_validate(answer.json())
 
     def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "output": output, "logs": logs, "detail": detail}
-        self._post(f"/tasks/{claim.task.task_id}/complete", retries=8, json=body)
+        self._post(f"/tasks/{claim.task.task_id}/complete", retries=8, json=scrub_json(body))
 
     def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "error": error, "logs": logs, "detail": detail}
-        self._post(f"/tasks/{claim.task.task_id}/fail", retries=8, json=body)
+        self._post(f"/tasks/{claim.task.task_id}/fail", retries=8, json=scrub_json(body))
 
     def read_input(self, claim: Claim, ref: str, field: str) -> InputFile:
         body = {"lease_id": claim.lease_id, "ref": ref, "field": field}
