@@ -75,8 +75,10 @@ class Server:
     def new_key(self, name: str, credits: int = 100_000_000) -> str:
         return self.cli("keys", "create", "--name", name, "--credits", str(credits)).strip().splitlines()[-1]
 
-    def start(self, *args: str) -> None:
-        self.port = free_port()
+    def start(self, *args: str, port: int = 0) -> None:
+        """Start `genmill serve` on `port` (0: a free one) and wait for /healthz; a restart after `kill()` passes the
+        old port, so that remote workers and clients find the server again where it was."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
         started = time.perf_counter()
