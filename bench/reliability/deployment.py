@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from tests.e2e.harness import GENMILL, Server, free_port
+from tests.e2e.harness import GENMILL, Server, free_port, kill_worker_when_busy
 
 from bench.common import postgres_database
 from bench.reliability.audit import Audit, audit, wait_settled
@@ -27,7 +27,7 @@ from bench.reliability.client import Client, Tally
 from genmill.settings import Settings
 from genmill.store import Store
 from genmill.store.migrate import upgrade
-from genmill.store.tables import tasks, workers
+from genmill.store.tables import tasks
 
 ENGINES = ("sqlite", "postgresql")
 ECHO = ("genmill/echo", "echo")
@@ -155,27 +155,9 @@ class Deployment:
     def kill_worker_while_busy(self, index: int, timeout_s: float = 60) -> bool:
         """kill -9 worker `index` as soon as it holds a processing task (so the kill interrupts work); returns
         whether it held one (False: killed idle after `timeout_s`)."""
-        busy = False
-        engine = sa.create_engine(self.database_url)
-        try:
-            deadline = time.monotonic() + timeout_s
-            query = (
-                sa.select(sa.func.count())
-                .select_from(tasks.join(workers, workers.c.worker_id == tasks.c.worker_id))
-                .where(tasks.c.status == "processing", workers.c.name == f"w{index}")
-            )
-            while not busy and time.monotonic() < deadline:
-                with engine.connect() as conn:
-                    busy = bool(conn.execute(query).scalar_one())
-                if not busy:
-                    time.sleep(0.02)
-        finally:
-            engine.dispose()
         proc = self.workers[index]
         assert proc is not None
-        proc.kill()
-        proc.wait(30)
-        return busy
+        return kill_worker_when_busy(proc, self.database_url, f"w{index}", timeout_s)
 
     def wait_until_served(self, model: str, task_type: str, timeout_s: float = 120) -> None:
         """Creates for an entry are refused until a worker serving it has registered: wait for that."""

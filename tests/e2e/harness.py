@@ -1,4 +1,5 @@
-"""Helpers to run `genmill` as real processes and talk to them over real HTTP (standard library only)."""
+"""Helpers to run `genmill` as real processes and talk to them over real HTTP (the standard library; SQLAlchemy
+only to watch a worker's tasks in the database)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,35 @@ def call_full(
         raw, code, got = e.read(), e.code, dict(e.headers)
     lowered = {k.lower(): v for k, v in got.items()}
     return code, json.loads(raw) if "json" in lowered.get("content-type", "") else raw, lowered
+
+
+def kill_worker_when_busy(proc: subprocess.Popen[bytes], database_url: str, name: str, timeout: float = 60) -> bool:
+    """kill -9 the `genmill worker --name NAME` process as soon as the database shows it processing a task, so that
+    the kill really interrupts work; returns whether it was busy (False: killed idle after `timeout` seconds)."""
+    import sqlalchemy as sa
+
+    from genmill.store.tables import tasks, workers
+
+    busy_query = (
+        sa.select(sa.func.count())
+        .select_from(tasks.join(workers, workers.c.worker_id == tasks.c.worker_id))
+        .where(tasks.c.status == "processing", workers.c.name == name)
+    )
+    busy = False
+    engine = sa.create_engine(database_url)
+    try:
+        deadline = time.time() + timeout
+        with engine.connect() as conn:
+            while not busy and time.time() < deadline:
+                busy = bool(conn.execute(busy_query).scalar_one())
+                conn.rollback()
+                if not busy:
+                    time.sleep(0.01)
+    finally:
+        engine.dispose()
+    proc.kill()
+    proc.wait(30)
+    return busy
 
 
 class Server:
