@@ -285,15 +285,25 @@ def render_block(results: dict[str, Any]) -> str:
     return "\n\n".join("\n".join(p) for p in parts)
 
 
-def write_doc(path: Path, results: dict[str, Any]) -> None:
-    block = f"{BEGIN}\n\n{render_block(results)}\n\n{END}"
-    if path.exists() and BEGIN in (text := path.read_text()) and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        path.write_text(head + block + tail)
+def replace_block(path: Path, begin: str, end: str, block: str, new_file_head: str) -> None:
+    """Put `block` between the `begin` and `end` markers of `path`, keeping everything outside them (the analysis
+    people wrote); a file without the markers is created as `new_file_head` followed by the block."""
+    marked = f"{begin}\n\n{block}\n\n{end}"
+    if path.exists() and begin in (text := path.read_text()) and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        path.write_text(head + marked + tail)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    path.write_text(new_file_head + marked + "\n")
+
+
+def write_doc(path: Path, results: dict[str, Any]) -> None:
+    replace_block(
+        path,
+        BEGIN,
+        END,
+        render_block(results),
         "# Benchmarks\n\nFigures from `python -m bench` (see `bench/README.md`); every figure sits next to its "
-        "baseline measured in the same run.\n\n" + block + "\n"
+        "baseline measured in the same run.\n\n",
     )

@@ -1,4 +1,5 @@
-"""Helpers to run `genmill` as real processes and talk to them over real HTTP (standard library only)."""
+"""Helpers to run `genmill` as real processes and talk to them over real HTTP (the standard library; SQLAlchemy
+only to watch a worker's tasks in the database)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,35 @@ def call_full(
     return code, json.loads(raw) if "json" in lowered.get("content-type", "") else raw, lowered
 
 
+def kill_worker_when_busy(proc: subprocess.Popen[bytes], database_url: str, name: str, timeout: float = 60) -> bool:
+    """kill -9 the `genmill worker --name NAME` process as soon as the database shows it processing a task, so that
+    the kill really interrupts work; returns whether it was busy (False: killed idle after `timeout` seconds)."""
+    import sqlalchemy as sa
+
+    from genmill.store.tables import tasks, workers
+
+    busy_query = (
+        sa.select(sa.func.count())
+        .select_from(tasks.join(workers, workers.c.worker_id == tasks.c.worker_id))
+        .where(tasks.c.status == "processing", workers.c.name == name)
+    )
+    busy = False
+    engine = sa.create_engine(database_url)
+    try:
+        deadline = time.time() + timeout
+        with engine.connect() as conn:
+            while not busy and time.time() < deadline:
+                busy = bool(conn.execute(busy_query).scalar_one())
+                conn.rollback()
+                if not busy:
+                    time.sleep(0.01)
+    finally:
+        engine.dispose()
+    proc.kill()
+    proc.wait(30)
+    return busy
+
+
 class Server:
     """`genmill serve` on a free port over one data folder; can be killed and started again on the same data."""
 
@@ -75,8 +105,10 @@ class Server:
     def new_key(self, name: str, credits: int = 100_000_000) -> str:
         return self.cli("keys", "create", "--name", name, "--credits", str(credits)).strip().splitlines()[-1]
 
-    def start(self, *args: str) -> None:
-        self.port = free_port()
+    def start(self, *args: str, port: int = 0) -> None:
+        """Start `genmill serve` on `port` (0: a free one) and wait for /healthz; a restart after `kill()` passes the
+        old port, so that remote workers and clients find the server again where it was."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
         started = time.perf_counter()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.e2e.harness import GENMILL, Server, call
+from tests.e2e.harness import GENMILL, Server, call, kill_worker_when_busy
 
 from genmill.domain.ledger import LedgerEntry, LedgerKind, balances_from_ledger
-from genmill.store.tables import accounts, ledger, task_events, tasks, workers
+from genmill.store.tables import accounts, ledger, task_events, tasks
 from genmill.testing.postgres import temporary_database
 
 TASKS = 150
@@ -70,24 +70,9 @@ class Fleet:
 
     def kill_worker(self, index: int, database: str) -> None:
         """kill -9 worker `index` while it is running a task, so the kill really interrupts work."""
-        engine = sa.create_engine(database)
-        deadline = time.time() + 60
-        with engine.connect() as conn:
-            while time.time() < deadline:
-                busy = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(tasks.join(workers, workers.c.worker_id == tasks.c.worker_id))
-                    .where(tasks.c.status == "processing", workers.c.name == f"w{index}")
-                ).scalar_one()
-                conn.rollback()
-                if busy:
-                    break
-                time.sleep(0.01)
-        engine.dispose()
         proc = self.workers[index]
         assert proc is not None
-        proc.kill()
-        proc.wait(10)
+        kill_worker_when_busy(proc, database, f"w{index}")
 
     def stop(self) -> None:
         for proc in self.workers:
