@@ -11,7 +11,9 @@ from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import NewTask
 from genmill.errors import BackendError
+from genmill.store import Store
 
 
 def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 40, 90)) -> bytes:
@@ -79,3 +81,20 @@ class Missing(Backend):
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
         raise AssertionError("never run")
+
+
+def task_with_hook(store: Store, account_id: str, name: str = "hook") -> str:
+    """A pending upscale task of `account_id` whose webhook goes to `http://127.0.0.1:9/NAME` (secret "s")."""
+    config = {"service_mode": "", "webhook_config": {"endpoint": f"http://127.0.0.1:9/{name}", "secret": "s"}}
+    new = NewTask(
+        account_id=account_id,
+        model="Qubico/image-toolkit",
+        task_type="upscale",
+        family="image-toolkit",
+        input={"image": "x", "scale": 2},
+        config=config,
+        price=1,
+        service_mode="",
+        retention_seconds=60,
+    )
+    return store.tasks.create(new)[0].task_id

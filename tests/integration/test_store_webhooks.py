@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from genmill.domain.records import NewTask
+from tests.support import task_with_hook
+
 from genmill.domain.timefmt import utcnow
 from genmill.domain.webhooks import Decision, DeliveryState
 from genmill.store import Store
 from genmill.store.tables import webhook_deliveries
 
 CAPS = [("Qubico/image-toolkit", "upscale")]
-
-
-def task_with_hook(store: Store, account_id: str) -> str:
-    config = {"service_mode": "", "webhook_config": {"endpoint": "http://127.0.0.1:9/hook", "secret": "s"}}
-    new = NewTask(
-        account_id=account_id,
-        model="Qubico/image-toolkit",
-        task_type="upscale",
-        family="image-toolkit",
-        input={"image": "x", "scale": 2},
-        config=config,
-        price=1,
-        service_mode="",
-        retention_seconds=60,
-    )
-    return store.tasks.create(new)[0].task_id
 
 
 def test_deliveries_follow_each_change_in_order(store: Store) -> None:

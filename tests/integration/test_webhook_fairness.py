@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from genmill.domain.records import NewTask
+from tests.support import task_with_hook
+
 from genmill.net.fetch import GuardedFetcher, PostResult
 from genmill.store import Store
 from genmill.webhooks.dispatcher import WebhookDispatcher
@@ -19,22 +20,6 @@ class RecordingSender(GuardedFetcher):
     def post(self, url: str, *, body: bytes, headers: dict[str, str], field: str) -> PostResult:
         self.sent.append(url.rsplit("/", 1)[-1])
         return PostResult(200, {})
-
-
-def task_with_hook(store: Store, account_id: str, name: str) -> str:
-    config = {"service_mode": "", "webhook_config": {"endpoint": f"http://127.0.0.1:9/{name}", "secret": ""}}
-    new = NewTask(
-        account_id=account_id,
-        model="Qubico/image-toolkit",
-        task_type="upscale",
-        family="image-toolkit",
-        input={"image": "x", "scale": 2},
-        config=config,
-        price=1,
-        service_mode="",
-        retention_seconds=60,
-    )
-    return store.tasks.create(new)[0].task_id
 
 
 def dispatcher(store: Store, *, per_account: int) -> tuple[WebhookDispatcher, RecordingSender]:

@@ -26,6 +26,14 @@ def _no_publisher(events: list[EventRef]) -> None:
     return None
 
 
+def another_replica_sweeps(conn: sa.Connection, lock_key: int) -> bool:
+    """Whether another replica holds this sweep's transaction-scoped advisory lock (PostgreSQL), so this one skips
+    its round; SQLite has one writer at a time anyway, so there it is always False."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_key))).scalar_one()
+
+
 class Queries:
     """A query module over one engine. `clock` is where its `now` comes from (see `genmill.domain.clock`)."""
 

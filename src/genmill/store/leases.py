@@ -22,7 +22,7 @@ from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
 from genmill.domain.records import PUBLIC_POOL, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import Conflict
-from genmill.store.base import Publisher, Queries
+from genmill.store.base import Publisher, Queries, another_replica_sweeps
 from genmill.store.events import PROGRESS, STATUS, emit
 from genmill.store.mapping import to_task
 from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
@@ -264,10 +264,7 @@ class LeaseStore(Queries):
         now = self.clock.now()
         result = SweepResult()
         with self.tx() as conn:
-            if (
-                conn.dialect.name == "postgresql"
-                and not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(SWEEP_LOCK_KEY))).scalar_one()
-            ):
+            if another_replica_sweeps(conn, SWEEP_LOCK_KEY):
                 return result  # another replica is sweeping right now
             rows = conn.execute(
                 sa.select(tasks)

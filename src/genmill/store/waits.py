@@ -20,7 +20,7 @@ from genmill.domain.records import PUBLIC_POOL
 from genmill.domain.serving import Entry
 from genmill.domain.states import TaskEvent, TaskStatus
 from genmill.domain.waiting import QueuePolicy, no_worker_failure, waited_too_long, waiting_since
-from genmill.store.base import Queries
+from genmill.store.base import Queries, another_replica_sweeps
 from genmill.store.mapping import to_task
 from genmill.store.rows import end_task
 from genmill.store.tables import tasks, worker_tokens, workers
@@ -63,10 +63,7 @@ class PendingWaits(Queries):
         now = self.clock.now()
         result = WaitSweep()
         with self.tx() as conn:
-            if (
-                conn.dialect.name == "postgresql"
-                and not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(WAIT_SWEEP_LOCK_KEY))).scalar_one()
-            ):
+            if another_replica_sweeps(conn, WAIT_SWEEP_LOCK_KEY):
                 return result  # another replica is sweeping right now
             groups = conn.execute(_OVERDUE_GROUPS, {"b_cutoff": now - policy.shortest_wait()}).all()
             if not groups:
