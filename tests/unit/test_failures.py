@@ -9,9 +9,12 @@ from genmill.errors import (
     GPU_MEMORY_ERROR_CODE,
     INPUT_ERROR_CODE,
     BackendError,
+    DatabaseUnavailable,
+    FetchError,
     InputRejected,
     OutOfDeviceMemory,
 )
+from genmill.worker.runtime import Worker
 
 
 def test_the_code_table() -> None:
@@ -55,3 +58,11 @@ def test_backend_errors_carry_their_failure() -> None:
         "detail": {"field": "image"},
     }
     assert OutOfDeviceMemory("too big", raw_message="CUDA out of memory").failure.code == 10003
+
+
+def test_a_server_side_error_during_a_run_is_not_blamed_on_the_input() -> None:
+    unavailable = Worker._failure("t1", DatabaseUnavailable("connection refused")).to_error()
+    assert unavailable["code"] == FailureCode.BACKEND_FAILED
+    assert "database is unavailable" in unavailable["message"]
+    bad_input = Worker._failure("t1", FetchError("input.image: could not be fetched")).to_error()
+    assert bad_input["code"] == FailureCode.INPUT_REJECTED

@@ -263,10 +263,14 @@ class Worker:
 
     @staticmethod
     def _failure(task_id: str, exc: Exception) -> TaskFailure:
-        """What a task fails with when running it raised `exc`: a backend's own failure as it said it, any other
-        genmill error or invalid input as the client's input (10001), anything else as a crash (10000)."""
+        """What a task fails with when running it raised `exc`: a backend's own failure as it said it; the server
+        failing the worker (a 5xx: its database unavailable while an input was read or an output stored) as a
+        failure of genmill (10000), not of the client's input; any other genmill error or invalid input as the
+        client's input (10001); anything else as a crash (10000)."""
         if isinstance(exc, BackendError):
             return exc.failure
+        if isinstance(exc, GenmillError) and exc.status_code >= 500:
+            return TaskFailure(FailureCode.BACKEND_FAILED, f"the server could not serve this task: {exc.message}")
         if isinstance(exc, GenmillError):
             return TaskFailure(FailureCode.INPUT_REJECTED, exc.message, detail=exc.detail)
         if isinstance(exc, ValidationError):
