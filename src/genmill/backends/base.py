@@ -53,6 +53,12 @@ class ServedBy:
     limits: tuple[str, ...] = ()
 
 
+def progress_detail(fraction: float, note: str = "") -> dict[str, Any]:
+    """A task's `detail` after a progress report, as the worker stores it: the fraction clamped to 0..1 and
+    rounded to four places, and the note when there is one."""
+    return {"progress": round(max(0.0, min(1.0, fraction)), 4), **({"note": note} if note else {})}
+
+
 class RunContext(Protocol):
     """What a running backend may do. Implemented by the worker; backends never touch the store directly."""
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from genmill.backends.base import progress_detail
 from genmill.domain.records import InputFile
 from genmill.errors import FetchError
 from genmill.net.media import decode_inline
@@ -74,8 +75,7 @@ class MemoryRunContext:
         """The task's `detail` as the worker stores it after the last progress report (None before any)."""
         if not self.fractions:
             return None
-        note = self.notes[-1]
-        return {"progress": round(max(0.0, min(1.0, self.fractions[-1])), 4), **({"note": note} if note else {})}
+        return progress_detail(self.fractions[-1], self.notes[-1])
 
     def read_input(self, ref: str, *, field: str) -> InputFile:
         """`files[ref]`, else the decoded data URI or base64; raises `FetchError` naming `input.<field>` as the

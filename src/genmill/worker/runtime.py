@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genmill.backends.base import Backend
+from genmill.backends.base import Backend, progress_detail
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.failures import FailureCode, TaskFailure
@@ -62,11 +62,7 @@ class TaskContext:
 
     def progress(self, fraction: float, note: str = "") -> None:
         with self._lock:
-            self._detail = {
-                **self._base,
-                "progress": round(max(0.0, min(1.0, fraction)), 4),
-                **({"note": note} if note else {}),
-            }
+            self._detail = {**self._base, **progress_detail(fraction, note)}
 
     def read_input(self, ref: str, *, field: str) -> InputFile:
         return self._transport.read_input(self._claim, ref, field)
