@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import REDIS_URL, ROOT, load_average, machine_facts, postgres_available, scratch_dir
+from bench.common import REDIS_URL, ROOT, load_average, machine_facts, postgres_available, save_results, scratch_dir
 from bench.plan import Context, Sizes
 from bench.workloads_http import create_and_get, growth, memory_echo_only
 from bench.workloads_tasks import tasks_workloads
@@ -121,13 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args, command.strip())
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or ROOT / "bench" / "results" / f"{stamp}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"[bench] results written to {out}")
     doc = args.doc or (None if args.quick else ROOT / "docs" / "benchmarks.md")
-    if doc is not None:
-        report.write_doc(doc, results)
-        print(f"[bench] {doc} updated")
+    save_results(results, out, doc, report.write_doc, "bench")
     for goal in results["goals"]:
         verdict = "n/a " if goal["met"] is None else "met " if goal["met"] else "MISS"
         print(f"[bench] {verdict} {goal['goal']}: {goal['measured']} (target {goal['target']}) {goal['gap']}")

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -338,3 +338,15 @@ def machine_facts() -> dict[str, Any]:
         "packages": _package_versions(),
         "servers": _server_versions(),
     }
+
+
+def save_results(
+    results: dict[str, Any], out: Path, doc: Path | None, write_doc: Callable[[Path, dict[str, Any]], None], label: str
+) -> None:
+    """Write a run's results file and, when `doc` is given, the generated block of its page."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"[{label}] results written to {out}")
+    if doc is not None:
+        write_doc(doc, results)
+        print(f"[{label}] {doc} updated")

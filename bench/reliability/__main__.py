@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, load_average, machine_facts, postgres_available, scratch_dir
+from bench.common import ROOT, load_average, machine_facts, postgres_available, save_results, scratch_dir
 from bench.reliability import report
 from bench.reliability.access import run_access
 from bench.reliability.deployment import ENGINES, Deployment, database
@@ -165,13 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args, command.strip())
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or ROOT / "bench" / "results" / f"reliability-{stamp}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"[reliability] results written to {out}")
     doc = args.doc or (None if args.quick else ROOT / "docs" / "reliability.md")
-    if doc is not None:
-        report.write_doc(doc, results)
-        print(f"[reliability] {doc} updated")
+    save_results(results, out, doc, report.write_doc, "reliability")
     failed = [r for r in results["rows"] if not r["passed"]]
     for r in results["rows"]:
         print(
