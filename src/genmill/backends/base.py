@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from genmill.domain.catalog import CatalogEntry, TaskInput
-from genmill.domain.records import InputFile
+from genmill.domain.records import InputFile, OriginTask
 from genmill.errors import BackendError
 
 
@@ -81,6 +81,11 @@ class RunContext(Protocol):
 
     def cancelled(self) -> bool:
         """True when the client or operator asked to stop this task; long backends check it between steps."""
+
+    def origin(self) -> OriginTask | None:
+        """The earlier task a derived operation works on (its entry has `derived_from`); None for other tasks.
+
+        Files its output names may be read with `read_input`, like the task's own inputs."""
 
 
 class Backend(ABC):
@@ -216,3 +221,6 @@ class Prefetched:
 
     def cancelled(self) -> bool:
         return self.ctx.cancelled()
+
+    def origin(self) -> OriginTask | None:
+        return self.ctx.origin()

@@ -41,6 +41,29 @@ HUG_VIDEO_RETENTION = timedelta(days=1)
 UPLOAD_RETENTION = timedelta(hours=24)
 GENERATED_INPUT_WINDOW = timedelta(hours=3)
 """Operations that take a generated image as input are accepted only within this window of its creation."""
+ORIGIN_WINDOW = timedelta(hours=3)
+"""A derived operation (upscale, variation, extend, ...) is accepted this long after its origin task was created."""
+PRIVATE_ORIGIN_WINDOW = timedelta(days=3)
+"""The same window when the derived task runs on the account's own private pool (PiAPI's host-your-account)."""
+
+UsagePriceFn = Callable[[Any, dict[str, Any]], int]
+"""Credits for what a completed task's output actually holds (frames, seconds, tokens), given the validated input
+model and the output; the settlement consumes the smaller of it and the frozen price and releases the rest."""
+
+
+@dataclass(frozen=True)
+class DerivedFrom:
+    """An entry whose task works on an earlier task's result (Midjourney upscale, Kling extend_video, ...).
+
+    The input names the earlier task in `field`; a create is refused (400, naming the field) unless that task is
+    the same account's, is completed, is of one of `models` (and of `task_types` when given) and was created
+    within `ORIGIN_WINDOW` (`PRIVATE_ORIGIN_WINDOW` on a private pool). Another account's task is refused exactly
+    like a task that does not exist. A backend reads the origin through `RunContext.origin()`.
+    """
+
+    models: tuple[str, ...]
+    task_types: tuple[str, ...] = ()
+    field: str = "origin_task_id"
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,12 @@ class CatalogEntry:
     # Input fields that name media which, when they point at an output this server generated, must be younger
     # than GENERATED_INPUT_WINDOW (API.md: upscale, variation, ... within 3 hours).
     generated_input_fields: tuple[str, ...] = field(default_factory=tuple)
+    derived_from: DerivedFrom | None = None
+    """Set for operations on an earlier task's result; None for tasks that stand alone."""
+    usage_price: UsagePriceFn | None = None
+    """Set where the frozen price is a cap (per frame, per second, per token): what the output really used."""
+    usage_type: str = "quota"
+    """PiAPI's `meta.usage.type` for this entry: "quota", "point" (Luma, Kling 3.0) or "llm"."""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -64,6 +64,24 @@ class Task:
 
 
 @dataclass(frozen=True)
+class OriginTask:
+    """The earlier task a derived operation works on, as the worker running the derived task sees it.
+
+    Only what a backend needs to continue the work: the origin's entry, its stored input and output, its
+    `detail` (an upstream backend keeps the upstream task id there) and when it was created. A worker may read
+    the files this output names, like the files of its own task's input.
+    """
+
+    task_id: str
+    model: str
+    task_type: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    detail: dict[str, Any] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class NewTask:
     """Everything the API layer decided before the create transaction: validated input and frozen price."""
 
@@ -88,6 +106,8 @@ class Claim:
     task: Task
     lease_id: str
     lease_expires_at: datetime
+    origin: OriginTask | None = None
+    """The earlier task, when the claimed task is a derived operation (its entry has `derived_from`)."""
 
 
 @dataclass(frozen=True)

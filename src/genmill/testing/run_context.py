@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genmill.backends.base import progress_detail
-from genmill.domain.records import InputFile
+from genmill.domain.records import InputFile, OriginTask
 from genmill.errors import FetchError
 from genmill.net.media import decode_inline
 
@@ -47,8 +47,11 @@ class MemoryRunContext:
         files: Mapping[str, InputFile] | None = None,
         cancel_when: Callable[[MemoryRunContext], bool] | None = None,
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        origin: OriginTask | None = None,
     ) -> None:
         self.task_id = task_id
+        self.origin_task = origin
+        """What `origin()` answers: the earlier task a derived operation works on (its files go into `files`)."""
         self.files = dict(files or {})
         self.cancel_when = cancel_when
         self.max_input_bytes = max_input_bytes
@@ -103,6 +106,9 @@ class MemoryRunContext:
     def cancel(self) -> None:
         """Ask the task to stop, as a client's cancel or a lost lease does; safe from any thread."""
         self._stop.set()
+
+    def origin(self) -> OriginTask | None:
+        return self.origin_task
 
     def cancelled(self) -> bool:
         if not self._stop.is_set() and self.cancel_when is not None and self.cancel_when(self):

@@ -18,7 +18,7 @@ from genmill.backends.base import Backend, progress_detail
 from genmill.backends.memory_modes import is_out_of_memory
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.failures import FailureCode, TaskFailure
-from genmill.domain.records import Claim, InputFile
+from genmill.domain.records import Claim, InputFile, OriginTask
 from genmill.domain.validation import describe_validation_error
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.worker.backendset import BackendSet, served_by_json
@@ -72,6 +72,9 @@ class TaskContext:
 
     def cancelled(self) -> bool:
         return self.lost.is_set()
+
+    def origin(self) -> OriginTask | None:
+        return self._claim.origin
 
     def drain(self) -> tuple[list[str], dict[str, Any] | None]:
         with self._lock:

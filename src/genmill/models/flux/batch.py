@@ -23,6 +23,7 @@ from PIL import Image
 
 from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, field_value, pick_seed
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import OriginTask
 from genmill.models.flux.tasks import save_images
 
 if TYPE_CHECKING:
@@ -97,6 +98,9 @@ class FanOut:
 
     def cancelled(self) -> bool:
         return all(member.ctx.cancelled() for member in self.members)
+
+    def origin(self) -> OriginTask | None:
+        return None  # batched entries (txt2img) are never derived operations
 
 
 def batch_signature(inputs: TaskInput) -> str:
