@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.model_keys import families_for
 from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, StoredEvent, Task, TaskPage
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.serving import not_served_message, served_names
@@ -189,6 +190,7 @@ class TaskEngine:
                 priority=priority,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
+                usage_type=entry.usage_type,
             ),
             idempotency=idempotency,
         )
@@ -232,10 +234,23 @@ class TaskEngine:
         end: datetime | None,
         status: TaskStatus | None,
     ) -> TaskPage:
-        """A page of the account's tasks, newest first; `model` is a model name or a family."""
+        """A page of the account's tasks, newest first; `model` is a PiAPI model key, a model name or a family."""
         return self.store.tasks.history(
-            account_id, page=page, page_size=page_size, model=model, start=start, end=end, status=status
+            account_id,
+            page=page,
+            page_size=page_size,
+            model=model,
+            families=self.families_named(model),
+            start=start,
+            end=end,
+            status=status,
         )
+
+    def families_named(self, name: str | None) -> tuple[str, ...]:
+        """The catalog families a `model=` filter selects: those whose PiAPI key is `name`, or named `name`."""
+        if not name:
+            return ()
+        return tuple(sorted(families_for(name, {entry.family for entry in self.catalog})))
 
     # -- cancelling ----------------------------------------------------------------------------------------
 
@@ -244,8 +259,10 @@ class TaskEngine:
         return self.store.tasks.cancel(account_id, task_id)
 
     def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
-        """Cancel every pending or staged task created before the time, of one model or family when given."""
-        return self.store.tasks.cancel_many(account_id, created_before=created_before, model=model)
+        """Cancel every pending or staged task created before the time, of one model key, model or family."""
+        return self.store.tasks.cancel_many(
+            account_id, created_before=created_before, model=model, families=self.families_named(model)
+        )
 
     # -- webhook deliveries --------------------------------------------------------------------------------
 
