@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -207,6 +208,27 @@ def per_unit(amount_usd: float, units: int, *, per: int = 1) -> int:
     return ceil_div(usd(amount_usd) * units, per)
 
 
+def counted(output: dict[str, Any], field: str) -> float | None:
+    """The positive quantity a backend reported in `output[field]` (frames, seconds), or None when it did not."""
+    value = output.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
+
+
+def usage_per_unit(field: str, price_for: Callable[[int], int], cap: int) -> Callable[[Any, dict[str, Any]], int]:
+    """A `usage_price` for an entry priced per unit of something only the run knows (frames, seconds): the price
+    of the whole units the output reports in `field`, rounded up and at most `cap` units; the cap's price when
+    the output does not say (a backend that cannot count, such as an upstream service)."""
+
+    def usage(_inputs: Any, output: dict[str, Any]) -> int:
+        quantity = counted(output, field)
+        units = cap if quantity is None else min(cap, max(1, math.ceil(quantity)))
+        return price_for(units)
+
+    return usage
+
+
 __all__ = [
     "MAX_VIDEO_BYTES",
     "FaceIndexes",
@@ -221,9 +243,11 @@ __all__ = [
     "VideoAspectRatio",
     "ceil_div",
     "check_media_ref",
+    "counted",
     "face_index_count",
     "flat",
     "mp4_video_ref",
     "per_unit",
+    "usage_per_unit",
     "video_size_limit",
 ]
