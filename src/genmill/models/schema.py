@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from genmill.domain.catalog import TaskInput, usd
+from genmill.domain.media_inputs import MEDIA_INPUT
 
 # --------------------------------------------------------------------------------------------------
 # Media references
@@ -47,15 +48,16 @@ def check_media_ref(value: str) -> str:
     return ref
 
 
-MediaRef = Annotated[str, AfterValidator(check_media_ref)]
-"""A required media input: URL, data: URI, server path or base64."""
+MediaRef = Annotated[str, AfterValidator(check_media_ref), MEDIA_INPUT]
+"""A required media input: URL, data: URI, server path or base64. `MEDIA_INPUT` marks it as media: inline data
+in it is stored as an upload when the task is created, and the stored input holds the file's URL."""
 
 
 def _check_optional_media_ref(value: str) -> str:
     return value if value == "" else check_media_ref(value)
 
 
-OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref)]
+OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref), MEDIA_INPUT]
 """An optional media input; the empty string means "not given" (PiAPI echoes unset media as "")."""
 
 MAX_INPUT_SIDE = 2048
@@ -231,6 +233,7 @@ def usage_per_unit(field: str, price_for: Callable[[int], int], cap: int) -> Cal
 
 __all__ = [
     "MAX_VIDEO_BYTES",
+    "MEDIA_INPUT",
     "FaceIndexes",
     "LoraList",
     "LoraSetting",

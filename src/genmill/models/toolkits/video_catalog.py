@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
 from genmill.models.schema import (
+    MEDIA_INPUT,
     FaceIndexes,
     TaskInput,
     face_index_count,
@@ -40,8 +41,8 @@ VIDEO_UPSCALE_MODES = ("realesrgan", "lanczos")
 FACE_SWAP_USD_PER_FRAME = 0.0002
 FACE_SWAP_MAX_FRAMES = 600
 
-Mp4Video = Annotated[str, mp4_video_ref()]
-AnyVideo = Annotated[str, video_size_limit()]
+Mp4Video = Annotated[str, mp4_video_ref(), MEDIA_INPUT]
+AnyVideo = Annotated[str, video_size_limit(), MEDIA_INPUT]
 
 
 class VideoUpscale(TaskInput):
