@@ -124,6 +124,7 @@ class Runtime:
             private_price_factor=settings.private_pool_price_factor,
             webhook_wakeup=self.bus.webhooks,
             quotas=self.quotas,
+            max_inline_bytes=settings.max_upload_bytes,
         )
         self.feeds = TaskFeeds(self.tasks, self.bus)
         self.accounts = Accounts(self.store)

@@ -199,15 +199,23 @@ def noise(seconds: float) -> str:
     return wav_ref(np.random.default_rng(5).uniform(-0.5, 0.5, round(seconds * 16000)))
 
 
-def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
+def run_output(
+    backend: Backend, model: str, task_type: str, fields: dict[str, Any]
+) -> tuple[dict[str, Any], bytes, MemoryRunContext]:
+    """The output, the one stored audio file's bytes (a WAV) and the context of one run."""
     entry = CATALOG.get(model, task_type)
     assert entry is not None
     ctx = MemoryRunContext()
     output = backend.run(entry, entry.input_model.model_validate(fields), ctx)
     first, *_ = ctx.outputs.values()
-    data, content_type = first.data, first.content_type
-    assert output == {"audio_url": next(iter(ctx.outputs))}
-    assert content_type == "audio/wav"
+    assert output["audio_url"] == next(iter(ctx.outputs))
+    assert first.content_type == "audio/wav"
+    return output, first.data, ctx
+
+
+def run(backend: Backend, model: str, task_type: str, fields: dict[str, Any]) -> tuple[bytes, MemoryRunContext]:
+    output, data, ctx = run_output(backend, model, task_type, fields)
+    assert set(output) == ({"audio_url", "duration"} if model == MMAUDIO else {"audio_url"})
     return data, ctx
 
 
@@ -296,9 +304,10 @@ def video_ref(seconds: float, fps: int = 10) -> str:
 def test_video2audio_matches_the_video_length_and_the_seed(backends: dict[str, Backend]) -> None:
     stable = backends["stable-audio-open"]
     fields = {"prompt": "dog bark", "negative_prompt": "rain", "video": video_ref(2.5), "steps": 20, "seed": 9}
-    first, ctx = run(stable, MMAUDIO, "video2audio", fields)
+    output, first, ctx = run_output(stable, MMAUDIO, "video2audio", fields)
     rate, audio = read_wav(first)
     assert (rate, audio.shape) == (SFX_RATE, (2, round(2.5 * SFX_RATE)))
+    assert output["duration"] == 2.5  # what the task is billed for: 3 of the 30 frozen seconds
     assert run(stable, MMAUDIO, "video2audio", fields)[0] == first
     assert run(stable, MMAUDIO, "video2audio", {**fields, "seed": 10})[0] != first
     logs = "\n".join(ctx.logs)

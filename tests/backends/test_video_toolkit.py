@@ -148,6 +148,7 @@ def test_upscale_doubles_size_keeps_frames_and_audio(upscaler: Backend, tmp_path
     assert ctx.outputs[url].content_type == "video/mp4"
     info = probe_output(tmp_path, ctx.output(url))
     assert (info.width, info.height, info.frames) == (320, 240, 12)
+    assert result == {"video_url": url, "frames": 12}  # PiAPI's field, and the frames the task is billed for
     assert info.codec == "h264"
     assert info.audio_codec == "aac"
     assert ctx.fractions[-1] == 1.0
@@ -265,6 +266,7 @@ def test_face_swap_every_frame(swapper: Backend, tmp_path: Path) -> None:
     info = probe_output(tmp_path, ctx.output(result["video_url"]))
     assert (info.width, info.height, info.frames) == (248, 300, 6)
     assert any("faces swapped in 6 frames" in line for line in ctx.logs)
+    assert result["frames"] == 6  # what the task is billed for
 
 
 def test_face_swap_refuses_video_without_face(swapper: Backend, tmp_path: Path) -> None:

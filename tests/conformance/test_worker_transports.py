@@ -27,12 +27,13 @@ from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
 from genmill.catalog import build_catalog
-from genmill.domain.catalog import CatalogEntry
+from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.domain.records import PUBLIC_POOL, Account, Claim, Task
 from genmill.domain.states import TaskStatus
 from genmill.engine.local import LocalTransport
 from genmill.errors import Conflict, GenmillError
 from genmill.models.echo.backend import EchoBackend
+from genmill.models.schema import usage_per_unit
 from genmill.settings import Settings
 from genmill.store.tables import blobs
 from genmill.worker.backendset import BackendSet
@@ -109,6 +110,15 @@ class Deployment:
         return entry
 
 
+def usage_billed_catalog() -> Catalog:
+    """The catalog, with the image upscale billed by usage as per-frame entries are: one credit for each of the
+    `frames` its output reports, at most the frozen price; an output that reports none costs the frozen price."""
+    usage = usage_per_unit("frames", lambda frames: frames, 10**9)
+    return Catalog(
+        dataclasses.replace(entry, usage_price=usage) if entry.key == UPSCALE else entry for entry in build_catalog()
+    )
+
+
 @pytest.fixture(params=TRANSPORTS)
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
     with socket.socket() as s:
@@ -116,7 +126,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path, public_url=url, workers=1, lease_seconds=LEASE_SECONDS)
-    runtime = Runtime(settings, backends=[PillowUpscale(), EchoBackend()])
+    runtime = Runtime(settings, backends=[PillowUpscale(), EchoBackend()], catalog=usage_billed_catalog())
     app = create_app(settings, runtime=runtime, run_workers=False)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -217,6 +227,18 @@ def test_completing_bills_once(deployment: Deployment) -> None:
     assert done.consumed_credits == task.price > 0 and done.frozen_credits == 0
     balances = deployment.runtime.store.accounts.get(deployment.account.account_id).balances
     assert balances.used == task.price and balances.frozen == 0 and balances.available == 10**9 - task.price
+
+
+def test_completing_consumes_what_the_output_used_and_releases_the_rest(deployment: Deployment) -> None:
+    task = deployment.create()
+    seat = deployment.worker()
+    seat.transport.complete(claimed(seat), {"image_url": "x", "frames": 3}, [], None)
+    done = deployment.stored(task.task_id)
+    assert task.price > 3 and done.consumed_credits == 3 and done.frozen_credits == 0
+    store = deployment.runtime.store.accounts
+    balances = store.get(deployment.account.account_id).balances
+    assert (balances.used, balances.frozen, balances.available) == (3, 0, 10**9 - 3)
+    assert store.ledger_balances(deployment.account.account_id) == balances
 
 
 def test_failing_releases_the_credits(deployment: Deployment) -> None:

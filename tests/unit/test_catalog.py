@@ -647,3 +647,27 @@ def test_ace_step(catalog: Catalog) -> None:
     assert price(catalog, "Qubico/ace-step", "txt2audio", duration=120) == 120 * usd(0.0005)
     assert ("duration",) in error_locs(rejects(catalog, "Qubico/ace-step", "txt2audio", duration=241))
     assert ("style_prompt",) in error_locs(rejects(catalog, "Qubico/ace-step", "txt2audio", style_prompt=""))
+
+
+USAGE_BILLED = {
+    ("Qubico/video-toolkit", "upscale"): ("frames", 12, 36_000, 720_000),
+    ("Qubico/video-toolkit", "face-swap"): ("frames", 100, 200_000, 1_200_000),
+    ("Qubico/mmaudio", "video2audio"): ("duration", 2.5, 15_000, 150_000),
+}
+"""Each entry frozen at a cap, with the field its output reports, a quantity, its price, and the cap's price."""
+
+
+@pytest.mark.parametrize("key", sorted(USAGE_BILLED))
+def test_capped_entries_price_what_the_output_reports(catalog: Catalog, key: tuple[str, str]) -> None:
+    field, quantity, price, cap = USAGE_BILLED[key]
+    entry = catalog.get(*key)
+    assert entry is not None and entry.usage_price is not None
+    inputs = entry.input_model.model_validate(MINIMAL_INPUTS[key])
+    assert entry.price_of(inputs) == cap
+    assert entry.usage_price(inputs, {"url": "x", field: quantity}) == price
+    assert entry.usage_price(inputs, {"url": "x"}) == cap  # a backend that does not count pays the cap
+    assert entry.usage_price(inputs, {field: 10**9}) == cap  # never above it
+
+
+def test_the_per_unit_qubico_entries_priced_at_a_cap_have_a_usage_price(catalog: Catalog) -> None:
+    assert set(USAGE_BILLED) <= {entry.key for entry in catalog if entry.usage_price is not None}

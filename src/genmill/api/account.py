@@ -1,4 +1,4 @@
-"""Account endpoints: info, active tasks grouped by family, and paged history."""
+"""Account endpoints: info, active tasks grouped by PiAPI's model keys, and paged history."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from genmill.api.envelope import ok
 from genmill.api.openapi import KEYED, errors
 from genmill.domain.boundary import INT64_MAX
 from genmill.domain.catalog import USD
+from genmill.domain.model_keys import model_key
 from genmill.domain.states import TaskStatus
 from genmill.domain.wire import task_public
 from genmill.errors import InvalidRequest
@@ -27,6 +28,9 @@ def account_info(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
         {
             "account_id": account.account_id,
             "account_name": account.name,
+            # PiAPI's official CLI prints `name`, else "#" + `id`: both spellings are answered.
+            "id": account.account_id,
+            "name": account.name,
             "plan": account.plan,
             "is_enable": account.is_enabled,
             "max_concurrent_task_count": account.max_concurrency,
@@ -41,12 +45,12 @@ def account_info(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     )
 
 
-@router.get("/account/active_tasks", summary="Pending, processing and staged tasks by model family")
+@router.get("/account/active_tasks", summary="Pending, processing and staged tasks by PiAPI model key")
 def active_tasks(account: AccountDep, services: ServicesDep) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
     for task in services.tasks.active(account.account_id):
         group = groups.setdefault(
-            task.family, {"pending_count": 0, "processing_count": 0, "staged_count": 0, "active_tasks": []}
+            model_key(task.family), {"pending_count": 0, "processing_count": 0, "staged_count": 0, "active_tasks": []}
         )
         group[f"{task.status.value}_count"] += 1
         group["active_tasks"].append(task_public(task))
@@ -68,7 +72,7 @@ def histories(
     services: ServicesDep,
     page: int = Query(1, ge=1, le=INT64_MAX),
     page_size: int = Query(10, ge=1, le=100),
-    model: str = Query("", description="A model name or family; empty for all."),
+    model: str = Query("", description="A PiAPI model key (flux, wan, ...), a model or a family; empty: all."),
     start_time: int | None = Query(None, ge=0, le=INT64_MAX, description="Unix seconds."),
     end_time: int | None = Query(None, ge=0, le=INT64_MAX, description="Unix seconds."),
     status: TaskStatus | None = Query(None, description="Only tasks in this status (our addition)."),

@@ -136,8 +136,10 @@ async def task_events(
 
 
 def _cancel(task_id: str, account_id: str, services: ServicesDep) -> dict[str, Any]:
-    services.tasks.cancel(account_id, task_id)
-    return {"code": 200, "message": f"task {task_id} canceled"}
+    """PiAPI documents the message only; `data` is the cancelled task as GET now shows it (our choice), so a
+    client that reads `data` sees the released credits and the `cancelled` status without a second request."""
+    task = services.tasks.cancel(account_id, task_id)
+    return ok(task_public(task), message=f"task {task_id} canceled")
 
 
 @router.delete("/api/v1/task/{task_id}", summary="Cancel a pending or staged task", responses=errors(404))
@@ -155,7 +157,7 @@ def cancel_tasks(
     account: AccountDep,
     services: ServicesDep,
     created_before: int = Query(..., ge=0, description="Unix seconds."),
-    model: str = Query("all", description="A model family, a model name, or 'all'."),
+    model: str = Query("all", description="A PiAPI model key (kling, mj, ...), a model family or name, or 'all'."),
 ) -> dict[str, Any]:
     try:
         before = datetime.fromtimestamp(created_before, UTC)

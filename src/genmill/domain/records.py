@@ -61,6 +61,8 @@ class Task:
     worker_id: str | None = None
     retention_seconds: int = 0
     pool: str = "public"
+    usage_type: str = "quota"
+    """PiAPI's `meta.usage.type` of the task's entry when it was created ("quota", "point" or "llm")."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class NewTask:
     priority: int = 0
     max_attempts: int = 3
     pool: str = "public"
+    usage_type: str = "quota"
 
 
 @dataclass(frozen=True)

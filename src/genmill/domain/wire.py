@@ -36,7 +36,7 @@ def task_public(task: Task) -> dict[str, Any]:
             "created_at": rfc3339(task.created_at),
             "started_at": rfc3339(task.started_at),
             "ended_at": rfc3339(task.ended_at),
-            "usage": {"type": "quota", "frozen": task.frozen_credits, "consume": task.consumed_credits},
+            "usage": {"type": task.usage_type, "frozen": task.frozen_credits, "consume": task.consumed_credits},
             "is_using_private_pool": task.pool != "public",
         },
         "detail": detail,

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.model_keys import families_for
 from genmill.domain.origins import origin_refusal
 from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, StoredEvent, Task, TaskPage
 from genmill.domain.retention import generated_input_refusal
@@ -23,6 +24,7 @@ from genmill.domain.serving import not_served_message, served_names
 from genmill.domain.states import TERMINAL, TaskStatus
 from genmill.domain.timefmt import utcnow
 from genmill.domain.validation import describe_validation_error
+from genmill.engine.inline_inputs import InlineInputs
 from genmill.engine.quotas import Quotas
 from genmill.engine.serving import ServedEntries
 from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed, NotFound
@@ -70,6 +72,7 @@ class TaskEngine:
         private_price_factor: float = 0.0,
         webhook_wakeup: Wakeup | None = None,
         quotas: Quotas | None = None,
+        max_inline_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.files = files
@@ -81,6 +84,8 @@ class TaskEngine:
         """Woken when a delivery is scheduled again, so the dispatcher sends it now rather than on its next round."""
         self.quotas = quotas or Quotas()
         """The input size and free-task limits a create must pass before anything is stored."""
+        self.inline = InlineInputs(files, max_bytes=max_inline_bytes)
+        """Inline media of an input, stored as uploads so that the stored input names URLs (docs/api.md)."""
 
     # -- creating ------------------------------------------------------------------------------------------
 
@@ -186,7 +191,12 @@ class TaskEngine:
             raise InvalidRequest(f"input.{exc.message}") from exc
         self.check_generated_inputs(entry, inputs)
         self.check_origin(entry, inputs, account.account_id, pool)
-        stored_input = inputs.model_dump(mode="json")
+        # Inline media are decoded and given their upload URLs first, storing nothing: the input is then final
+        # for the size quota, and a refusal up to the store's transaction leaves no file behind.
+        plan = self.inline.plan(inputs, inputs.model_dump(mode="json"), account.account_id)
+        stored_input = plan.stored_input
+        if plan.files:
+            self.validate_input(entry, stored_input)  # what the worker will validate: refused now, not there
         price = self.price(entry, inputs, pool)
         self.quotas.admit_task(account.account_id, stored_input, free=price == 0 and pool == PUBLIC_POOL)
         idempotency = None
@@ -195,11 +205,32 @@ class TaskEngine:
                 raise InvalidRequest(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
             canonical = json.dumps([model, task_type, raw_input, config or {}], sort_keys=True, default=str)
             idempotency = Idempotency(idempotency_key, hashlib.sha256(canonical.encode()).hexdigest(), IDEMPOTENCY_TTL)
+        saved = self.inline.save(plan, account.account_id)
+        try:
+            task, replayed = self._insert(account, entry, stored_input, wire_config, price, pool, priority, idempotency)
+        except BaseException:
+            self.inline.discard(saved)  # refused in the transaction (credits, staged limit, ...): no orphan file
+            raise
+        if replayed:
+            self.inline.discard(saved)  # the first request's task names its own files
+        return task, replayed
+
+    def _insert(
+        self,
+        account: Account,
+        entry: CatalogEntry,
+        stored_input: dict[str, Any],
+        wire_config: dict[str, Any],
+        price: int,
+        pool: str,
+        priority: int,
+        idempotency: Idempotency | None,
+    ) -> tuple[Task, bool]:
         return self.store.tasks.create(
             NewTask(
                 account_id=account.account_id,
-                model=model,
-                task_type=task_type,
+                model=entry.model,
+                task_type=entry.task_type,
                 family=entry.family,
                 input=stored_input,
                 config=wire_config,
@@ -209,6 +240,7 @@ class TaskEngine:
                 priority=priority,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
+                usage_type=entry.usage_type,
             ),
             idempotency=idempotency,
         )
@@ -252,10 +284,23 @@ class TaskEngine:
         end: datetime | None,
         status: TaskStatus | None,
     ) -> TaskPage:
-        """A page of the account's tasks, newest first; `model` is a model name or a family."""
+        """A page of the account's tasks, newest first; `model` is a PiAPI model key, a model name or a family."""
         return self.store.tasks.history(
-            account_id, page=page, page_size=page_size, model=model, start=start, end=end, status=status
+            account_id,
+            page=page,
+            page_size=page_size,
+            model=model,
+            families=self.families_named(model),
+            start=start,
+            end=end,
+            status=status,
         )
+
+    def families_named(self, name: str | None) -> tuple[str, ...]:
+        """The catalog families a `model=` filter selects: those whose PiAPI key is `name`, or named `name`."""
+        if not name:
+            return ()
+        return tuple(sorted(families_for(name, {entry.family for entry in self.catalog})))
 
     # -- cancelling ----------------------------------------------------------------------------------------
 
@@ -264,8 +309,10 @@ class TaskEngine:
         return self.store.tasks.cancel(account_id, task_id)
 
     def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
-        """Cancel every pending or staged task created before the time, of one model or family when given."""
-        return self.store.tasks.cancel_many(account_id, created_before=created_before, model=model)
+        """Cancel every pending or staged task created before the time, of one model key, model or family."""
+        return self.store.tasks.cancel_many(
+            account_id, created_before=created_before, model=model, families=self.families_named(model)
+        )
 
     # -- webhook deliveries --------------------------------------------------------------------------------
 

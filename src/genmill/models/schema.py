@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from genmill.domain.catalog import TaskInput, usd
+from genmill.domain.media_inputs import MEDIA_INPUT
 
 # --------------------------------------------------------------------------------------------------
 # Media references
@@ -46,15 +48,16 @@ def check_media_ref(value: str) -> str:
     return ref
 
 
-MediaRef = Annotated[str, AfterValidator(check_media_ref)]
-"""A required media input: URL, data: URI, server path or base64."""
+MediaRef = Annotated[str, AfterValidator(check_media_ref), MEDIA_INPUT]
+"""A required media input: URL, data: URI, server path or base64. `MEDIA_INPUT` marks it as media: inline data
+in it is stored as an upload when the task is created, and the stored input holds the file's URL."""
 
 
 def _check_optional_media_ref(value: str) -> str:
     return value if value == "" else check_media_ref(value)
 
 
-OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref)]
+OptionalMediaRef = Annotated[str, AfterValidator(_check_optional_media_ref), MEDIA_INPUT]
 """An optional media input; the empty string means "not given" (PiAPI echoes unset media as "")."""
 
 MAX_INPUT_SIDE = 2048
@@ -207,8 +210,30 @@ def per_unit(amount_usd: float, units: int, *, per: int = 1) -> int:
     return ceil_div(usd(amount_usd) * units, per)
 
 
+def counted(output: dict[str, Any], field: str) -> float | None:
+    """The positive quantity a backend reported in `output[field]` (frames, seconds), or None when it did not."""
+    value = output.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
+
+
+def usage_per_unit(field: str, price_for: Callable[[int], int], cap: int) -> Callable[[Any, dict[str, Any]], int]:
+    """A `usage_price` for an entry priced per unit of something only the run knows (frames, seconds): the price
+    of the whole units the output reports in `field`, rounded up and at most `cap` units; the cap's price when
+    the output does not say (a backend that cannot count, such as an upstream service)."""
+
+    def usage(_inputs: Any, output: dict[str, Any]) -> int:
+        quantity = counted(output, field)
+        units = cap if quantity is None else min(cap, max(1, math.ceil(quantity)))
+        return price_for(units)
+
+    return usage
+
+
 __all__ = [
     "MAX_VIDEO_BYTES",
+    "MEDIA_INPUT",
     "FaceIndexes",
     "LoraList",
     "LoraSetting",
@@ -221,9 +246,11 @@ __all__ = [
     "VideoAspectRatio",
     "ceil_div",
     "check_media_ref",
+    "counted",
     "face_index_count",
     "flat",
     "mp4_video_ref",
     "per_unit",
+    "usage_per_unit",
     "video_size_limit",
 ]

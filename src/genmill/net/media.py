@@ -173,6 +173,12 @@ def content_type_for_extension(ext: str) -> str:
     return _CONTENT_TYPE_BY_EXTENSION.get(ext.lower().lstrip("."), OCTET_STREAM)
 
 
+def extension_for_content_type(content_type: str) -> str:
+    """The usual extension (without the dot) of an accepted media type; "bin" for any other type."""
+    wanted = content_type.split(";", 1)[0].strip().lower()
+    return next((ext for ext, known in _CONTENT_TYPE_BY_EXTENSION.items() if known == wanted), "bin")
+
+
 def safe_file_name(name: str) -> str:
     """Validate an upload file name and return a flat, storage-safe version of it.
 

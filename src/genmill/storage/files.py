@@ -73,16 +73,37 @@ class FileService:
         account_id: str | None,
         task_id: str | None = None,
         name: str = "",
+        key: str | None = None,
     ) -> Blob:
-        """Store bytes first, then index them: an index row always points at bytes that exist."""
+        """Store bytes first, then index them: an index row always points at bytes that exist.
+
+        `key` is one `new_key` made earlier (when the caller needs the file's URL before storing it)."""
         now = utcnow()
-        owner = task_id or account_id or "anonymous"
-        stem = f"{uuid.uuid4().hex}-{name}" if name else f"{uuid.uuid4().hex}.{ext.lstrip('.')}"
-        key = f"{kind}s/{owner}/{stem}"
+        key = key or self.new_key(kind=kind, ext=ext, account_id=account_id, task_id=task_id, name=name)
         self.blobs.put(key, data, content_type)
         blob = Blob(key, account_id, task_id, kind, content_type, len(data), now, expires_at(now, retention), None)
         self.index.record(blob)
         return blob
+
+    @staticmethod
+    def new_key(*, kind: str, ext: str, account_id: str | None, task_id: str | None = None, name: str = "") -> str:
+        """A fresh key for a file of `kind` owned by the task (else the account): `<kind>s/<owner>/<unique>...`."""
+        owner = task_id or account_id or "anonymous"
+        stem = f"{uuid.uuid4().hex}-{name}" if name else f"{uuid.uuid4().hex}.{ext.lstrip('.')}"
+        return f"{kind}s/{owner}/{stem}"
+
+    def server_url(self, key: str) -> str:
+        """The file's URL on this server's `/files/` route (never a presigned one, which would expire): what a
+        stored task input names, read back from storage directly by `key_from_url`."""
+        return f"{self.base_url}{FILES_PREFIX}{key}"
+
+    def discard(self, blob: Blob) -> None:
+        """Delete a file stored for a request that was then refused (its bytes, then its row), leaving nothing.
+
+        Bytes go first: a crash in between leaves a row whose bytes are gone, which `open` answers as gone and the
+        reaper clears when it expires; never bytes that no row points at."""
+        self.blobs.delete(blob.key)
+        self.index.forget(blob.key)
 
     def open(self, key: str, *, now: datetime | None = None) -> StoredFile:
         blob = self.index.get(key)

@@ -41,6 +41,11 @@ class BlobIndex(Queries):
             row = conn.execute(sa.select(blobs).where(blobs.c.key == key)).one_or_none()
         return _to_blob(row) if row is not None else None
 
+    def forget(self, key: str) -> None:
+        """Remove a file's row: for a file stored for a request that was then refused, as if never stored."""
+        with self.tx() as conn:
+            conn.execute(sa.delete(blobs).where(blobs.c.key == key))
+
     def due_for_deletion(self, now: datetime, *, limit: int = 500) -> list[Blob]:
         with self.read() as conn:
             rows = conn.execute(

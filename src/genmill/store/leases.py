@@ -223,11 +223,17 @@ class LeaseStore(Queries):
         *,
         logs: list[str] | None = None,
         detail: dict[str, Any] | None = None,
+        usage_credits: int | None = None,
     ) -> list[str]:
-        """Complete and bill the task; returns promoted staged task ids (for wake-ups)."""
+        """Complete and bill the task; returns promoted staged task ids (for wake-ups).
+
+        `usage_credits`, when the entry prices what the output used, is consumed (at most the frozen price) and the
+        rest released, in this one transaction."""
         with self.tx() as conn:
             task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output)
+            return end_task(
+                conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output, usage_credits=usage_credits
+            )
 
     def fail(
         self,

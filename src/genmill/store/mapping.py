@@ -55,4 +55,5 @@ def to_task(row: sa.Row[Any]) -> Task:
         worker_id=m["worker_id"],
         retention_seconds=m["retention_seconds"],
         pool=m["pool"],
+        usage_type=m["usage_type"],
     )

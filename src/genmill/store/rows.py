@@ -128,18 +128,19 @@ def end_task(
     output: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     log_line: str | None = None,
+    usage_credits: int | None = None,
 ) -> list[str]:
     """Finish a task (complete, fail or cancel) with its credit movement, in the caller's transaction.
 
     `genmill.domain.settlement.settle` decides the ending status, whether the frozen price is consumed or
-    released, and whether a concurrency slot frees (then staged tasks of the account are promoted here too).
-    Returns promoted ids.
+    released (or, with `usage_credits`, how much of it is consumed and how much released), and whether a
+    concurrency slot frees (then staged tasks of the account are promoted here too). Returns promoted ids.
     """
-    settlement = settle(task.status, event, task.frozen_credits, task.task_id)
+    settlement = settle(task.status, event, task.frozen_credits, task.task_id, usage_credits=usage_credits)
     new_status = settlement.status
     account = lock_account(conn, task.account_id)
-    if settlement.entry is not None:
-        move_credits(conn, account, settlement.entry.kind, settlement.entry.amount, task.task_id, now)
+    for entry in settlement.entries:
+        account = move_credits(conn, account, entry.kind, entry.amount, task.task_id, now)
     consumed = settlement.consumed
     logs = task.logs + ([log_line] if log_line else [])
     values: dict[str, Any] = {

@@ -119,6 +119,8 @@ tasks = sa.Table(
     # "public", or the account id whose private pool must run this task.
     sa.Column("pool", sa.String(36), nullable=False, server_default="public"),
     sa.Column("retention_seconds", sa.Integer, nullable=False),
+    # PiAPI's meta.usage.type of the entry at create: "quota", "point" or "llm".
+    sa.Column("usage_type", sa.String(16), nullable=False, server_default="quota"),
     sa.Column("outputs_deleted_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=True),

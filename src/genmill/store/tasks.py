@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,14 @@ _INSERT_TASK = sa.insert(tasks)
 _SELECT_OWN_TASK = sa.select(tasks).where(
     tasks.c.task_id == sa.bindparam("b_task_id"), tasks.c.account_id == sa.bindparam("b_account_id")
 )
+
+
+def model_filter(model: str, families: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Tasks of the model named `model`, of the family `model`, or of any of `families`."""
+    chosen = [tasks.c.model == model, tasks.c.family == model]
+    if families:
+        chosen.append(tasks.c.family.in_(list(families)))
+    return sa.or_(*chosen)
 
 
 class TaskStore(Queries):
@@ -130,6 +139,7 @@ class TaskStore(Queries):
             ended_at=None,
             retention_seconds=new.retention_seconds,
             pool=new.pool,
+            usage_type=new.usage_type,
         )
         row = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
         conn.execute(_INSERT_TASK, {**row, "status": status.value, "updated_at": now})
@@ -166,8 +176,11 @@ class TaskStore(Queries):
             row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).one()
         return to_task(row)
 
-    def cancel_many(self, account_id: str, *, created_before: datetime, model: str | None) -> list[str]:
-        """Cancel every pending/staged task created before the time, optionally of one model or family."""
+    def cancel_many(
+        self, account_id: str, *, created_before: datetime, model: str | None, families: Sequence[str] = ()
+    ) -> list[str]:
+        """Cancel every pending/staged task created before the time, optionally of one model or family (`model`)
+        or of any of `families` (the families of a PiAPI model key, as the engine resolved it)."""
         cancellable = (TaskStatus.PENDING.value, TaskStatus.STAGED.value)
         with self.tx() as conn:
             query = sa.select(tasks).where(
@@ -176,7 +189,7 @@ class TaskStore(Queries):
                 tasks.c.created_at < created_before,
             )
             if model:
-                query = query.where(sa.or_(tasks.c.family == model, tasks.c.model == model))
+                query = query.where(model_filter(model, families))
             rows = conn.execute(query.order_by(tasks.c.created_at).with_for_update()).all()
             # Staged first: cancelling a pending task frees a slot and promotes the oldest staged task, which
             # must not be one we are about to cancel from a stale snapshot.
@@ -193,6 +206,7 @@ class TaskStore(Queries):
         page: int,
         page_size: int,
         model: str | None = None,
+        families: Sequence[str] = (),
         start: datetime | None = None,
         end: datetime | None = None,
         status: TaskStatus | None = None,
@@ -201,7 +215,7 @@ class TaskStore(Queries):
         if status is not None:
             conditions.append(tasks.c.status == status.value)
         if model:
-            conditions.append(sa.or_(tasks.c.model == model, tasks.c.family == model))
+            conditions.append(model_filter(model, families))
         if start is not None:
             conditions.append(tasks.c.created_at >= start)
         if end is not None:

@@ -11,7 +11,16 @@ import math
 from pydantic import Field
 
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
-from genmill.models.schema import MediaRef, NegativePrompt, OptionalMediaRef, Seed, TaskInput, flat, per_unit
+from genmill.models.schema import (
+    MediaRef,
+    NegativePrompt,
+    OptionalMediaRef,
+    Seed,
+    TaskInput,
+    flat,
+    per_unit,
+    usage_per_unit,
+)
 
 MMAUDIO = "Qubico/mmaudio"
 DIFFRHYTHM = "Qubico/diffrhythm"
@@ -94,9 +103,12 @@ ENTRIES: list[CatalogEntry] = [
         task_type="video2audio",
         input_model=MMAudioVideo2Audio,
         price=_mmaudio_price,
+        # The soundtrack is as long as the video: the seconds the output reports (`output.duration`) are consumed.
+        usage_price=usage_per_unit("duration", mmaudio_price_for_seconds, MMAUDIO_MAX_SECONDS),
         family="mmaudio",
         retention=IMAGE_RETENTION,
-        description="Soundtrack for a video ($0.0005 per second, frozen at the 30-second cap).",
+        description="Soundtrack for a video ($0.0005 per second, frozen at the 30-second cap; the seconds of the "
+        "video consumed).",
     ),
     *(
         CatalogEntry(

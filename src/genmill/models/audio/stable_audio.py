@@ -178,7 +178,8 @@ class StableAudioBackend(Backend):
                 raise BackendError("Stable Audio could not generate from these inputs", raw_message=str(exc)) from exc
         audio = np.asarray(result.audios[0], dtype=np.float32)
         rate = int(pipe.vae.sampling_rate)
-        output = save_wav(ctx, audio, rate)
+        # `duration` (seconds) is what the task is billed for: the $0.0005 a second is frozen at the 30-second cap.
+        output: dict[str, Any] = {**save_wav(ctx, audio, rate), "duration": round(audio.shape[1] / rate, 3)}
         ctx.progress(1.0, f"done, seed {seed}")
         ctx.log(f"done: {audio.shape[1] / rate:.2f}s of {rate} Hz audio in {time.perf_counter() - started:.1f}s")
         return output

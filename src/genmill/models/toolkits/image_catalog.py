@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from genmill.domain.catalog import IMAGE_RETENTION, CatalogEntry
 from genmill.models.schema import (
     MAX_INPUT_SIDE,
+    MEDIA_INPUT,
     FaceIndexes,
     NegativePrompt,
     TaskInput,
@@ -81,7 +82,7 @@ def check_extra_choice(inputs: TaskInput, name: str, choices: tuple[str, ...]) -
         )
 
 
-ToolkitImage = Annotated[str, AfterValidator(check_inline_image)]
+ToolkitImage = Annotated[str, AfterValidator(check_inline_image), MEDIA_INPUT]
 """An image-toolkit image input: a URL, a server path, or inline data checked for format and size at create."""
 
 

@@ -13,12 +13,14 @@ from pydantic import Field, model_validator
 
 from genmill.domain.catalog import VIDEO_RETENTION, CatalogEntry
 from genmill.models.schema import (
+    MEDIA_INPUT,
     FaceIndexes,
     TaskInput,
     face_index_count,
     flat,
     mp4_video_ref,
     per_unit,
+    usage_per_unit,
     video_size_limit,
 )
 from genmill.models.toolkits.image_catalog import UPSCALE_MODELS, ToolkitImage, check_extra_choice
@@ -39,8 +41,8 @@ VIDEO_UPSCALE_MODES = ("realesrgan", "lanczos")
 FACE_SWAP_USD_PER_FRAME = 0.0002
 FACE_SWAP_MAX_FRAMES = 600
 
-Mp4Video = Annotated[str, mp4_video_ref()]
-AnyVideo = Annotated[str, video_size_limit()]
+Mp4Video = Annotated[str, mp4_video_ref(), MEDIA_INPUT]
+AnyVideo = Annotated[str, video_size_limit(), MEDIA_INPUT]
 
 
 class VideoUpscale(TaskInput):
@@ -84,7 +86,8 @@ def face_swap_price_for_frames(frames: int) -> int:
 
 def _upscale_price(_inputs: VideoUpscale) -> int:
     # price: our choice — the frame count is known only once the video is decoded, so the price of the
-    # largest allowed video (240 frames) is charged.
+    # largest allowed video (240 frames) is frozen; on completion only the frames the output reports
+    # (`output.frames`) are consumed and the rest released.
     return upscale_price_for_frames(UPSCALE_MAX_FRAMES)
 
 
@@ -98,20 +101,23 @@ ENTRIES: list[CatalogEntry] = [
         task_type="upscale",
         input_model=VideoUpscale,
         price=_upscale_price,
+        usage_price=usage_per_unit("frames", upscale_price_for_frames, UPSCALE_MAX_FRAMES),
         family=FAMILY,
         retention=VIDEO_RETENTION,
         description="2x video upscale with Real-ESRGAN x4plus on every frame (or, as configured, ffmpeg's Lanczos "
-        "resize, which is not super-resolution); $0.0003 per frame, frozen at the 240-frame cap.",
+        "resize, which is not super-resolution); $0.0003 per frame, frozen at the 240-frame cap, and the frames "
+        "the video had consumed.",
     ),
     CatalogEntry(
         model=MODEL,
         task_type="face-swap",
         input_model=VideoFaceSwap,
         price=_face_swap_price,
+        usage_price=usage_per_unit("frames", face_swap_price_for_frames, FACE_SWAP_MAX_FRAMES),
         family=FAMILY,
         retention=VIDEO_RETENTION,
         description="Swap faces in a video with a landmark warp and Poisson blending, not a swap network (per "
-        "frame, frozen at the 600-frame cap).",
+        "frame, frozen at the 600-frame cap, and the frames the video had consumed).",
     ),
     CatalogEntry(
         model=MODEL,

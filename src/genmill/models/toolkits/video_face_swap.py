@@ -112,4 +112,5 @@ class VideoFaceSwapBackend(Backend):
             url = ctx.save_output(target.read_bytes(), ext="mp4", content_type="video/mp4")
         ctx.progress(1.0)
         ctx.log(f"done: faces swapped in {counts['swapped']} frames, {counts['kept']} frames without a face kept")
-        return {"video_url": url}
+        # `frames` is what the task is billed for (per frame, frozen at the 600-frame cap).
+        return {"video_url": url, "frames": counts["swapped"] + counts["kept"]}

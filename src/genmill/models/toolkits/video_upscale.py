@@ -117,7 +117,8 @@ class VideoUpscaleBackend(Backend):
             url = ctx.save_output(target.read_bytes(), ext="mp4", content_type="video/mp4")
         ctx.progress(1.0)
         ctx.log(f"done: {info.width * 2}x{info.height * 2} H.264 MP4" + (", audio copied" if info.audio_codec else ""))
-        return {"video_url": url}
+        # `frames` is what the task is billed for ($0.0003 a frame, frozen at the 240-frame cap).
+        return {"video_url": url, "frames": info.frames}
 
     def _upscale_frames(self, source: Path, info: VideoInfo, target: Path, ctx: RunContext, chosen: str) -> None:
         """Every frame through the network's passes (in the model process), then to exactly 2x and the mode's
