@@ -28,6 +28,7 @@ from genmill.domain.catalog import Catalog
 from genmill.models.audio.backends import audio_backends
 from genmill.models.echo.backend import EchoBackend
 from genmill.models.flux.backend import flux_backends
+from genmill.models.flux.midjourney import midjourney_backends
 from genmill.models.flux.shared import FluxShared
 from genmill.models.toolkits.background import background_backends
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
@@ -70,8 +71,10 @@ def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = 
     server without weights does not list every model it could serve. `placement` is where and how the diffusers
     backends load (GENMILL_DEVICE, GENMILL_MEMORY_MODES); None: the first GPU, memory modes by card size."""
     placement = placement or Placement()
+    flux_shared = FluxShared(placement=placement)  # one FLUX.1-dev and one set of encoders for both
     return [
-        *flux_backends(models_dir, shared=FluxShared(placement=placement)),
+        *flux_backends(models_dir, shared=flux_shared),
+        *midjourney_backends(models_dir, shared=flux_shared),
         *video_backends(models_dir, placement=placement),
         *audio_backends(models_dir, placement=placement),
         *f5_tts_backends(models_dir),
@@ -85,7 +88,7 @@ TRELLIS_REASON = (
 )
 """What TRELLIS needs besides its weights: it has no CPU path (genmill.models.trellis.backend says why)."""
 
-_MJ_STAND_IN = "with GENMILL_STAND_INS=midjourney-flux"
+_MJ_STAND_IN = "with GENMILL_STAND_INS=midjourney"
 
 _WEIGHTS_NEEDED: dict[str, str] = {
     # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).
