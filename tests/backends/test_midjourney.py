@@ -399,3 +399,21 @@ def test_the_stand_in_serves_only_where_the_operator_enabled_it(models_dir: Path
 def test_missing_folders_leave_no_backend(tmp_path: Path) -> None:
     assert midjourney_backends(tmp_path) == []
     assert "blip-image-captioning" in MidjourneyDescribeBackend(tmp_path).availability().reason
+
+
+def test_large_origins_are_painted_at_the_canvas_limit(
+    models_dir: Path, upscaled: tuple[str, dict[str, Any], dict[str, Any], MemoryRunContext]
+) -> None:
+    limited = Settings(side=64, steps=2, canvas_max_pixels=4096)
+    backend = MidjourneyFluxBackend(
+        "midjourney-flux-fill", models_dir, shared=FluxShared(device="cpu"), settings=limited
+    )
+    _, origin_input, origin_output, origin_ctx = upscaled
+    files = {url: InputFile(saved.data, saved.content_type) for url, saved in origin_ctx.outputs.items()}
+    origin = OriginTask("o", "midjourney", "upscale", origin_input, origin_output, None, datetime.now(UTC))
+    ctx = MemoryRunContext(origin=origin, files=files)
+    inputs = entry("pan").input_model.model_validate({"origin_task_id": "o", "direction": "up"})
+    output = backend.run(entry("pan"), inputs, ctx)
+    width, height = img(ctx, output["image_urls"][0]).size
+    source = img(origin_ctx, origin_output["image_url"])
+    assert width * height <= 4096 and abs(width / height - source.width / (source.height * 1.5)) < 0.05

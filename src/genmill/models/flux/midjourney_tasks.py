@@ -41,12 +41,15 @@ from genmill.models.flux.tasks import MAX_PIXELS, fit_pixels, generation_size
 @dataclass(frozen=True)
 class Settings:
     """How the stand-in draws: `side` x `side` pixels of area per image (the aspect ratio shapes it), `steps`
-    denoising steps, and the largest upscale that is refined by Flux (beyond it, Lanczos alone)."""
+    denoising steps, the largest upscale that is refined by Flux (beyond it, Lanczos alone), and the largest
+    image inpaint, outpaint and pan deliver (an upscaled origin is scaled down to it, as Midjourney's own
+    zoom and pan grids are of standard size)."""
 
     side: int = 1024
     steps: int = 28
     guidance_scale: float = 3.5
     refine_max_pixels: int = 2048 * 2048
+    canvas_max_pixels: int = MAX_PIXELS
 
 
 VARIATION_STRENGTH = {"high_variation": 0.75, "low_variation": 0.4}
@@ -188,7 +191,7 @@ def upscale(flux: Any, inputs: TaskInput, ctx: RunContext, origin: OriginTask | 
     index = str(field_value(inputs, "index"))
     source = origin_image(ctx, origin, index)
     factor = UPSCALE_FACTOR.get(index, 2)
-    target = fit_pixels(source.width * factor, source.height * factor, MAX_ORIGIN_SIDE * MAX_ORIGIN_SIDE // 4)
+    target = fit_pixels(source.width * factor, source.height * factor, MAX_ORIGIN_SIDE * MAX_ORIGIN_SIDE)
     enlarged = source.resize(target, Image.Resampling.LANCZOS)
     prompt = origin_prompt(inputs, origin)
     seed = int(origin.output.get("seed") or 0)
@@ -240,6 +243,10 @@ def _fill_four(
 def inpaint(flux: Any, inputs: TaskInput, ctx: RunContext, origin: OriginTask | None, settings: Settings) -> Any:
     assert origin is not None
     source = origin_image(ctx, origin, None)
+    fitted = fit_pixels(*source.size, settings.canvas_max_pixels)
+    if fitted != source.size:
+        ctx.log(f"working on the image at {fitted[0]}x{fitted[1]} (from {source.width}x{source.height})")
+        source = source.resize(fitted, Image.Resampling.LANCZOS)
     drawn = read_image(ctx, str(field_value(inputs, "mask")), field="mask", max_side=MAX_ORIGIN_SIDE)
     mask = mask_of(drawn, source.size)
     ctx.log(f"repainting the mask's region of {origin.task_id}'s image")
@@ -250,7 +257,7 @@ def outpaint(flux: Any, inputs: TaskInput, ctx: RunContext, origin: OriginTask |
     assert origin is not None
     source = origin_image(ctx, origin, None)
     sides = zoom_sides(*source.size, str(field_value(inputs, "zoom_ratio", "2")), _aspect(inputs, ""))
-    canvas, mask = extend(source, sides, MAX_ORIGIN_SIDE * MAX_ORIGIN_SIDE)
+    canvas, mask = extend(source, sides, settings.canvas_max_pixels)
     ctx.log(f"zooming out to a {canvas.width}x{canvas.height} canvas")
     return _fill_four(flux, ctx, settings, "outpaint", canvas, mask, origin_prompt(inputs, origin))
 
@@ -259,7 +266,7 @@ def pan(flux: Any, inputs: TaskInput, ctx: RunContext, origin: OriginTask | None
     assert origin is not None
     source = origin_image(ctx, origin, None)
     direction = str(field_value(inputs, "direction"))
-    canvas, mask = extend(source, pan_sides(*source.size, direction), MAX_ORIGIN_SIDE * MAX_ORIGIN_SIDE)
+    canvas, mask = extend(source, pan_sides(*source.size, direction), settings.canvas_max_pixels)
     ctx.log(f"panning {direction} to a {canvas.width}x{canvas.height} canvas")
     return _fill_four(flux, ctx, settings, "pan", canvas, mask, origin_prompt(inputs, origin))
 
