@@ -198,12 +198,13 @@ class Pan(TaskInput):
 # Prices (docs/midjourney.md says where each figure comes from)
 # --------------------------------------------------------------------------------------------------
 
+# price: PiAPI's (GoAPI's plan: 3 / 9 / 20 quotas at 200 quotas per dollar; the peak-hour relax price is left out).
 GENERATION_USD: dict[str, float] = {"relax": 0.015, "fast": 0.045, "turbo": 0.10}
 """Imagine, variation, reroll, blend, inpaint, outpaint and pan: one grid of four images."""
 UPSCALE_USD = 0.015
 """Upscale of one grid image ("1"-"4"), light and beta: the same in every mode."""
 UPSCALE_2X_USD: dict[str, float] = {"relax": 0.045, "fast": 0.09, "turbo": 0.20}
-"""2x, and subtle/creative (V6's upscalers of an upscaled image)."""
+"""2x, and subtle/creative (V6's upscalers of an upscaled image; price: our choice, 2x's, which they replace)."""
 UPSCALE_4X_USD: dict[str, float] = {"relax": 0.135, "fast": 0.27, "turbo": 0.60}
 DESCRIBE_USD = 0.015
 SEED_USD = 0.005
