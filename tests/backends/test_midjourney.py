@@ -294,6 +294,10 @@ def test_variation_differs_from_its_source(
     assert all(d > 1.0 for d in diffs) and output["prompt"] == "a red fox on green grass"
     strong, _ = run(backends, "variation", origin=upscaled, origin_task_id="origin-1", index="high_variation")
     assert len(strong["image_urls"]) == 4 and strong["prompt"] == "a red fox on green grass"
+    square, square_ctx = run(
+        backends, "variation", origin=imagined, origin_task_id="origin-1", index="1", aspect_ratio="1:1"
+    )
+    assert img(square_ctx, square["image_urls"][0]).size == (64, 64)
 
 
 def test_seed_returns_the_origins_seed_without_drawing(

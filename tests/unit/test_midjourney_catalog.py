@@ -158,7 +158,8 @@ def test_follow_ups_name_their_origin(catalog: Catalog) -> None:
         derived = entry(catalog, task_type).derived_from
         assert derived is not None and derived.task_types == ("upscale",)
     reroll = entry(catalog, "reroll").derived_from
-    assert reroll is not None and "upscale" not in reroll.task_types and "imagine" in reroll.task_types
+    assert reroll is not None and "imagine" in reroll.task_types
+    assert "upscale" not in reroll.task_types and "blend" not in reroll.task_types
     assert ORIGIN_WINDOW.total_seconds() == 3 * 3600
 
 
@@ -168,7 +169,8 @@ def test_describe_refuses_stale_generated_images(catalog: Catalog) -> None:
 
 def test_actions_offered_by_each_output() -> None:
     assert actions_for("imagine") == list(GRID_ACTIONS)
-    assert "upscale1" in actions_for("reroll") and "reroll" in actions_for("blend")
+    assert "upscale1" in actions_for("reroll") and "reroll" in actions_for("inpaint")
+    assert actions_for("blend") == [a for a in GRID_ACTIONS if a != "reroll"]
     assert actions_for("upscale") == list(UPSCALED_ACTIONS)
     assert {"pan_left", "outpaint_2x", "region", "high_variation"} <= set(actions_for("upscale"))
     assert actions_for("describe") == [] and actions_for("seed") == []

@@ -265,11 +265,16 @@ UPSCALED_ACTIONS = (
 )
 
 
+REROLL_TASK_TYPES = tuple(t for t in GRID_TASK_TYPES if t != "blend")
+"""Reroll draws a prompt again; a blend has none (blend the images again instead)."""
+
+
 def actions_for(task_type: str) -> list[str]:
-    """The follow-ups a completed task's `output.actions` offers: a grid offers reroll/upscaleN/variationN, an
-    upscaled image offers vary, zoom, pan, region (inpaint) and further upscales; describe and seed offer none."""
+    """The follow-ups a completed task's `output.actions` offers: a grid offers reroll/upscaleN/variationN (a
+    blend no reroll), an upscaled image offers vary, zoom, pan, region (inpaint) and further upscales; describe and
+    seed offer none."""
     if task_type in GRID_TASK_TYPES:
-        return list(GRID_ACTIONS)
+        return [action for action in GRID_ACTIONS if task_type in REROLL_TASK_TYPES or action != "reroll"]
     if task_type == "upscale":
         return list(UPSCALED_ACTIONS)
     return []
@@ -313,7 +318,7 @@ ENTRIES: list[CatalogEntry] = [
         "Four variations of one image of a grid or of an upscaled image.",
         origin_types=IMAGE_TASK_TYPES,
     ),
-    _entry("reroll", Reroll, _generation_price, "The origin's prompt drawn anew.", origin_types=GRID_TASK_TYPES),
+    _entry("reroll", Reroll, _generation_price, "The origin's prompt drawn anew.", origin_types=REROLL_TASK_TYPES),
     _entry("describe", Describe, _describe_price, "Four prompts that describe an image.", generated=("image_url",)),
     _entry("seed", Seed, _seed_price, "The seed an earlier image task was drawn with.", origin_types=IMAGE_TASK_TYPES),
     _entry("blend", Blend, _generation_price, "Four images that blend 2 to 5 images."),

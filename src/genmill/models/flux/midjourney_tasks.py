@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from genmill.backends.base import RunContext
 from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_error, field_value, pick_seed
@@ -176,7 +176,8 @@ def variation(flux: Any, inputs: TaskInput, ctx: RunContext, origin: OriginTask 
 
     def extra(pipe: Any, kwargs: dict[str, Any]) -> None:
         kwargs["width"], kwargs["height"] = size
-        kwargs["image"] = source.resize(size, Image.Resampling.LANCZOS)
+        # A new aspect ratio crops the source around its centre rather than stretching it.
+        kwargs["image"] = ImageOps.fit(source, size, Image.Resampling.LANCZOS)
         kwargs["strength"] = strength
 
     prompt = origin_prompt(inputs, origin)
