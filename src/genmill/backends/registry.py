@@ -28,6 +28,7 @@ from genmill.domain.catalog import Catalog
 from genmill.models.audio.backends import audio_backends
 from genmill.models.echo.backend import EchoBackend
 from genmill.models.flux.backend import flux_backends
+from genmill.models.flux.midjourney import midjourney_backends
 from genmill.models.flux.shared import FluxShared
 from genmill.models.toolkits.background import background_backends
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
@@ -70,8 +71,10 @@ def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = 
     server without weights does not list every model it could serve. `placement` is where and how the diffusers
     backends load (GENMILL_DEVICE, GENMILL_MEMORY_MODES); None: the first GPU, memory modes by card size."""
     placement = placement or Placement()
+    flux_shared = FluxShared(placement=placement)  # one FLUX.1-dev and one set of encoders for both
     return [
-        *flux_backends(models_dir, shared=FluxShared(placement=placement)),
+        *flux_backends(models_dir, shared=flux_shared),
+        *midjourney_backends(models_dir, shared=flux_shared),
         *video_backends(models_dir, placement=placement),
         *audio_backends(models_dir, placement=placement),
         *f5_tts_backends(models_dir),
@@ -84,6 +87,8 @@ TRELLIS_REASON = (
     "diff-gaussian-rasterization; a CUDA GPU is required), or forward it with GENMILL_UPSTREAM_MODELS=Qubico/trellis"
 )
 """What TRELLIS needs besides its weights: it has no CPU path (genmill.models.trellis.backend says why)."""
+
+_MJ_STAND_IN = "with GENMILL_STAND_INS=midjourney"
 
 _WEIGHTS_NEEDED: dict[str, str] = {
     # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).
@@ -109,6 +114,12 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm, with GENMILL_STAND_INS=ace-step)",
     "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
     "GENMILL_STAND_INS=stable-audio-open)",
+    "midjourney": f"flux1-dev/ (FLUX.1 stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/blend": f"flux1-dev/ and flux1-redux-dev/ (FLUX.1 Redux stands in for the blend, {_MJ_STAND_IN})",
+    "midjourney/inpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/outpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/pan": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/describe": f"blip-captioning/ (BLIP captions stand in for the describe, {_MJ_STAND_IN})",
 }
 
 
