@@ -92,6 +92,11 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("Qubico/ace-step", "edit"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/ace-step", "extend"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/hug-video", "image_to_video"): {"image_url": IMG},
+    ("music-u", "generate_music"): {"lyrics_type": "instrumental", "gpt_description_prompt": "night breeze"},
+    ("music-u", "generate_lyrics"): {"prompt": "white egrets"},
+    ("music-s", "generate_music"): {"gpt_description_prompt": "autumn night breeze"},
+    ("music-s", "generate_music_custom"): {"prompt": "[Verse]\nla la la"},
+    ("music-s", "generate_lyrics"): {"prompt": "white egrets"},
 }
 
 FAMILIES = {
@@ -110,6 +115,8 @@ FAMILIES = {
     "Qubico/diffrhythm": "diffrhythm",
     "Qubico/ace-step": "ace-step",
     "Qubico/hug-video": "hug-video",
+    "music-u": "music-u",
+    "music-s": "music-s",
 }
 
 VIDEO_MODELS = {

@@ -109,7 +109,14 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm, with GENMILL_STAND_INS=ace-step)",
     "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
     "GENMILL_STAND_INS=stable-audio-open)",
+    "music-u": "ace-step/ (ACE-Step stands in for Udio, with GENMILL_STAND_INS=ace-step)",
+    "music-s": "ace-step/ (ACE-Step stands in for Suno, with GENMILL_STAND_INS=ace-step)",
 }
+LYRICS_REASON = (
+    "no backend: no lyrics model is configured; set GENMILL_LYRICS_BASE_URL and GENMILL_LYRICS_MODEL to an "
+    "OpenAI-compatible chat model (a stand-in for the service's own lyrics model, with "
+    "GENMILL_STAND_INS=lyrics-llm; docs/music-services.md)"
+)
 
 
 def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
@@ -117,6 +124,8 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     if model == "Qubico/trellis":
         checkpoint = "trellis-image-large/" if task_type == "image-to-3d" else "trellis-text-xlarge/"
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
+    if model in ("music-u", "music-s") and task_type == "generate_lyrics":
+        return LYRICS_REASON
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
