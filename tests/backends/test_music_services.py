@@ -22,14 +22,17 @@ pytest.importorskip("diffusers")
 pytest.importorskip("imageio_ffmpeg")
 
 import torch
+from fastapi.testclient import TestClient
 from tests.backends.fake_chat_server import FakeChatServer, fake_chat_server
 from tests.backends.test_ace_step import save_tiny_ace_step
 from tests.backends.wav import read_wav
 
+from genmill.app import Runtime, create_app
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.openai_compat import OpenAICompatTarget
 from genmill.backends.registry import lyrics_target
 from genmill.catalog import build_catalog
+from genmill.domain.catalog import usd
 from genmill.domain.records import InputFile, OriginTask
 from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
 from genmill.models.audio.ace_step import AceStepBackend
@@ -300,3 +303,39 @@ def test_the_lyrics_model_comes_from_settings(chat: FakeChatServer) -> None:
     assert target == OpenAICompatTarget(chat.base_url, LYRICS_MODEL, "")
     half = LyricsBackend(LyricsWriter(OpenAICompatTarget(chat.base_url, "")))
     assert not half.availability().ok and "GENMILL_LYRICS_MODEL" in half.availability().reason
+
+
+def test_an_extension_runs_through_the_api_on_the_origin_songs_task(
+    backend: AceStepBackend, pipe: RecordingPipe, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", public_url="http://testserver", workers=1, stand_ins="ace-step")
+    runtime = Runtime(settings, backends=[backend])
+    account = runtime.store.accounts.create_account("one", credits=10_000_000)
+    key, _ = runtime.store.accounts.create_key(account.account_id, "k1")
+    song = {"gpt_description_prompt": "calm", "lyrics_type": "instrumental"}
+    with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
+
+        def create(fields: dict[str, Any]) -> Any:
+            body = {"model": UDIO, "task_type": "generate_music", "input": fields}
+            return client.post("/api/v1/task", headers={"X-API-Key": key}, json=body)
+
+        def completed(answer: Any) -> dict[str, Any]:
+            assert answer.status_code == 200, answer.text
+            task_id = answer.json()["data"]["task_id"]
+            assert runtime.workers[0].run_once()
+            task: dict[str, Any] = client.get(f"/api/v1/task/{task_id}", headers={"X-API-Key": key}).json()["data"]
+            assert task["status"] == "completed", task["error"]
+            return task
+
+        first = completed(create(song))  # no continue_song_id: the song stands alone
+        assert first["output"]["songs"][0]["id"] == first["task_id"]
+        assert "stand-in for Udio" in json.dumps(first["detail"])
+        extended = completed(create({**song, "continue_song_id": first["task_id"]}))
+        assert extended["output"]["songs"][0]["duration"] == 2 * SECONDS[UDIO]
+        assert pipe.calls[-1]["repainting_start"] == SECONDS[UDIO]
+        unknown = "00000000-0000-4000-8000-000000000000"
+        refused = create({**song, "continue_song_id": unknown})
+        assert refused.status_code == 400
+        assert refused.json()["message"] == f"input.continue_song_id: no task {unknown} found for this account"
+        assert runtime.store.accounts.get(account.account_id).balances.used == 2 * usd(0.05)
+    runtime.store.close()
