@@ -30,14 +30,13 @@ from tests.backends.wav import read_wav
 from genmill.app import Runtime, create_app
 from genmill.backends.diffusers_loading import Placement
 from genmill.backends.openai_compat import OpenAICompatTarget
-from genmill.backends.registry import lyrics_target
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import usd
 from genmill.domain.records import InputFile, OriginTask
-from genmill.errors import INPUT_ERROR_CODE, BackendError, InputRejected
+from genmill.errors import INPUT_ERROR_CODE, InputRejected
 from genmill.models.audio.ace_step import AceStepBackend
 from genmill.models.audio.backends import audio_backends
-from genmill.models.audio.lyrics import LyricsBackend, LyricsPair, LyricsWriter, parse_lyrics
+from genmill.models.audio.lyrics import LyricsBackend
 from genmill.models.audio.music_services import DEFAULT_STYLE
 from genmill.models.audio.suno_catalog import SUNO
 from genmill.models.audio.udio_catalog import UDIO
@@ -276,33 +275,6 @@ def test_music_and_lyrics_are_stand_ins_served_only_when_enabled(backend: AceSte
     assert any(LYRICS_MODEL in limit for limit in udio.limits)
     served = enabled.served_by(SUNO, "generate_lyrics")
     assert served is not None and served.stand_in and LYRICS_MODEL in served.model and "Suno" in served.model
-
-
-def test_generate_lyrics_answers_lyrics_pairs(lyrics_backend: LyricsBackend, chat: FakeChatServer) -> None:
-    pairs = [{"title": "Winter Wind", "text": WRITTEN}, {"title": "Winter Wind", "text": "[Verse]\nSnow"}]
-    chat.answer = "```json\n" + json.dumps({"lyrics_pairs": pairs}) + "\n```"
-    entry = CATALOG.get(UDIO, "generate_lyrics")
-    assert entry is not None
-    ctx = MemoryRunContext()
-    output = lyrics_backend.run(entry, entry.input_model.model_validate({"prompt": "White egrets fly"}), ctx)
-    assert output == {"lyrics_pairs": pairs} and ctx.fractions[-1] == 1.0
-    assert "exactly 2 item(s)" in chat.requests[-1]["messages"][0]["content"]
-    chat.status = 503
-    try:
-        with pytest.raises(BackendError, match="refused the request \\(HTTP 503\\): model is overloaded"):
-            lyrics_backend.run(entry, entry.input_model.model_validate({"prompt": "egrets"}), MemoryRunContext())
-    finally:
-        chat.status = 200
-    assert parse_lyrics("", fallback_title="X") == []
-    assert parse_lyrics("plain words", fallback_title="Egrets") == [LyricsPair("Egrets", "plain words")]
-
-
-def test_the_lyrics_model_comes_from_settings(chat: FakeChatServer) -> None:
-    assert lyrics_target(Settings()) is None
-    target = lyrics_target(Settings(lyrics_base_url=chat.base_url, lyrics_model=LYRICS_MODEL))
-    assert target == OpenAICompatTarget(chat.base_url, LYRICS_MODEL, "")
-    half = LyricsBackend(LyricsWriter(OpenAICompatTarget(chat.base_url, "")))
-    assert not half.availability().ok and "GENMILL_LYRICS_MODEL" in half.availability().reason
 
 
 def test_an_extension_runs_through_the_api_on_the_origin_songs_task(

@@ -27,7 +27,6 @@ LYRICS_PAIRS = 2
 """PiAPI's example answers two lyrics for one prompt; so does this backend."""
 MAX_LYRICS_TOKENS = 1500
 """Enough for two songs' lyrics; bounds what one task may ask of the operator's model."""
-SECTION = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*$", re.MULTILINE)
 
 SYSTEM_PROMPT = (
     "You write song lyrics. Answer with JSON only, no other text: "
@@ -107,11 +106,6 @@ def title_from(description: str) -> str:
     """A title made from a description's first words (our choice when neither the user nor a model gave one)."""
     words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", description)[:4]
     return " ".join(word.capitalize() for word in words) or "Untitled"
-
-
-def is_structured(lyrics: str) -> bool:
-    """Whether lyrics carry section markers ([Verse], [Chorus], ...), which ACE-Step uses to shape the song."""
-    return bool(SECTION.search(lyrics))
 
 
 class LyricsBackend(Backend):
