@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.models.audio import catalog as audio
+from genmill.models.audio import suno_catalog as suno
+from genmill.models.audio import udio_catalog as udio
 from genmill.models.echo import catalog as echo
 from genmill.models.flux import catalog as flux
 from genmill.models.flux import midjourney_catalog as midjourney
@@ -19,7 +21,7 @@ from genmill.models.tts import catalog as tts
 from genmill.models.video import catalog as video_models
 from genmill.models.video import wanx_catalog as wanx
 
-MODULES = (flux, midjourney, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
+MODULES = (flux, midjourney, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, udio, suno, echo)
 
 
 def all_entries() -> list[CatalogEntry]:

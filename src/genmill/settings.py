@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         "", description="Comma-separated `model` or `model/task_type` entries to forward; empty forwards none."
     )
 
+    lyrics_base_url: str = Field(
+        "",
+        description="An OpenAI-compatible chat server (vLLM, Ollama, llama.cpp) that writes Udio's and Suno's "
+        "lyrics (generate_lyrics, lyrics_type generate); empty: those tasks are refused (docs/music-services.md).",
+    )
+    lyrics_model: str = Field("", description="The model name GENMILL_LYRICS_BASE_URL knows the lyrics model by.")
+    lyrics_api_key: str = Field("", repr=False, description="The key for GENMILL_LYRICS_BASE_URL, if it needs one.")
+
     auth_cache_seconds: float = Field(
         10.0, ge=0, description="How long a process trusts a checked API key before checking it again (0: always)."
     )

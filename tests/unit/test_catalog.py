@@ -102,6 +102,11 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("midjourney", "inpaint"): {"origin_task_id": "t-1", "mask": IMG_B64},
     ("midjourney", "outpaint"): {"origin_task_id": "t-1"},
     ("midjourney", "pan"): {"origin_task_id": "t-1", "direction": "left"},
+    ("music-u", "generate_music"): {"lyrics_type": "instrumental", "gpt_description_prompt": "night breeze"},
+    ("music-u", "generate_lyrics"): {"prompt": "white egrets"},
+    ("music-s", "generate_music"): {"gpt_description_prompt": "autumn night breeze"},
+    ("music-s", "generate_music_custom"): {"prompt": "[Verse]\nla la la"},
+    ("music-s", "generate_lyrics"): {"prompt": "white egrets"},
 }
 
 FAMILIES = {
@@ -121,6 +126,8 @@ FAMILIES = {
     "Qubico/ace-step": "ace-step",
     "Qubico/hug-video": "hug-video",
     "midjourney": "mj",
+    "music-u": "music-u",
+    "music-s": "music-s",
 }
 
 VIDEO_MODELS = {

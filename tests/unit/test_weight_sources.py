@@ -54,6 +54,7 @@ def test_targets_resolve_by_folder_family_entry_model_and_catalog_family() -> No
     assert folders("audio") == ["ace-step", "musicgen", "stable-audio-open", "tts-clone"]
     assert folders("Qubico/tts") == ["tts-clone"]
     assert folders("Qubico/ace-step") == folders("Qubico/diffrhythm/txt2audio-full") == ["ace-step"]
+    assert folders("music-u") == folders("music-s/generate_music_custom") == ["ace-step"]
     assert folders("framepack", "hunyuan")[-1] == "framepack" and len(folders("hunyuan")) == 4
     assert folders("skyreels") == ["skyreels-v2-i2v"]
     assert folders("Qubico/trellis") == ["trellis-image-large", "trellis-text-xlarge"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
+from genmill.backends.openai_compat import OpenAICompatTarget
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
@@ -66,17 +67,20 @@ def video_backends(models_dir: Path, *, placement: Placement | None = None) -> l
     return [*wan_backends(models_dir, shared=shared), *hunyuan_backends(models_dir, shared=shared)]
 
 
-def model_backends(models_dir: Path = MODELS_DIR, placement: Placement | None = None) -> list[Backend]:
+def model_backends(
+    models_dir: Path = MODELS_DIR, placement: Placement | None = None, *, lyrics: OpenAICompatTarget | None = None
+) -> list[Backend]:
     """Backends whose weights are folders under `models_dir`: only folders that exist become backends, so a
     server without weights does not list every model it could serve. `placement` is where and how the diffusers
-    backends load (GENMILL_DEVICE, GENMILL_MEMORY_MODES); None: the first GPU, memory modes by card size."""
+    backends load (GENMILL_DEVICE, GENMILL_MEMORY_MODES); None: the first GPU, memory modes by card size.
+    `lyrics` is the chat model that writes Udio's and Suno's lyrics (GENMILL_LYRICS_*), if any."""
     placement = placement or Placement()
     flux_shared = FluxShared(placement=placement)  # one FLUX.1-dev and one set of encoders for both
     return [
         *flux_backends(models_dir, shared=flux_shared),
         *midjourney_backends(models_dir, shared=flux_shared),
         *video_backends(models_dir, placement=placement),
-        *audio_backends(models_dir, placement=placement),
+        *audio_backends(models_dir, placement=placement, lyrics=lyrics),
         *f5_tts_backends(models_dir),
         *trellis_backends(models_dir),
     ]
@@ -120,7 +124,14 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "midjourney/outpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
     "midjourney/pan": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
     "midjourney/describe": f"blip-captioning/ (BLIP captions stand in for the describe, {_MJ_STAND_IN})",
+    "music-u": "ace-step/ (ACE-Step stands in for Udio, with GENMILL_STAND_INS=ace-step)",
+    "music-s": "ace-step/ (ACE-Step stands in for Suno, with GENMILL_STAND_INS=ace-step)",
 }
+LYRICS_REASON = (
+    "no backend: no lyrics model is configured; set GENMILL_LYRICS_BASE_URL and GENMILL_LYRICS_MODEL to an "
+    "OpenAI-compatible chat model (a stand-in for the service's own lyrics model, with "
+    "GENMILL_STAND_INS=lyrics-llm; docs/music-services.md)"
+)
 
 
 def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
@@ -128,6 +139,8 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
     if model == "Qubico/trellis":
         checkpoint = "trellis-image-large/" if task_type == "image-to-3d" else "trellis-text-xlarge/"
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
+    if model in ("music-u", "music-s") and task_type == "generate_lyrics":
+        return LYRICS_REASON
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
@@ -142,6 +155,7 @@ def builtin_backends(
     *,
     realesrgan_gpuid: GpuChoice = "auto",
     upscale: UpscaleChoice = DEFAULT_UPSCALE,
+    lyrics: OpenAICompatTarget | None = None,
 ) -> list[Backend]:
     """Fresh instances of the backends that ship with genmill (each reports whether it can run here); the model
     backends read their weights under `models_dir` (GENMILL_MODELS_DIR) and load as `placement` says,
@@ -158,7 +172,7 @@ def builtin_backends(
         VideoFaceSwapBackend(),
         VideoBackgroundRemoveBackend(),
         EchoBackend(),
-        *model_backends(models_dir, placement),
+        *model_backends(models_dir, placement, lyrics=lyrics),
     ]
 
 
@@ -195,9 +209,12 @@ def discover_backends(
     *,
     realesrgan_gpuid: GpuChoice = "auto",
     upscale: UpscaleChoice = DEFAULT_UPSCALE,
+    lyrics: OpenAICompatTarget | None = None,
 ) -> list[Backend]:
     """The built-in backends followed by every plugin backend; a plugin whose name is taken is skipped."""
-    backends = builtin_backends(models_dir, placement, realesrgan_gpuid=realesrgan_gpuid, upscale=upscale)
+    backends = builtin_backends(
+        models_dir, placement, realesrgan_gpuid=realesrgan_gpuid, upscale=upscale, lyrics=lyrics
+    )
     names = {backend.name for backend in backends}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         try:
@@ -226,5 +243,14 @@ def configured_backends(settings: Settings, catalog: Catalog, device: str | None
         settings.placement(device),
         realesrgan_gpuid=settings.realesrgan_gpuid,
         upscale=UpscaleChoice.from_settings(settings),
+        lyrics=lyrics_target(settings),
     )
     return [*local, *upstream_backends(settings, catalog)]
+
+
+def lyrics_target(settings: Settings) -> OpenAICompatTarget | None:
+    """The chat model that writes Udio's and Suno's lyrics (GENMILL_LYRICS_BASE_URL, _MODEL, _API_KEY); None when
+    neither address nor model is set. With one of them set, the lyrics backend is listed and says what is missing."""
+    if not (settings.lyrics_base_url.strip() or settings.lyrics_model.strip()):
+        return None
+    return OpenAICompatTarget(settings.lyrics_base_url, settings.lyrics_model, settings.lyrics_api_key)

@@ -146,6 +146,9 @@ class TaskEngine:
         if derived is None:
             return
         origin_id = str(getattr(inputs, derived.field, "") or "")
+        declared = entry.input_model.model_fields.get(derived.field)
+        if not origin_id and declared is not None and not declared.is_required():
+            return  # an optional origin left empty: the task stands alone (Udio's song without continue_song_id)
         try:
             origin: Task | None = self.store.tasks.get(account_id, origin_id) if origin_id else None
         except NotFound:

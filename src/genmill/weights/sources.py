@@ -308,8 +308,10 @@ SOURCES: tuple[WeightSource, ...] = (
         (
             *_entries("Qubico/ace-step", "txt2audio", "audio2audio", "edit", "extend"),
             *_entries("Qubico/diffrhythm", "txt2audio-base", "txt2audio-full"),
+            *_entries("music-u", "generate_music"),
+            *_entries("music-s", "generate_music", "generate_music_custom"),
         ),
-        note="ACE-Step 1.5 XL turbo (4B DiT, 8 steps); it also stands in for DiffRhythm",
+        note="ACE-Step 1.5 XL turbo (4B DiT, 8 steps); it also stands in for DiffRhythm, Udio and Suno",
     ),
     WeightSource(
         "musicgen",
@@ -449,7 +451,7 @@ def resolve_targets(targets: Sequence[str], catalog_families: dict[str, set[Entr
             found = [folders[name]]
         elif name in FAMILIES:
             found = [source for source in SOURCES if source.family == name]
-        elif "/" in name and sources_for_entry(*name.rsplit("/", 1)):
+        elif "/" in name and sources_for_entry(*name.rsplit("/", 1)):  # Qubico/wanx/txt2video-14b, music-u/…
             found = sources_for_entry(*name.rsplit("/", 1))
         elif sources_for_model(name):
             found = sources_for_model(name)

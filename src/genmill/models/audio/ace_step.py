@@ -13,6 +13,8 @@ How each task maps onto the pipeline's own task types:
                             silence repainted so the music continues from the source
     diffrhythm txt2audio-*  text2music of DiffRhythm's length (95 s, 285 s), timestamps stripped from the lyrics,
                             style_audio as ACE-Step's timbre reference; a stand-in, and `served_by` says so
+    music-u / music-s       Udio's and Suno's generate_music: text2music of the service's song length, or an
+                            earlier song continued like extend; a stand-in (`music_services` maps the fields)
 
 The pipeline's VAE samples its latent distribution from torch's global generator when it encodes source audio,
 so runs hold a lock and seed that generator as well as the pipeline's: the same seed gives the same bytes.
@@ -38,7 +40,10 @@ from genmill.backends.toolkit import StepCancelled, StepReporter, cancelled_erro
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.placement import MemoryPlan
 from genmill.errors import BackendError, InputRejected
+from genmill.models.audio import music_services
 from genmill.models.audio.catalog import ACE_STEP, DIFFRHYTHM
+from genmill.models.audio.lyrics import LyricsWriter
+from genmill.models.audio.music_services import MUSIC_ENTRIES, SERVICES, SONG_SECONDS, Song
 
 FOLDER = "ace-step"
 PIPELINE_CLASS = "AceStepPipeline"
@@ -61,6 +66,7 @@ DIFFRHYTHM_LIMITS = (
     "lyrics' [mm:ss.xx] timestamps are dropped: ACE-Step places the lines itself",
     "style_audio conditions ACE-Step's timbre encoder, not DiffRhythm's style embedding",
 )
+STANDS_IN_FOR = {DIFFRHYTHM: "DiffRhythm", **SERVICES}
 TIMESTAMP = re.compile(r"^\s*\[\d{1,2}:\d{2}(?:[.:]\d{1,3})?\]\s*")
 
 
@@ -85,7 +91,8 @@ def untimed_lyrics(text: object) -> str:
 
 
 class AceStepBackend(Backend):
-    """Every `Qubico/ace-step` task type on ACE-Step, and DiffRhythm's songs with ACE-Step standing in."""
+    """Every `Qubico/ace-step` task type on ACE-Step, and DiffRhythm's, Udio's and Suno's songs with ACE-Step
+    standing in."""
 
     name = "ace-step"
     entries = (
@@ -95,6 +102,7 @@ class AceStepBackend(Backend):
         (ACE_STEP, "extend"),
         (DIFFRHYTHM, "txt2audio-base"),
         (DIFFRHYTHM, "txt2audio-full"),
+        *MUSIC_ENTRIES,
     )
     requirements = ("torch", "diffusers", "transformers", "imageio-ffmpeg")
 
@@ -105,22 +113,34 @@ class AceStepBackend(Backend):
         placement: Placement | None = None,
         steps: int = 8,
         diffrhythm_seconds: dict[str, float] | None = None,
+        song_seconds: dict[str, float] | None = None,
+        lyrics: LyricsWriter | None = None,
     ) -> None:
         """`path` is a diffusers AceStepPipeline folder; `steps` the denoising steps per task (the turbo
-        checkpoints are distilled for 8); `diffrhythm_seconds` the song length of each DiffRhythm task type."""
+        checkpoints are distilled for 8); `diffrhythm_seconds` the song length of each DiffRhythm task type,
+        `song_seconds` Udio's and Suno's (by model); `lyrics` writes the lyrics a music service would write itself
+        (None: such tasks are refused)."""
         self.path = path
         self.placement = placement or Placement()
         self.steps = steps
         self.diffrhythm_seconds = diffrhythm_seconds or DIFFRHYTHM_SECONDS
+        self.song_seconds = song_seconds or SONG_SECONDS
+        self.lyrics = lyrics
         self.plan: MemoryPlan | None = None
         self._residents: list[Resident] = []
         self._pipe: Any = None
         self._lock = threading.Lock()
 
     def served_by(self, entry: CatalogEntry) -> ServedBy:
+        if entry.model in SERVICES:
+            return music_services.served_by(entry, PIPELINE, self.lyrics, self.song_seconds[entry.model])
         if entry.model == DIFFRHYTHM:
             return ServedBy(PIPELINE, stand_in=True, limits=DIFFRHYTHM_LIMITS)
         return ServedBy(PIPELINE, limits=(NEGATIVE_LIMIT,))
+
+    def check_request(self, entry: CatalogEntry, inputs: TaskInput) -> None:
+        if entry.model in SERVICES:
+            music_services.check(entry, inputs, self.lyrics)
 
     # --- availability and loading -----------------------------------------------------------------------------
 
@@ -168,13 +188,16 @@ class AceStepBackend(Backend):
         seed = pick_seed(inputs)
         reporter = StepReporter(ctx, seed, start=0.1, end=0.9)
         reporter.check()
+        song: Song | None = None
+        if entry.model in SERVICES:  # lyrics are written before the model is taken
+            song = music_services.prepare(entry, inputs, ctx, self.lyrics, self.song_seconds[entry.model])
         ctx = Prefetched(ctx, [("style_audio", field_value(inputs, "style_audio"))])
         self.load()
         with self._lock:
             pipe = self._pipe
             rate = int(pipe.sample_rate)
-            call = self.call(entry, inputs, ctx, rate)
-            stand_in = " standing in for DiffRhythm" if entry.model == DIFFRHYTHM else ""
+            call = self.song_call(song, ctx, rate) if song else self.call(entry, inputs, ctx, rate)
+            stand_in = f" standing in for {STANDS_IN_FOR[entry.model]}" if entry.model in STANDS_IN_FOR else ""
             ctx.log(f"{entry.model} {entry.task_type} runs on {PIPELINE}{stand_in}; seed {seed}")
             for note in call.notes:
                 ctx.log(note)
@@ -202,6 +225,8 @@ class AceStepBackend(Backend):
         audio = np.asarray(result.audios[0], dtype=np.float32)
         reporter.check()
         output = save_wav(ctx, audio, rate)
+        if song:
+            output = music_services.song_output(entry, song, output["audio_url"], audio.shape[1] / rate, ctx.task_id)
         ctx.progress(1.0, f"done, seed {seed}")
         ctx.log(f"done: {audio.shape[1] / rate:.1f}s of {rate} Hz audio in {time.perf_counter() - started:.1f}s")
         return output
@@ -234,15 +259,7 @@ class AceStepBackend(Backend):
         source = self.source(ctx, inputs, rate)
         length = source.shape[1] / rate
         if entry.task_type == "extend":
-            total = length + duration
-            if total > MAX_SECONDS:
-                raise InputRejected(
-                    f"duration: style_audio ({length:.1f}s) plus {duration:g}s is over ACE-Step's {MAX_SECONDS:g}s"
-                )
-            padded = np.concatenate([source, np.zeros((2, round(duration * rate)), np.float32)], axis=1)
-            notes.append(f"style_audio: {length:.1f}s; {duration:g}s repainted after it")
-            kwargs = {"task_type": "repaint", "src_audio": _tensor(padded), "audio_duration": total}
-            return Call({**base, **kwargs, "repainting_start": length, "repainting_end": total}, notes)
+            return self.continuation(source, rate, duration, base, notes, ("duration", "style_audio"))
         span = self.repaint_span(inputs, length) if entry.task_type == "edit" else None
         if span is None:
             notes.append(f"style_audio: {length:.1f}s, covered with the new style and lyrics")
@@ -251,21 +268,53 @@ class AceStepBackend(Backend):
         kwargs = {"task_type": "repaint", "src_audio": _tensor(source), "audio_duration": length}
         return Call({**base, **kwargs, "repainting_start": span[0], "repainting_end": span[1]}, notes)
 
+    def song_call(self, song: Song, ctx: RunContext, rate: int) -> Call:
+        """The pipeline call for an Udio or Suno song: text2music of its length, or the earlier song (cut at
+        `continue_at` when that is inside it) continued by that length."""
+        base = {"prompt": song.style, "lyrics": sung_lyrics(song.lyrics)}
+        notes = [*song.notes, f"caption: {song.style!r}; " + ("lyrics sung" if song.lyrics else "instrumental")]
+        if not song.continue_ref:
+            return Call({**base, "audio_duration": song.seconds}, notes)
+        source = self.decoded(ctx, song.continue_ref, song.continue_field, rate)
+        if 0 < song.continue_at < source.shape[1] / rate:
+            source = source[:, : round(song.continue_at * rate)]
+        return self.continuation(source, rate, song.seconds, base, notes, (song.continue_field, "the song"))
+
+    def continuation(
+        self, source: Audio, rate: int, duration: float, base: dict[str, Any], notes: list[str], names: tuple[str, str]
+    ) -> Call:
+        """Repaint past the end: `source` followed by `duration` seconds of silence, the silence repainted so the
+        music continues; `names` are the field to blame and how to call the source in messages."""
+        length = source.shape[1] / rate
+        total = length + duration
+        if total > MAX_SECONDS:
+            over = f"{names[1]} ({length:.1f}s) plus {duration:g}s is over ACE-Step's {MAX_SECONDS:g}s"
+            raise InputRejected(f"{names[0]}: {over}")
+        padded = np.concatenate([source, np.zeros((2, round(duration * rate)), np.float32)], axis=1)
+        notes.append(f"{names[1]}: {length:.1f}s; {duration:g}s repainted after it")
+        kwargs = {"task_type": "repaint", "src_audio": _tensor(padded), "audio_duration": total}
+        return Call({**base, **kwargs, "repainting_start": length, "repainting_end": total}, notes)
+
     def source(self, ctx: RunContext, inputs: TaskInput, rate: int) -> Audio:
-        """style_audio decoded to stereo at the model's rate; an undecodable or over-long file is the input's
-        fault, so it fails with code 10001."""
+        """style_audio decoded to stereo at the model's rate."""
         ref = field_value(inputs, "style_audio")
         if not isinstance(ref, str) or not ref.strip():
             raise InputRejected("style_audio: an audio URL or base64 string is required")
-        data = ctx.read_input(ref, field="style_audio").data
+        return self.decoded(ctx, ref, "style_audio", rate)
+
+    @staticmethod
+    def decoded(ctx: RunContext, ref: str, field: str, rate: int) -> Audio:
+        """An audio input decoded to stereo at the model's rate; an undecodable or over-long file is the input's
+        fault, so it fails with code 10001."""
+        data = ctx.read_input(ref, field=field).data
         try:
-            audio = decode_audio(data, field="style_audio", rate=rate, channels=2)
+            audio = decode_audio(data, field=field, rate=rate, channels=2)
         except InputRejected:
             raise
         except BackendError as exc:
             raise InputRejected(exc.message, raw_message=exc.raw_message) from exc
         if audio.shape[1] > MAX_SECONDS * rate:
-            raise InputRejected(f"style_audio: longer than ACE-Step's {MAX_SECONDS:g} seconds")
+            raise InputRejected(f"{field}: longer than ACE-Step's {MAX_SECONDS:g} seconds")
         return audio
 
     @staticmethod
