@@ -11,6 +11,7 @@ from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.models.audio import catalog as audio
 from genmill.models.echo import catalog as echo
 from genmill.models.flux import catalog as flux
+from genmill.models.flux import midjourney_catalog as midjourney
 from genmill.models.toolkits import image_catalog as image_toolkit
 from genmill.models.toolkits import video_catalog as video_toolkit
 from genmill.models.trellis import catalog as trellis
@@ -18,7 +19,7 @@ from genmill.models.tts import catalog as tts
 from genmill.models.video import catalog as video_models
 from genmill.models.video import wanx_catalog as wanx
 
-MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
+MODULES = (flux, midjourney, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
 
 
 def all_entries() -> list[CatalogEntry]:

@@ -92,6 +92,16 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("Qubico/ace-step", "edit"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/ace-step", "extend"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/hug-video", "image_to_video"): {"image_url": IMG},
+    ("midjourney", "imagine"): {"prompt": "a red fox"},
+    ("midjourney", "upscale"): {"origin_task_id": "t-1", "index": "1"},
+    ("midjourney", "variation"): {"origin_task_id": "t-1", "index": "2"},
+    ("midjourney", "reroll"): {"origin_task_id": "t-1"},
+    ("midjourney", "describe"): {"image_url": IMG},
+    ("midjourney", "seed"): {"origin_task_id": "t-1"},
+    ("midjourney", "blend"): {"image_urls": [IMG, IMG]},
+    ("midjourney", "inpaint"): {"origin_task_id": "t-1", "mask": IMG_B64},
+    ("midjourney", "outpaint"): {"origin_task_id": "t-1"},
+    ("midjourney", "pan"): {"origin_task_id": "t-1", "direction": "left"},
 }
 
 FAMILIES = {
@@ -110,6 +120,7 @@ FAMILIES = {
     "Qubico/diffrhythm": "diffrhythm",
     "Qubico/ace-step": "ace-step",
     "Qubico/hug-video": "hug-video",
+    "midjourney": "mj",
 }
 
 VIDEO_MODELS = {

@@ -10,6 +10,7 @@ from genmill.backends.registry import why_not_served
 from genmill.catalog import build_catalog
 from genmill.models.audio import ace_step, musicgen, stable_audio
 from genmill.models.flux import backend as flux
+from genmill.models.flux.captions import CAPTION_FOLDER
 from genmill.models.flux.control import DEPTH_FOLDER
 from genmill.models.flux.control_maps import CONTROL_TYPES
 from genmill.models.toolkits import face_restore, salient, segment_grounded
@@ -26,7 +27,7 @@ for _entry in build_catalog():
 def test_every_folder_a_backend_reads_has_a_source() -> None:
     read = {spec.folder for spec in flux.MODELS.values()}
     read |= {variant.folder for variant in flux.VARIANTS.values() if variant.folder}
-    read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in CONTROL_TYPES} | {DEPTH_FOLDER}
+    read |= {f"{flux.CONTROL_PREFIX}{kind}" for kind in CONTROL_TYPES} | {DEPTH_FOLDER, CAPTION_FOLDER}
     read |= {variant.weights.folder for variant in wan.VARIANTS.values()}
     read |= {weights.folder for _, _, weights, _ in hunyuan.VARIANTS.values()}
     read |= {ace_step.FOLDER, musicgen.FOLDER, stable_audio.FOLDER, tts_clone.FOLDER}

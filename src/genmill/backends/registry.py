@@ -85,6 +85,8 @@ TRELLIS_REASON = (
 )
 """What TRELLIS needs besides its weights: it has no CPU path (genmill.models.trellis.backend says why)."""
 
+_MJ_STAND_IN = "with GENMILL_STAND_INS=midjourney-flux"
+
 _WEIGHTS_NEEDED: dict[str, str] = {
     # `model/task_type` first, then `model`: the weight folders each entry's backend reads (docs/backends.md).
     "Qubico/flux1-dev": "flux1-dev/ (FLUX.1-dev, diffusers format)",
@@ -109,6 +111,12 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm, with GENMILL_STAND_INS=ace-step)",
     "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
     "GENMILL_STAND_INS=stable-audio-open)",
+    "midjourney": f"flux1-dev/ (FLUX.1 stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/blend": f"flux1-dev/ and flux1-redux-dev/ (FLUX.1 Redux stands in for the blend, {_MJ_STAND_IN})",
+    "midjourney/inpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/outpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/pan": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
+    "midjourney/describe": f"blip-captioning/ (BLIP captions stand in for the describe, {_MJ_STAND_IN})",
 }
 
 

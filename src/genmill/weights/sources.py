@@ -91,6 +91,7 @@ ACE_STEP_COMPONENTS = (
 CONTROLNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
 DEV, SCHNELL, ADVANCED = "Qubico/flux1-dev", "Qubico/flux1-schnell", "Qubico/flux1-dev-advanced"
+MIDJOURNEY = "midjourney"  # served by FLUX.1 stand-ins (genmill.models.flux.midjourney)
 WANX, HUNYUAN = "Qubico/wanx", "Qubico/hunyuan"
 
 
@@ -141,6 +142,7 @@ SOURCES: tuple[WeightSource, ...] = (
             *_entries(ADVANCED, "txt2img", "img2img", "txt2img-lora", "img2img-lora"),
             # Redux and the ControlNets generate with FLUX.1-dev's pipeline.
             *_entries(ADVANCED, "redux-variation", "controlnet-lora"),
+            *_entries(MIDJOURNEY, "imagine", "upscale", "variation", "reroll", "seed", "blend"),
         ),
     ),
     _flux(
@@ -149,7 +151,14 @@ SOURCES: tuple[WeightSource, ...] = (
         _entries(SCHNELL, "txt2img", "img2img", "txt2img-lora"),
         gated=False,
     ),
-    _flux("flux1-fill-dev", "black-forest-labs/FLUX.1-Fill-dev", _entries(ADVANCED, "fill-inpaint", "fill-outpaint")),
+    _flux(
+        "flux1-fill-dev",
+        "black-forest-labs/FLUX.1-Fill-dev",
+        (
+            *_entries(ADVANCED, "fill-inpaint", "fill-outpaint"),
+            *_entries(MIDJOURNEY, "inpaint", "outpaint", "pan"),
+        ),
+    ),
     _flux("flux1-kontext-dev", "black-forest-labs/FLUX.1-Kontext-dev", _entries(ADVANCED, "kontext")),
     WeightSource(
         "flux1-redux-dev",
@@ -162,7 +171,20 @@ SOURCES: tuple[WeightSource, ...] = (
                 gated=True,
             ),
         ),
-        _entries(ADVANCED, "redux-variation"),
+        (*_entries(ADVANCED, "redux-variation"), (MIDJOURNEY, "blend")),
+    ),
+    WeightSource(
+        "blip-captioning",
+        "flux",
+        (
+            RepoPart(
+                "Salesforce/blip-image-captioning-large",
+                ("*.json", "vocab.txt", "model.safetensors"),
+                1.9,
+            ),
+        ),
+        ((MIDJOURNEY, "describe"),),
+        note="BLIP captions stand in for Midjourney's describe",
     ),
     _controlnet("canny", "InstantX/FLUX.1-dev-Controlnet-Canny", 3.6),
     _controlnet("depth", "Shakker-Labs/FLUX.1-dev-ControlNet-Depth", 3.6),
@@ -427,7 +449,7 @@ def resolve_targets(targets: Sequence[str], catalog_families: dict[str, set[Entr
             found = [folders[name]]
         elif name in FAMILIES:
             found = [source for source in SOURCES if source.family == name]
-        elif name.count("/") == 2 and sources_for_entry(*name.rsplit("/", 1)):
+        elif "/" in name and sources_for_entry(*name.rsplit("/", 1)):
             found = sources_for_entry(*name.rsplit("/", 1))
         elif sources_for_model(name):
             found = sources_for_model(name)
