@@ -92,6 +92,16 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("Qubico/ace-step", "edit"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/ace-step", "extend"): {"style_prompt": "jazz", "style_audio": AUDIO},
     ("Qubico/hug-video", "image_to_video"): {"image_url": IMG},
+    # PiAPI's resold video services (docs/video-services.md)
+    ("kling", "video_generation"): {"prompt": "a cat"},
+    ("kling", "extend_video"): {"origin_task_id": "t-1"},
+    ("kling", "lip_sync"): {"origin_task_id": "t-1", "tts_text": "hello"},
+    ("kling", "effects"): {"image_url": IMG, "effect": "squish"},
+    ("kling", "ai_try_on"): {"model_input": IMG, "dress_input": IMG},
+    ("kling-turbo", "video_generation"): {"prompt": "a cat"},
+    ("hailuo", "video_generation"): {"prompt": "a cat"},
+    ("luma", "video_generation"): {"prompt": "a cat"},
+    ("luma", "extend_video"): {"prompt": "a cat", "origin_task_id": "t-1"},
 }
 
 FAMILIES = {
@@ -110,6 +120,10 @@ FAMILIES = {
     "Qubico/diffrhythm": "diffrhythm",
     "Qubico/ace-step": "ace-step",
     "Qubico/hug-video": "hug-video",
+    "kling": "kling",
+    "kling-turbo": "kling",
+    "hailuo": "hailuo",
+    "luma": "luma",
 }
 
 VIDEO_MODELS = {
@@ -118,6 +132,10 @@ VIDEO_MODELS = {
     "Qubico/skyreels",
     "Qubico/framepack",
     "Qubico/hunyuan",
+    "kling",
+    "kling-turbo",
+    "hailuo",
+    "luma",
 }
 
 

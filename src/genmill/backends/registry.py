@@ -43,6 +43,7 @@ from genmill.models.tts.clone import tts_backends
 from genmill.models.tts.f5_tts import f5_tts_backends
 from genmill.models.video.hunyuan import hunyuan_backends
 from genmill.models.video.pipeline import VideoShared
+from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
 
@@ -109,6 +110,7 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "Qubico/diffrhythm": "ace-step/ (ACE-Step stands in for DiffRhythm, with GENMILL_STAND_INS=ace-step)",
     "Qubico/mmaudio": "stable-audio-open/ (Stable Audio Open stands in for MMAudio, with "
     "GENMILL_STAND_INS=stable-audio-open)",
+    **VIDEO_SERVICE_WEIGHTS,
 }
 
 
@@ -119,6 +121,8 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
+    if f"{model}/{task_type}" in UPSTREAM_ONLY:
+        return UPSTREAM_ONLY[f"{model}/{task_type}"]
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
     if folder:
         return f"no weights: put {folder} under {models_dir}/ and install genmill[diffusers] (docs/backends.md)"
