@@ -102,6 +102,16 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("midjourney", "inpaint"): {"origin_task_id": "t-1", "mask": IMG_B64},
     ("midjourney", "outpaint"): {"origin_task_id": "t-1"},
     ("midjourney", "pan"): {"origin_task_id": "t-1", "direction": "left"},
+    # PiAPI's resold video services (docs/video-services.md)
+    ("kling", "video_generation"): {"prompt": "a cat"},
+    ("kling", "extend_video"): {"origin_task_id": "t-1"},
+    ("kling", "lip_sync"): {"origin_task_id": "t-1", "tts_text": "hello"},
+    ("kling", "effects"): {"image_url": IMG, "effect": "squish"},
+    ("kling", "ai_try_on"): {"model_input": IMG, "dress_input": IMG},
+    ("kling-turbo", "video_generation"): {"prompt": "a cat"},
+    ("hailuo", "video_generation"): {"prompt": "a cat"},
+    ("luma", "video_generation"): {"prompt": "a cat"},
+    ("luma", "extend_video"): {"prompt": "a cat", "origin_task_id": "t-1"},
 }
 
 FAMILIES = {
@@ -121,6 +131,10 @@ FAMILIES = {
     "Qubico/ace-step": "ace-step",
     "Qubico/hug-video": "hug-video",
     "midjourney": "mj",
+    "kling": "kling",
+    "kling-turbo": "kling",
+    "hailuo": "hailuo",
+    "luma": "luma",
 }
 
 VIDEO_MODELS = {
@@ -129,6 +143,10 @@ VIDEO_MODELS = {
     "Qubico/skyreels",
     "Qubico/framepack",
     "Qubico/hunyuan",
+    "kling",
+    "kling-turbo",
+    "hailuo",
+    "luma",
 }
 
 

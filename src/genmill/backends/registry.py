@@ -43,6 +43,7 @@ from genmill.models.tts.clone import tts_backends
 from genmill.models.tts.f5_tts import f5_tts_backends
 from genmill.models.video.hunyuan import hunyuan_backends
 from genmill.models.video.pipeline import VideoShared
+from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
 
@@ -117,6 +118,7 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "midjourney/outpaint": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
     "midjourney/pan": f"flux1-fill-dev/ (FLUX.1 Fill stands in for Midjourney, {_MJ_STAND_IN})",
     "midjourney/describe": f"blip-captioning/ (BLIP captions stand in for the describe, {_MJ_STAND_IN})",
+    **VIDEO_SERVICE_WEIGHTS,
 }
 
 
@@ -127,6 +129,8 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
+    if f"{model}/{task_type}" in UPSTREAM_ONLY:
+        return UPSTREAM_ONLY[f"{model}/{task_type}"]
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
     if folder:
         return f"no weights: put {folder} under {models_dir}/ and install genmill[diffusers] (docs/backends.md)"
