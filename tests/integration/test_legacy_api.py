@@ -12,70 +12,21 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 from tests.backends.memory import image_ref
 from tests.backends.test_faces import portrait, striped
-from tests.support import AlwaysFails
-
-from genmill.app import Runtime, create_app
-from genmill.models.toolkits.faces import FaceSwapBackend
-from genmill.settings import Settings
-
-
-@dataclass
-class Legacy:
-    http: TestClient
-    runtime: Runtime
-    key: str
-    other_key: str
-    poor_key: str
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"X-API-KEY": key or self.key}
-
-    def unified(self, task_id: str, key: str | None = None) -> dict[str, Any]:
-        answer = self.http.get(f"/api/v1/task/{task_id}", headers=self.headers(key))
-        assert answer.status_code == 200, answer.text
-        data: dict[str, Any] = answer.json()["data"]
-        return data
-
-    def credits(self, key: str | None = None) -> dict[str, int]:
-        info = self.http.get("/account/info", headers=self.headers(key)).json()["data"]
-        return dict(info["credit_pack_info"])
-
-    def run_worker(self) -> None:
-        assert self.runtime.workers[0].run_once()
-
-
-@pytest.fixture(scope="module")
-def face_swapper() -> FaceSwapBackend:
-    backend = FaceSwapBackend()
-    availability = backend.availability()
-    if not availability.ok:
-        pytest.skip(f"{backend.name} unavailable: {availability.reason}")
-    return backend
+from tests.integration.legacy_support import Legacy, legacy_server
 
 
 @pytest.fixture
-def legacy(tmp_path: Path, face_swapper: FaceSwapBackend) -> Iterator[Legacy]:
-    settings = Settings(data_dir=tmp_path, public_url="http://testserver", workers=1, allow_private_urls=True)
-    runtime = Runtime(settings, backends=[face_swapper, AlwaysFails()])
-    accounts = runtime.store.accounts
-    one = accounts.create_account("one", credits=10**9, max_concurrency=4)
-    key, _ = accounts.create_key(one.account_id)
-    two = accounts.create_account("two", credits=10**9)
-    other_key, _ = accounts.create_key(two.account_id)
-    poor = accounts.create_account("poor", credits=0)
-    poor_key, _ = accounts.create_key(poor.account_id)
-    with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
-        yield Legacy(client, runtime, key, other_key, poor_key)
-    runtime.store.close()
+def legacy(tmp_path: Path) -> Iterator[Legacy]:
+    for server in legacy_server(tmp_path):
+        if not server.face_swap:
+            pytest.skip("the MediaPipe face swap backend is unavailable here")
+        yield server
 
 
 def swap_pair() -> dict[str, str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from genmill.api.legacy import faceswap
+from genmill.api.legacy import faceswap, midjourney, video
 
-ROUTERS = (faceswap.router,)
+ROUTERS = (faceswap.router, midjourney.router, video.router)
 
 __all__ = ["ROUTERS"]

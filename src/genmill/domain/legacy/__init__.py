@@ -65,28 +65,62 @@ def error_messages(task: Mapping[str, Any]) -> list[str]:
     return messages
 
 
+VIDEO_STATUS = {
+    "pending": "pending",
+    "staged": "pending",
+    "processing": "processing",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+}
+"""Unified status to the legacy Luma and Kling one (their legacy fetches spoke the unified words already)."""
+
+
+def metadata(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The legacy video fetches' `metadata`: the task's times (wire times) and its frozen and consumed credits."""
+    meta = task.get("meta") or {}
+    usage = meta.get("usage") or {}
+    return {
+        "created_at": meta.get("created_at", ZERO_TIME),
+        "started_at": meta.get("started_at", ZERO_TIME),
+        "ended_at": meta.get("ended_at", ZERO_TIME),
+        "quota_frozen": usage.get("frozen", 0),
+        "quota_usage": usage.get("consume", 0),
+    }
+
+
 def legacy_field_message(message: str, renames: Mapping[str, str] | None = None) -> str:
-    """A unified input error phrased for the legacy body: `input.prompt: …` reads `prompt: …`, and a unified field
-    a legacy field was renamed to (`input.cfg_scale`) reads as the legacy name (`creativity`)."""
+    """A unified input error phrased for the legacy body: `input.prompt: …` reads `prompt: …`, a rule over several
+    fields (`input: Value error, image_tail_url: …`) reads `image_tail_url: …`, and a unified field a legacy field
+    was renamed to (`cfg_scale`) reads as the legacy name (`creativity`)."""
     parts = []
     for part in message.split("; "):
         name, sep, rest = part.partition(": ")
+        if sep and name == "input":
+            name, sep, rest = rest.removeprefix("Value error, ").partition(": ")
+            name = "input." + name
         field = name.removeprefix("input.")
         if sep and field != name:
-            for unified, legacy in (renames or {}).items():
-                if field == unified or field.startswith(unified + "."):
-                    field = legacy + field[len(unified) :]
-                    break
-            part = f"{field}: {rest}"
+            part = f"{renamed(field, renames or {})}: {rest}"
         parts.append(part)
     return "; ".join(parts)
 
 
+def renamed(field: str, renames: Mapping[str, str]) -> str:
+    """`field` (a dotted unified path) under the legacy name of the first unified field it falls under."""
+    for unified, legacy in renames.items():
+        if field == unified or field.startswith(unified + "."):
+            return legacy + field[len(unified) :]
+    return field
+
+
 __all__ = [
+    "VIDEO_STATUS",
     "LegacyCreate",
     "elapsed_seconds",
     "error_messages",
     "legacy_field_message",
+    "metadata",
     "present",
     "unix_seconds",
     "unix_time",
