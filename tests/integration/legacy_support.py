@@ -45,6 +45,7 @@ class ServiceDouble(Backend):
         ("midjourney", "describe"),
         ("midjourney", "seed"),
         ("kling", "video_generation"),
+        ("kling", "extend_video"),
         ("luma", "video_generation"),
         ("luma", "extend_video"),
     )

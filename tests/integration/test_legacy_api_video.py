@@ -98,6 +98,15 @@ def test_kling_video_renames_its_fields_and_fetch_answers_the_works(legacy: Lega
     assert done["works"] == legacy.unified(task_id)["output"]["works"]
     assert legacy.http.get(done["works"][0]["video"]["resource"]).status_code == 200
 
+    extended = create(legacy, f"/api/kling/v1/video/{task_id}/extend", {"prompt": "they land", "creativity": 0.7})
+    unified = legacy.unified(extended)
+    assert (unified["task_type"], unified["input"]["origin_task_id"], unified["input"]["cfg_scale"]) == (
+        "extend_video",
+        task_id,
+        0.7,
+    )
+    assert get(legacy, f"/api/kling/v1/video/{extended}")["status"] == "pending"
+
     still = create(legacy, "/api/kling/v1/video", {"prompt": "a still lake", "camera": {"type": "simple"}})
     assert "camera_control" not in {k for k, v in legacy.unified(still)["input"].items() if v is not None}
 
@@ -149,5 +158,7 @@ def test_other_accounts_and_other_families_are_not_found(legacy: Legacy) -> None
         f"/api/luma/v1/video/{luma_id}/extend", json={"prompt": "x"}, headers=legacy.headers(legacy.other_key)
     )
     assert foreign_extend.status_code == 404 and foreign_extend.json()["code"] == 404
+    kling_extend = legacy.http.post(f"/api/kling/v1/video/{luma_id}/extend", json={}, headers=legacy.headers())
+    assert kling_extend.status_code == 404  # a Luma task is no Kling video to extend
     poor = legacy.http.post("/api/kling/v1/video", json={"prompt": "x"}, headers=legacy.headers(legacy.poor_key))
     assert poor.status_code == 402

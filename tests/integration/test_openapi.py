@@ -62,6 +62,7 @@ EXPECTED: dict[str, set[int]] = {
     "PUT /api/v1/workers/tasks/{task_id}/outputs": {400, 401, 404, 409, 413},
     **{f"POST {path}": {400, 401, 402, 403, 413, 429} for path in LEGACY_CREATES},
     "POST /api/luma/v1/video/{task_id}/extend": {400, 401, 402, 403, 404, 413, 429},
+    "POST /api/kling/v1/video/{task_id}/extend": {400, 401, 402, 403, 404, 413, 429},
     "POST /api/face_swap/v1/fetch": {400, 401, 404, 413, 429},
     "POST /mj/v2/fetch": {400, 401, 404, 413, 429},
     "POST /mj/v2/cancel": {400, 401, 404, 413, 429},
@@ -99,6 +100,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     # before pricing; tests/integration/test_legacy_api.py provokes their 402.
     **{f"POST {path}": {402, 403, RATE_LIMITED} for path in LEGACY_CREATES},
     "POST /api/luma/v1/video/{task_id}/extend": {402, 403, RATE_LIMITED},
+    "POST /api/kling/v1/video/{task_id}/extend": {402, 403, RATE_LIMITED},
     "POST /api/face_swap/v1/fetch": {RATE_LIMITED},
     "POST /mj/v2/fetch": {RATE_LIMITED},
     "POST /mj/v2/cancel": {RATE_LIMITED},
@@ -285,8 +287,11 @@ def probe_the_legacy_routes(probe: Probe) -> None:
     a 400)."""
     for path in ("/api/face_swap/v1/fetch", "/mj/v2/fetch", "/mj/v2/cancel"):
         probe.call(f"POST {path}", json={"task_id": "no-such-task"}, headers=probe.key_headers())
-    extend = "POST /api/luma/v1/video/{task_id}/extend"
-    probe.call(extend, "/api/luma/v1/video/no-such-task/extend", json={"prompt": "x"}, headers=probe.key_headers())
+    for family in ("luma", "kling"):
+        extend = f"POST /api/{family}/v1/video/{{task_id}}/extend"
+        path = f"/api/{family}/v1/video/no-such-task/extend"
+        probe.call(extend, path, json={"prompt": "x"}, headers=probe.key_headers())
+        probe.call(extend, path, json={"prompt": "x", "creativity": "high"}, headers=probe.key_headers())
 
 
 def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> None:

@@ -186,3 +186,9 @@ def test_kling_statuses_and_works(status: str, legacy: str, code: int) -> None:
     view = kling.fetch_view(task("kling", "video_generation", status, output=output))
     assert (view["status"], view["task"]["status"]) == (legacy, code)
     assert view["works"] == (works if status == "completed" else [])
+
+
+def test_a_kling_extend_names_its_origin_and_renames_creativity() -> None:
+    extend = kling.to_extend("o1", kling.KlingExtendRequest(prompt="more", creativity=0.6))
+    assert (extend.model, extend.task_type) == ("kling", "extend_video")
+    assert extend.input == {"prompt": "more", "cfg_scale": 0.6, "origin_task_id": "o1"}

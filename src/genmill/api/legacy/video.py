@@ -64,6 +64,20 @@ async def kling_video(
     return ok({"task_id": await create_unified(services, account, kling.to_create(body), kling.RENAMES)})
 
 
+@router.post(
+    "/api/kling/v1/video/{task_id}/extend",
+    summary="Extend a Kling video by about 4.5 s (legacy)",
+    tags=["legacy: kling"],
+    responses={**CREATE_ERRORS, **errors(404)},
+)
+async def kling_extend(
+    task_id: str, body: kling.KlingExtendRequest, account: CreatingAccountDep, services: ServicesDep
+) -> dict[str, Any]:
+    """The video in the path must be one of the account's Kling tasks (404 otherwise, as for its fetch)."""
+    await read_task(services, account, task_id, kling.ENTRIES)
+    return ok({"task_id": await create_unified(services, account, kling.to_extend(task_id, body), kling.RENAMES)})
+
+
 @router.get(
     "/api/kling/v1/video/{task_id}", summary="Get a Kling task (legacy)", tags=["legacy: kling"], responses=errors(404)
 )

@@ -1,5 +1,5 @@
-"""The legacy Kling API: `POST /api/kling/v1/video` and `GET /api/kling/v1/video/{task_id}`, mapped onto the
-unified `kling` `video_generation` task.
+"""The legacy Kling API: `POST /api/kling/v1/video`, `POST /api/kling/v1/video/{task_id}/extend` and
+`GET /api/kling/v1/video/{task_id}`, mapped onto the unified `kling` `video_generation` and `extend_video` tasks.
 
 Legacy names and their unified fields: `creativity` is `cfg_scale`, `professional_mode` picks `mode` pro (else
 std), `tail_image_url` is `image_tail_url`, and `camera {type, horizontal, vertical, zoom, tilt, pan, roll}` is
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from genmill.domain.legacy import VIDEO_STATUS, LegacyCreate, metadata, present, webhook_config
 
 MODEL = "kling"
-ENTRIES = {(MODEL, "video_generation")}
+ENTRIES = {(MODEL, "video_generation"), (MODEL, "extend_video")}
 
 AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 KLING_STATUS = {"pending": 5, "processing": 10, "completed": 99, "failed": 50}
@@ -43,12 +43,20 @@ class Camera(BaseModel):
     roll: float = 0.0
 
 
-class KlingVideoRequest(BaseModel):
-    """`POST /api/kling/v1/video`."""
+class KlingExtendRequest(BaseModel):
+    """`POST /api/kling/v1/video/{task_id}/extend` (its legacy page was not readable: the video body's prompt
+    fields, our choice)."""
 
-    prompt: str | None = Field(None, description="What happens in the video.")
+    prompt: str | None = Field(None, description="What happens next.")
     negative_prompt: str | None = None
     creativity: float | None = Field(None, description="0 to 1: the lower, the more creative (cfg_scale).")
+    webhook_endpoint: str | None = Field(None, description="URL to POST task updates to (the unified webhook).")
+    webhook_secret: str | None = Field(None, description="Sent back in the x-webhook-secret header.")
+
+
+class KlingVideoRequest(KlingExtendRequest):
+    """`POST /api/kling/v1/video`."""
+
     duration: int | None = Field(None, description="5 or 10 seconds.")
     aspect_ratio: str | None = Field(None, description="16:9, 9:16 or 1:1.")
     professional_mode: bool | None = Field(None, description="Pro mode (1080p) instead of std.")
@@ -56,8 +64,6 @@ class KlingVideoRequest(BaseModel):
     tail_image_url: str | None = Field(None, description="Last frame; needs image_url.")
     camera: Camera | None = Field(None, description="Camera movement (text-to-video).")
     version: str | None = Field(None, description="Kling version (the unified default when absent).")
-    webhook_endpoint: str | None = Field(None, description="URL to POST task updates to (the unified webhook).")
-    webhook_secret: str | None = Field(None, description="Sent back in the x-webhook-secret header.")
 
 
 def camera_control(camera: Camera | None) -> dict[str, Any] | None:
@@ -91,6 +97,14 @@ def to_create(request: KlingVideoRequest) -> LegacyCreate:
     )
 
 
+def to_extend(origin_task_id: str, request: KlingExtendRequest) -> LegacyCreate:
+    fields = present(
+        {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "cfg_scale": request.creativity}
+    )
+    fields["origin_task_id"] = origin_task_id
+    return LegacyCreate(MODEL, "extend_video", fields, webhook_config(request.webhook_endpoint, request.webhook_secret))
+
+
 def fetch_view(task: Mapping[str, Any]) -> dict[str, Any]:
     """The legacy Kling task for a unified `kling` task."""
     output = task.get("output") or {}
@@ -105,4 +119,4 @@ def fetch_view(task: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["ENTRIES", "RENAMES", "KlingVideoRequest", "fetch_view", "to_create"]
+__all__ = ["ENTRIES", "RENAMES", "KlingExtendRequest", "KlingVideoRequest", "fetch_view", "to_create", "to_extend"]
