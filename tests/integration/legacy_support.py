@@ -1,4 +1,5 @@
-"""A server for the legacy-endpoint tests: the real face swap backend where MediaPipe is installed, and an
+"""A server for the legacy-endpoint tests: the real image and video face swap backends where MediaPipe is
+installed, and an
 in-process double serving the Midjourney, Kling and Luma entries (nothing here runs a GPU model). The double
 saves real files and answers each entry's unified output shape; a prompt containing "fail" makes it fail, and
 its gate holds a task in processing."""
@@ -23,6 +24,7 @@ from genmill.backends.base import Availability, Backend, RunContext
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.errors import BackendError
 from genmill.models.toolkits.faces import FaceSwapBackend
+from genmill.models.toolkits.video_face_swap import VideoFaceSwapBackend
 from genmill.settings import Settings
 
 MP4_STUB = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -159,9 +161,9 @@ def legacy_server(tmp_path: Path) -> Iterator[Legacy]:
         data_dir=tmp_path, public_url="http://testserver", workers=1, allow_private_urls=True, heartbeat_seconds=0.1
     )
     double = ServiceDouble()
-    face_swapper = FaceSwapBackend()
-    face_swap = face_swapper.availability().ok
-    backends: list[Backend] = [double, AlwaysFails(), *([face_swapper] if face_swap else [])]
+    face_swappers: list[Backend] = [FaceSwapBackend(), VideoFaceSwapBackend()]
+    face_swap = all(backend.availability().ok for backend in face_swappers)
+    backends: list[Backend] = [double, AlwaysFails(), *(face_swappers if face_swap else [])]
     runtime = Runtime(settings, backends=backends)
     accounts = runtime.store.accounts
     one = accounts.create_account("one", credits=10**9, max_concurrency=4)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from tests.backends.memory import image_ref
 from tests.backends.test_faces import portrait, striped
+from tests.backends.test_video_toolkit import make_from_image
 from tests.integration.legacy_support import Legacy, legacy_server
 
 
@@ -25,7 +26,7 @@ from tests.integration.legacy_support import Legacy, legacy_server
 def legacy(tmp_path: Path) -> Iterator[Legacy]:
     for server in legacy_server(tmp_path):
         if not server.face_swap:
-            pytest.skip("the MediaPipe face swap backend is unavailable here")
+            pytest.skip("the MediaPipe face swap backends are unavailable here")
         yield server
 
 
@@ -85,7 +86,7 @@ def test_face_swap_result_type_url_answers_the_output_url(legacy: Legacy) -> Non
     assert decoded(legacy.http.get(done["data"]["image"]).content).size == portrait().size
 
 
-def test_multi_face_and_video_face_swaps_create_their_unified_entries(legacy: Legacy) -> None:
+def test_multi_face_swap_creates_its_unified_entry(legacy: Legacy) -> None:
     multi = {**swap_pair(), "swap_faces_index": "0", "target_faces_index": "0", "webhook_endpoint": "https://e.x/h"}
     task_id = legacy.http.post("/api/face_swap/v1/async", json=multi, headers=legacy.headers()).json()["data"][
         "task_id"
@@ -93,11 +94,36 @@ def test_multi_face_and_video_face_swaps_create_their_unified_entries(legacy: Le
     unified = legacy.unified(task_id)
     assert unified["task_type"] == "multi-face-swap" and unified["input"]["target_faces_index"] == "0"
     assert unified["config"]["webhook_config"] == {"endpoint": "https://e.x/h", "secret": ""}
+    legacy.run_worker()
+    done = legacy.http.post("/api/face_swap/v1/fetch", json={"task_id": task_id}, headers=legacy.headers()).json()
+    assert (
+        done["data"]["status"] == "success" and decoded(base64.b64decode(done["data"]["image"])).size == portrait().size
+    )
 
-    video = {"swap_image": image_ref(striped()), "target_video": "https://example.com/clip.mp4"}
-    refused = legacy.http.post("/api/face_swap/v1/async", json=video, headers=legacy.headers())
-    # Nothing here serves the video face swap, so the create is refused before anyone pays, as the unified one is.
-    assert refused.status_code == 400 and "Qubico/video-toolkit" in refused.json()["message"]
+
+def test_video_face_swap_runs_end_to_end_and_answers_the_video_url(legacy: Legacy, tmp_path: Path) -> None:
+    clip = make_from_image(tmp_path, portrait())
+    body = {
+        "swap_image": image_ref(striped()),
+        "target_video": "data:video/mp4;base64," + base64.b64encode(clip).decode(),
+    }
+    created = legacy.http.post("/api/face_swap/v1/async", json=body, headers=legacy.headers())
+    assert created.status_code == 200, created.text
+    task_id = created.json()["data"]["task_id"]
+    unified = legacy.unified(task_id)
+    assert (unified["model"], unified["task_type"]) == ("Qubico/video-toolkit", "face-swap")
+    assert "result_type" not in unified["input"]  # a video is always answered by URL
+    legacy.run_worker()
+    done = legacy.http.post("/api/face_swap/v1/fetch", json={"task_id": task_id}, headers=legacy.headers()).json()
+    video_url = legacy.unified(task_id)["output"]["video_url"]
+    assert done["data"] == {
+        "task_id": task_id,
+        "status": "success",
+        "image": "",
+        "video": video_url,
+        "error_messages": [],
+    }
+    assert legacy.http.get(video_url).content[4:8] == b"ftyp"
 
 
 def test_face_swap_failure_and_cancellation_read_as_failed(legacy: Legacy) -> None:
