@@ -50,7 +50,7 @@ def build_catalog(*, echo_price_credits: int = 0) -> Catalog:
     """
     entries = all_entries()
     if echo_price_credits:
-        entries = [e for e in entries if e.model != echo.MODEL] + [echo.echo_entry(price_credits=echo_price_credits)]
+        entries = [e for e in entries if e.model != echo.MODEL] + echo.echo_entries(price_credits=echo_price_credits)
     return Catalog(entries)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from genmill.backends.registry import builtin_backends
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry
+from genmill.domain.records import InputFile, OriginTask
 from genmill.errors import BackendError
 from genmill.models.echo.backend import EchoBackend
 from genmill.testing import MemoryRunContext
@@ -36,7 +38,7 @@ def run(entry: CatalogEntry, raw: dict[str, Any], ctx: MemoryRunContext) -> dict
 def test_it_is_always_available_and_registered(entry: CatalogEntry) -> None:
     backend = EchoBackend()
     assert backend.availability().ok
-    assert backend.entries == (entry.key,)
+    assert backend.entries == (entry.key, ("genmill/echo", "echo-derive"))
     assert any(isinstance(b, EchoBackend) for b in builtin_backends())
     assert BackendSet(builtin_backends(), build_catalog()).can_run("genmill/echo", "echo")
 
@@ -72,3 +74,58 @@ def test_a_cancelled_sleep_stops_with_a_backend_error(entry: CatalogEntry) -> No
     with pytest.raises(BackendError):
         run(entry, {"sleep_ms": 10_000}, ctx)
     assert ctx.logs == []
+
+
+def derive_entry() -> CatalogEntry:
+    found = build_catalog().get("genmill/echo", "echo-derive")
+    assert found is not None and found.derived_from is not None
+    assert found.derived_from.models == ("genmill/echo",) and found.derived_from.field == "origin_task_id"
+    return found
+
+
+ORIGIN = OriginTask(
+    task_id="origin-1",
+    model="genmill/echo",
+    task_type="echo",
+    input={"payload": 1},
+    output={"echo": 1, "image_url": "http://server/files/outputs/a.png", "clips": {"c": {"audio_url": "b64"}}},
+    detail=None,
+    created_at=datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC),
+)
+
+
+def test_echo_derive_answers_what_it_saw_of_the_origin() -> None:
+    entry = derive_entry()
+    ctx = MemoryRunContext(origin=ORIGIN)
+    output = EchoBackend().run(entry, entry.input_model.model_validate({"origin_task_id": "origin-1"}), ctx)
+    assert output["origin"] == {
+        "task_id": "origin-1",
+        "model": "genmill/echo",
+        "task_type": "echo",
+        "created_at": "2026-11-30T01:02:03+00:00",
+        "output": ORIGIN.output,
+    }
+    assert ctx.inputs_read == []
+
+
+def test_echo_derive_reads_every_file_its_origins_output_names_when_asked() -> None:
+    entry = derive_entry()
+    files = {"http://server/files/outputs/a.png": InputFile(b"png-bytes", "image/png", "a.png")}
+    ctx = MemoryRunContext(origin=ORIGIN, files=files)
+    inputs = entry.input_model.model_validate({"origin_task_id": "origin-1", "read_files": True})
+    ctx.files["b64"] = InputFile(b"abc", "audio/mpeg", "b.mp3")
+    output = EchoBackend().run(entry, inputs, ctx)
+    assert output["origin"]["files"] == [
+        {"path": "image_url", "bytes": 9, "content_type": "image/png"},
+        {"path": "clips.c.audio_url", "bytes": 3, "content_type": "audio/mpeg"},
+    ]
+    assert ctx.inputs_read == [
+        ("origin.output.image_url", "http://server/files/outputs/a.png"),
+        ("origin.output.clips.c.audio_url", "b64"),
+    ]
+
+
+def test_echo_derive_without_its_origin_fails_clearly() -> None:
+    entry = derive_entry()
+    with pytest.raises(BackendError, match="the origin task origin-9 is not available"):
+        EchoBackend().run(entry, entry.input_model.model_validate({"origin_task_id": "origin-9"}), MemoryRunContext())

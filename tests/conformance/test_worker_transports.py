@@ -3,7 +3,8 @@ protocol (`HttpTransport` against the real app on a loopback port).
 
 Both reach the same `WorkerGate`, so a worker behaves the same wherever it runs: claims and batches, heartbeats
 that renew, a lost or foreign lease refused as a `Conflict`, completion billed once, failure releasing the
-credits, only the task's own input references readable, outputs stored with the task's account and retention.
+credits, only the task's own input references readable, outputs stored with the task's account and retention;
+an operation on an earlier task claimed with that task (its origin), whose output's files it may read as well.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from genmill.domain.records import PUBLIC_POOL, Account, Claim, Task
 from genmill.domain.states import TaskStatus
 from genmill.engine.local import LocalTransport
 from genmill.errors import Conflict, GenmillError
+from genmill.models.echo.backend import EchoBackend
 from genmill.settings import Settings
 from genmill.store.tables import blobs
 from genmill.worker.backendset import BackendSet
@@ -40,6 +42,8 @@ from genmill.worker.transport import WorkerTransport
 
 UPSCALE = ("Qubico/image-toolkit", "upscale")
 REMOVE_BACKGROUND = ("Qubico/image-toolkit", "background-remove")
+ECHO = ("genmill/echo", "echo")
+ECHO_DERIVE = ("genmill/echo", "echo-derive")
 LEASE_SECONDS = 30.0
 TRANSPORTS = ["in-process", "http"]
 
@@ -92,6 +96,10 @@ class Deployment:
         )
         return task
 
+    def create_echo(self, entry: tuple[str, str] = ECHO, **inputs: object) -> Task:
+        task, _ = self.runtime.tasks.create_task(self.account, *entry, dict(inputs), None)
+        return task
+
     def stored(self, task_id: str) -> Task:
         return self.runtime.store.tasks.get_any(task_id)
 
@@ -108,7 +116,7 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path, public_url=url, workers=1, lease_seconds=LEASE_SECONDS)
-    runtime = Runtime(settings, backends=[PillowUpscale()])
+    runtime = Runtime(settings, backends=[PillowUpscale(), EchoBackend()])
     app = create_app(settings, runtime=runtime, run_workers=False)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -347,3 +355,73 @@ def test_a_worker_runs_a_task_to_completion(deployment: Deployment) -> None:
     key = deployment.runtime.files.key_from_url(done.output["image_url"])
     assert key is not None
     assert Image.open(io.BytesIO(deployment.runtime.files.open(key).data)).size == (12, 8)
+
+
+def completed_origin(deployment: Deployment, seat: Seat) -> tuple[Task, str]:
+    """An echo task completed by `seat` with an output that names a file it stored; returns it and the file's URL."""
+    origin = deployment.create_echo(payload={"n": 1})
+    claim = claimed(seat)
+    assert claim.task.task_id == origin.task_id and claim.origin is None  # not a derived operation
+    url = seat.transport.save_output(claim, deployment.entry(), png_bytes(3, 2), "png", "image/png")
+    seat.transport.complete(claim, {"echo": {"n": 1}, "image_url": url}, [], None)
+    return deployment.stored(origin.task_id), url
+
+
+def test_a_derived_task_is_claimed_with_its_origin(deployment: Deployment) -> None:
+    seat = deployment.worker(capabilities=(ECHO, ECHO_DERIVE))
+    origin, url = completed_origin(deployment, seat)
+    derived = deployment.create_echo(ECHO_DERIVE, origin_task_id=origin.task_id)
+    claim = claimed(seat)
+    assert claim.task.task_id == derived.task_id and claim.origin is not None
+    seen = claim.origin
+    assert (seen.task_id, seen.model, seen.task_type) == (origin.task_id, *ECHO)
+    assert seen.output == {"echo": {"n": 1}, "image_url": url} and seen.input == origin.input
+    assert seen.created_at == origin.created_at and seen.detail == origin.detail
+
+
+def test_claim_more_carries_each_derived_tasks_origin(deployment: Deployment) -> None:
+    seat = deployment.worker(capabilities=(ECHO, ECHO_DERIVE))
+    first_origin, _ = completed_origin(deployment, seat)
+    second_origin, _ = completed_origin(deployment, seat)
+    deployment.create_echo(ECHO_DERIVE, origin_task_id=first_origin.task_id)
+    deployment.create_echo(ECHO_DERIVE, origin_task_id=second_origin.task_id)
+    first = claimed(seat)
+    [more] = seat.transport.claim_more(seat.worker_id, first, {}, 4, LEASE_SECONDS)
+    assert first.origin is not None and first.origin.task_id == first_origin.task_id
+    assert more.origin is not None and more.origin.task_id == second_origin.task_id
+
+
+def test_a_derived_task_reads_its_origins_output_files_and_nothing_else(deployment: Deployment) -> None:
+    seat = deployment.worker(capabilities=(ECHO, ECHO_DERIVE))
+    origin, url = completed_origin(deployment, seat)
+    _, unrelated = completed_origin(deployment, seat)  # a file of the same account, named by another task only
+    deployment.create_echo(ECHO_DERIVE, origin_task_id=origin.task_id)
+    claim = claimed(seat)
+    found = seat.transport.read_input(claim, url, "origin.output.image_url")
+    assert found.content_type == "image/png" and Image.open(io.BytesIO(found.data)).size == (3, 2)
+    with pytest.raises(GenmillError, match="or in its origin task's output"):
+        seat.transport.read_input(claim, unrelated, "origin.output.image_url")
+    with pytest.raises(Conflict):
+        seat.transport.read_input(stale(claim), url, "origin.output.image_url")
+
+
+def test_a_worker_runs_a_derived_task_on_what_it_sees_of_the_origin(deployment: Deployment) -> None:
+    seat = deployment.worker(capabilities=(ECHO, ECHO_DERIVE))
+    origin, url = completed_origin(deployment, seat)
+    derived = deployment.create_echo(ECHO_DERIVE, origin_task_id=origin.task_id, read_files=True)
+    catalog = build_catalog()
+    worker = Worker(
+        seat.worker_id,
+        seat.transport,
+        BackendSet([EchoBackend()], catalog),
+        catalog,
+        lease_seconds=LEASE_SECONDS,
+        heartbeat_seconds=10,
+        capabilities=seat.capabilities,
+    )
+    assert worker.run_once()
+    done = deployment.stored(derived.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.output is not None, done.error
+    seen = done.output["origin"]
+    assert seen["task_id"] == origin.task_id and seen["output"]["image_url"] == url
+    assert seen["files"] == [{"path": "image_url", "bytes": len(png_bytes(3, 2)), "content_type": "image/png"}]

@@ -197,7 +197,10 @@ def test_every_api_md_pair_is_in_the_catalog(catalog: Catalog) -> None:
 def test_no_pair_outside_api_md(catalog: Catalog) -> None:
     qubico = {e.key for e in catalog if e.model not in OWN_MODELS}
     assert qubico == set(MINIMAL_INPUTS)
-    assert {e.key for e in catalog if e.model in OWN_MODELS} == {("genmill/echo", "echo")}
+    assert {e.key for e in catalog if e.model in OWN_MODELS} == {
+        ("genmill/echo", "echo"),
+        ("genmill/echo", "echo-derive"),
+    }
 
 
 def test_build_catalog_returns_a_fresh_catalog_and_modules_do_not_overlap() -> None:

@@ -87,6 +87,11 @@ class RunContext(Protocol):
 
         Files its output names may be read with `read_input`, like the task's own inputs."""
 
+    def remember(self, key: str, value: Any) -> None:
+        """Keep a JSON `value` under `key` in the task's `detail` for as long as the task is kept, beside
+        `served_by` and progress, whether it completes or fails; e.g. the upstream task id that a later operation
+        on this task must name."""
+
 
 class Backend(ABC):
     """A model implementation. Subclasses set `name` and `entries` and implement the three methods."""
@@ -224,3 +229,6 @@ class Prefetched:
 
     def origin(self) -> OriginTask | None:
         return self.ctx.origin()
+
+    def remember(self, key: str, value: Any) -> None:
+        self.ctx.remember(key, value)

@@ -5,7 +5,7 @@ same task upstream with the operator's key, follows it, relays its logs and prog
 files into this server's storage, so clients see ordinary local output URLs with this server's retention and
 never learn the upstream's address or key.
 
-Three things keep that honest:
+Four things keep that honest:
 
 * Inputs that name this server's own files are unreachable from the upstream (they may sit on a private
   network, or be relative `/files/…` links), so they are read through `ctx.read_input` and sent inline as data
@@ -14,6 +14,14 @@ Three things keep that honest:
   operator chooses the upstream, so `allow_private` is theirs to set (a second genmill on the same LAN).
 * An upstream that refuses or fails the task fails the local task with the upstream's words in `raw_message`;
   the worker then releases the local credits, so a client never pays for work that did not happen.
+* An operation on an earlier task (upscale, variation, extend: its entry has `derived_from`) names that task by
+  its id, which means nothing upstream. Every forwarded task keeps its upstream id in its own `detail`
+  (`upstream_task_id`), and a derived task sends its origin's upstream id in its place; an origin that did not run
+  upstream fails the derived task before anything is sent.
+
+Output files are found by the rule of `genmill.domain.output_files` (keys `url`/`urls`, `*_url`/`*_urls`,
+`resource`/`resource_*`, which covers Qubico's, Midjourney's, Kling's, Luma's and Suno's output shapes); each
+distinct URL is copied once, however many keys name it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import httpx
 
 from genmill.backends.base import Availability, Backend, RunContext, ServedBy
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.failures import FailureCode
+from genmill.domain.output_files import is_file_key
 from genmill.errors import BackendError, GenmillError
 from genmill.net.fetch import GuardedFetcher
 from genmill.net.media import OCTET_STREAM, content_type_for_extension, is_http_url
@@ -38,6 +48,9 @@ log = logging.getLogger("genmill.backends.upstream")
 
 PENDING_STATES = frozenset({"pending", "staged"})
 """Upstream states in which a cancel still takes effect (PiAPI cancels only tasks that have not started)."""
+
+UPSTREAM_TASK_ID = "upstream_task_id"
+"""The key of a forwarded task's `detail` that holds its task id upstream."""
 
 MAX_POLL_FAILURES = 5
 """Consecutive failed polls tolerated before giving up: the upstream task exists, so one network blip must not
@@ -162,11 +175,14 @@ class UpstreamBackend(Backend):
         """Create the task upstream, follow it to the end, and return its output with local URLs."""
         self.load()
         payload = inputs.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        if entry.derived_from is not None:
+            payload[entry.derived_from.field] = self._upstream_origin(ctx)
         body = {"model": entry.model, "task_type": entry.task_type, "input": self._portable(payload, ctx, "input")}
         created = self._call("POST", "/api/v1/task", json=body, action="create the task")
         upstream_id = str(created.get("task_id") or "")
         if not upstream_id:
             raise BackendError("the upstream provider did not return a task id", raw_message=str(created)[:500])
+        ctx.remember(UPSTREAM_TASK_ID, upstream_id)
         ctx.log(f"forwarded to upstream task {upstream_id}")
         task = self._follow(upstream_id, created, ctx)
         output = task.get("output")
@@ -179,6 +195,20 @@ class UpstreamBackend(Backend):
         localized = self._localize(output, ctx, "output", {})
         assert isinstance(localized, dict)
         return localized
+
+    @staticmethod
+    def _upstream_origin(ctx: RunContext) -> str:
+        """The upstream's id of the origin task a derived task works on: what the upstream knows it by."""
+        origin = ctx.origin()
+        if origin is None:
+            raise BackendError("the origin task of this operation is not available to this worker")
+        upstream_id = (origin.detail or {}).get(UPSTREAM_TASK_ID)
+        if not isinstance(upstream_id, str) or not upstream_id:
+            raise BackendError(
+                f"origin {origin.task_id} did not run upstream, so the upstream provider cannot work on it",
+                code=FailureCode.INPUT_REJECTED,
+            )
+        return upstream_id
 
     # -- upstream API ------------------------------------------------------------------------------------------
 
@@ -304,12 +334,13 @@ class UpstreamBackend(Backend):
         return value
 
     def _localize(self, value: Any, ctx: RunContext, field: str, copied: dict[str, str], key: str = "") -> Any:
-        """The output with every file URL (`*_url`, `*_urls`) replaced by a local copy; other values unchanged."""
+        """The output with every file URL (by `is_file_key`) replaced by a local copy, each URL copied once; other
+        values unchanged."""
         if isinstance(value, dict):
             return {k: self._localize(v, ctx, f"{field}.{k}", copied, str(k)) for k, v in value.items()}
         if isinstance(value, list):
             return [self._localize(v, ctx, f"{field}[{i}]", copied, key) for i, v in enumerate(value)]
-        if isinstance(value, str) and key.endswith(("_url", "_urls")) and is_http_url(value):
+        if isinstance(value, str) and is_file_key(key) and is_http_url(value):
             if value not in copied:
                 copied[value] = self._copy(value, ctx, field)
             return copied[value]

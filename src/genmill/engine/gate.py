@@ -7,23 +7,26 @@ HTTP worker protocol, `genmill.api.workers`) both land here, so the rules hold o
   lease and one presented by another pool's worker are both a `Conflict` (409), so a task completes, and bills,
   exactly once;
 - a worker leases more tasks for a batch only of an entry it said it can run;
-- a worker reads only the references that appear in its task's input (never an arbitrary URL or another
-  account's file through the server), and stores only media as outputs, kept as long as the entry's retention
-  and owned by the task's account.
+- a worker reads only the references that appear in its task's input, or, for a derived operation, in its
+  origin task's output (never an arbitrary URL or another account's file through the server), and stores only
+  media as outputs, kept as long as the entry's retention and owned by the task's account;
+- a claimed derived operation (its entry has `derived_from`) comes with its origin task (`Claim.origin`), read
+  among its own account's tasks, so the backend can continue that task's work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from genmill.domain.catalog import Catalog
 from genmill.domain.media_types import output_type_refusal, parse_media_type
-from genmill.domain.records import Claim, InputFile, Task, WorkerToken
+from genmill.domain.records import Claim, InputFile, OriginTask, Task, WorkerToken
 from genmill.domain.serving import Entry
 from genmill.engine.inputs import InputResolver
-from genmill.errors import Conflict, InvalidRequest
+from genmill.errors import Conflict, InvalidRequest, NotFound
 from genmill.storage.files import FileService
 from genmill.store import Store
 
@@ -110,9 +113,10 @@ class WorkerGate:
 
     def claim(self, worker: WorkerIdentity) -> Claim | None:
         """Lease the next runnable pending task of the worker's pool that it can run (no waiting)."""
-        return self.store.leases.claim_next_task(
+        claim = self.store.leases.claim_next_task(
             worker.worker_id, worker.capabilities, self.lease_seconds, pool=worker.pool
         )
+        return None if claim is None else self.with_origin(claim)
 
     def claim_more(
         self, worker: WorkerIdentity, model: str, task_type: str, match: dict[str, Any], limit: int
@@ -120,7 +124,7 @@ class WorkerGate:
         """Lease up to `limit` more pending tasks of an entry the worker runs whose inputs agree on `match`."""
         if (model, task_type) not in worker.capabilities:
             raise InvalidRequest(f"model: this worker did not register {model}/{task_type}")
-        return self.store.leases.claim_matching(
+        claims = self.store.leases.claim_matching(
             worker.worker_id,
             model,
             task_type,
@@ -129,6 +133,37 @@ class WorkerGate:
             lease_seconds=self.lease_seconds,
             pool=worker.pool,
         )
+        return [self.with_origin(claim) for claim in claims]
+
+    # -- derived operations --------------------------------------------------------------------------------
+
+    def origin_of(self, task: Task) -> OriginTask | None:
+        """The earlier task a derived operation works on, read among its own account's tasks; None when the
+        task's entry is not a derived operation, or its origin is gone (the backend then fails the task)."""
+        entry = self.catalog.get(task.model, task.task_type)
+        if entry is None or entry.derived_from is None:
+            return None
+        origin_id = task.input.get(entry.derived_from.field)
+        if not isinstance(origin_id, str) or not origin_id:
+            return None
+        try:
+            origin = self.store.tasks.get(task.account_id, origin_id)
+        except NotFound:
+            return None
+        return OriginTask(
+            task_id=origin.task_id,
+            model=origin.model,
+            task_type=origin.task_type,
+            input=origin.input,
+            output=origin.output or {},
+            detail=origin.detail,
+            created_at=origin.created_at,
+        )
+
+    def with_origin(self, claim: Claim) -> Claim:
+        """The claim with its task's origin on it (unchanged for a task that is not a derived operation)."""
+        origin = self.origin_of(claim.task)
+        return claim if origin is None else dataclasses.replace(claim, origin=origin)
 
     # -- holding a lease -----------------------------------------------------------------------------------
 
@@ -183,10 +218,16 @@ class WorkerGate:
     # -- a leased task's files -----------------------------------------------------------------------------
 
     def read_input(self, worker: WorkerIdentity, task_id: str, lease_id: str, ref: str, field: str) -> InputFile:
-        """The bytes of one reference in the task's input, through the one guarded path (`InputResolver`)."""
+        """The bytes of one reference in the task's input, or in its origin's output for a derived operation,
+        through the one guarded path (`InputResolver`)."""
         task = self.leased(worker, task_id, lease_id)
         if not mentions(task.input, ref):
-            raise InvalidRequest("ref: a worker may only read references that appear in its task's input")
+            origin = self.origin_of(task)
+            if origin is None or not mentions(origin.output, ref):
+                raise InvalidRequest(
+                    "ref: a worker may only read references that appear in its task's input "
+                    "(or in its origin task's output, for an operation on an earlier task)"
+                )
         return self.inputs.resolve(ref, field=field)
 
     def save_output(

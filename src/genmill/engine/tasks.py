@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
+from genmill.domain.origins import origin_refusal
 from genmill.domain.records import PUBLIC_POOL, Account, Idempotency, NewTask, StoredEvent, Task, TaskPage
 from genmill.domain.retention import generated_input_refusal
 from genmill.domain.serving import not_served_message, served_names
@@ -24,7 +25,7 @@ from genmill.domain.timefmt import utcnow
 from genmill.domain.validation import describe_validation_error
 from genmill.engine.quotas import Quotas
 from genmill.engine.serving import ServedEntries
-from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed
+from genmill.errors import GenmillError, InputRejected, InvalidRequest, ModelNotServed, NotFound
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.worker.wakeup import Wakeup
@@ -130,6 +131,24 @@ class TaskEngine:
                 if refusal:
                     raise InvalidRequest(refusal)
 
+    def check_origin(self, entry: CatalogEntry, inputs: TaskInput, account_id: str, pool: str) -> None:
+        """For a derived operation, refuse (400 naming the field) an origin that is not this account's completed
+        task of a model the operation works on, created within the window (`genmill.domain.origins`).
+
+        The origin is looked up among the account's own tasks only, so another account's task reads as unknown.
+        Time is the store's clock, the one that stamped the origin's `created_at`."""
+        derived = entry.derived_from
+        if derived is None:
+            return
+        origin_id = str(getattr(inputs, derived.field, "") or "")
+        try:
+            origin: Task | None = self.store.tasks.get(account_id, origin_id) if origin_id else None
+        except NotFound:
+            origin = None
+        refusal = origin_refusal(derived, origin_id, origin, now=self.store.clock.now(), private=pool != PUBLIC_POOL)
+        if refusal is not None:
+            raise InvalidRequest(refusal.message, detail={"field": refusal.field, "rule": refusal.rule})
+
     def check_served(self, model: str, task_type: str, pool: str) -> None:
         """Refuse an entry that no worker of `pool` serves now, served recently, or that the operator did not declare
         (400, before anyone pays), saying what the pool serves; an accepted task waits for a worker."""
@@ -166,6 +185,7 @@ class TaskEngine:
         except InputRejected as exc:  # what the backend cannot honour is refused before anyone pays
             raise InvalidRequest(f"input.{exc.message}") from exc
         self.check_generated_inputs(entry, inputs)
+        self.check_origin(entry, inputs, account.account_id, pool)
         stored_input = inputs.model_dump(mode="json")
         price = self.price(entry, inputs, pool)
         self.quotas.admit_task(account.account_id, stored_input, free=price == 0 and pool == PUBLIC_POOL)

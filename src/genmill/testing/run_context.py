@@ -62,6 +62,8 @@ class MemoryRunContext:
         """The note of every progress report ("" when none), in step with `fractions`."""
         self.inputs_read: list[tuple[str, str]] = []
         """(field, reference) of every `read_input` call, in order."""
+        self.remembered: dict[str, Any] = {}
+        """What the backend kept in the task's `detail` with `remember`, by key."""
         self.outputs: dict[str, SavedOutput] = {}
         """Saved files by the URL `save_output` returned (memory://1.png, memory://2.wav, ...), in order."""
         self._stop = threading.Event()
@@ -75,10 +77,11 @@ class MemoryRunContext:
 
     @property
     def detail(self) -> dict[str, Any] | None:
-        """The task's `detail` as the worker stores it after the last progress report (None before any)."""
+        """The task's `detail` as the worker stores it: what was remembered and the last progress report (None
+        before either; `served_by`, which the worker adds, is not a backend's to report)."""
         if not self.fractions:
-            return None
-        return progress_detail(self.fractions[-1], self.notes[-1])
+            return dict(self.remembered) or None
+        return {**self.remembered, **progress_detail(self.fractions[-1], self.notes[-1])}
 
     def read_input(self, ref: str, *, field: str) -> InputFile:
         """`files[ref]`, else the decoded data URI or base64; raises `FetchError` naming `input.<field>` as the
@@ -109,6 +112,9 @@ class MemoryRunContext:
 
     def origin(self) -> OriginTask | None:
         return self.origin_task
+
+    def remember(self, key: str, value: Any) -> None:
+        self.remembered[key] = value
 
     def cancelled(self) -> bool:
         if not self._stop.is_set() and self.cancel_when is not None and self.cancel_when(self):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from genmill.domain.records import Claim, Task
+from genmill.domain.records import Claim, OriginTask, Task
 from genmill.domain.states import TaskStatus
 
 MAX_CLAIM_WAIT = 30.0
@@ -49,6 +49,41 @@ class ClaimMoreRequest(BaseModel):
     limit: int = Field(..., ge=1, le=64)
 
 
+class ClaimedOrigin(BaseModel):
+    """The earlier task a claimed derived operation works on (`genmill.domain.records.OriginTask` on the wire)."""
+
+    task_id: str
+    model: str
+    task_type: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    detail: dict[str, Any] | None = None
+    created_at: datetime
+
+    @classmethod
+    def from_origin(cls, origin: OriginTask) -> ClaimedOrigin:
+        return cls(
+            task_id=origin.task_id,
+            model=origin.model,
+            task_type=origin.task_type,
+            input=origin.input,
+            output=origin.output,
+            detail=origin.detail,
+            created_at=origin.created_at,
+        )
+
+    def to_origin(self) -> OriginTask:
+        return OriginTask(
+            task_id=self.task_id,
+            model=self.model,
+            task_type=self.task_type,
+            input=self.input,
+            output=self.output,
+            detail=self.detail,
+            created_at=self.created_at,
+        )
+
+
 class ClaimedTask(BaseModel):
     task_id: str
     account_id: str
@@ -60,6 +95,9 @@ class ClaimedTask(BaseModel):
     created_at: datetime
     lease_id: str
     lease_expires_at: datetime
+    origin: ClaimedOrigin | None = Field(
+        None, description="The earlier task, when this task is an operation on one (its entry has derived_from)."
+    )
 
     @classmethod
     def from_claim(cls, claim: Claim) -> ClaimedTask:
@@ -75,6 +113,7 @@ class ClaimedTask(BaseModel):
             created_at=t.created_at,
             lease_id=claim.lease_id,
             lease_expires_at=claim.lease_expires_at,
+            origin=None if claim.origin is None else ClaimedOrigin.from_origin(claim.origin),
         )
 
     def to_claim(self) -> Claim:
@@ -104,7 +143,8 @@ class ClaimedTask(BaseModel):
             lease_id=self.lease_id,
             lease_expires_at=self.lease_expires_at,
         )
-        return Claim(task, self.lease_id, self.lease_expires_at)
+        origin = None if self.origin is None else self.origin.to_origin()
+        return Claim(task, self.lease_id, self.lease_expires_at, origin)
 
 
 class ClaimResponse(BaseModel):

@@ -35,8 +35,9 @@ runs it while it runs; a task done sooner carries it with its result instead."""
 class TaskContext:
     """The `RunContext` a backend sees; buffers logs and progress until the next heartbeat flushes them.
 
-    `served_by` (what runs the task, `genmill.backends.base.ServedBy` in wire form) is part of every `detail` it
-    hands out: a heartbeat replaces the stored `detail` whole, so progress must never drop it.
+    `served_by` (what runs the task, `genmill.backends.base.ServedBy` in wire form) and what the backend asked it to
+    `remember` are part of every `detail` it hands out: a heartbeat replaces the stored `detail` whole, so progress
+    must never drop them.
     """
 
     def __init__(
@@ -75,6 +76,11 @@ class TaskContext:
 
     def origin(self) -> OriginTask | None:
         return self._claim.origin
+
+    def remember(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._base = {**self._base, key: value}
+            self._detail = {**(self._detail or {}), key: value}
 
     def drain(self) -> tuple[list[str], dict[str, Any] | None]:
         with self._lock:

@@ -102,6 +102,9 @@ class FanOut:
     def origin(self) -> OriginTask | None:
         return None  # batched entries (txt2img) are never derived operations
 
+    def remember(self, key: str, value: Any) -> None:
+        self.first.remember(key, value)
+
 
 def batch_signature(inputs: TaskInput) -> str:
     """The validated values of `BATCH_KEYS`; tasks batch only when these are equal (the worker matched the raw
