@@ -154,3 +154,14 @@ def test_keys_and_credits_are_checked_as_for_the_unified_create(legacy: Legacy) 
     }
     other_family = legacy.http.post("/api/v1/task", json=face_swap, headers=legacy.headers()).json()["data"]["task_id"]
     assert legacy.http.post("/mj/v2/fetch", json={"task_id": other_family}, headers=legacy.headers()).status_code == 404
+
+
+def test_a_follow_up_on_another_accounts_task_is_refused_like_the_unified_one(legacy: Legacy) -> None:
+    theirs = legacy.http.post("/mj/v2/imagine", json={"prompt": "x"}, headers=legacy.headers(legacy.other_key))
+    origin = theirs.json()["task_id"]
+    before = legacy.credits()
+    answer = legacy.http.post("/mj/v2/upscale", json={"origin_task_id": origin, "index": "1"}, headers=legacy.headers())
+    refusal = answer.json()
+    assert answer.status_code == 400 and refusal["status"] == "failed"
+    assert refusal["message"] == f"origin_task_id: no task {origin} found for this account"
+    assert legacy.credits() == before

@@ -162,3 +162,18 @@ def test_other_accounts_and_other_families_are_not_found(legacy: Legacy) -> None
     assert kling_extend.status_code == 404  # a Luma task is no Kling video to extend
     poor = legacy.http.post("/api/kling/v1/video", json={"prompt": "x"}, headers=legacy.headers(legacy.poor_key))
     assert poor.status_code == 402
+
+
+def test_extending_a_video_that_has_not_finished_is_refused_naming_the_path_task(legacy: Legacy) -> None:
+    before = legacy.credits()
+    luma_id = create(legacy, "/api/luma/v1/video", {"prompt": "a cat"})
+    kling_id = create(legacy, "/api/kling/v1/video", {"prompt": "a cat"})
+    for path, origin in (
+        (f"/api/luma/v1/video/{luma_id}/extend", luma_id),
+        (f"/api/kling/v1/video/{kling_id}/extend", kling_id),
+    ):
+        answer = legacy.http.post(path, json={"prompt": "more"}, headers=legacy.headers())
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["message"].startswith(f"task_id: task {origin} is pending")
+    frozen = legacy.unified(luma_id)["meta"]["usage"]["frozen"] + legacy.unified(kling_id)["meta"]["usage"]["frozen"]
+    assert legacy.credits()["available_credits"] == before["available_credits"] - frozen  # the extends froze nothing

@@ -25,6 +25,7 @@ KLING_STATUS = {"pending": 5, "processing": 10, "completed": 99, "failed": 50}
 """Kling's numeric task status for each legacy one (99 is what the unified output reports on success)."""
 
 RENAMES = {
+    "origin_task_id": "task_id",
     "cfg_scale": "creativity",
     "image_tail_url": "tail_image_url",
     "camera_control.config": "camera",

@@ -22,12 +22,14 @@ MODEL = "luma"
 ENTRIES = {(MODEL, "video_generation"), (MODEL, "extend_video")}
 
 RENAMES = {
+    "origin_task_id": "task_id",
     "key_frames.frame0.url": "image_url",
     "key_frames.frame1.url": "image_end_url",
     "key_frames.frame0": "image_url",
     "key_frames.frame1": "image_end_url",
 }
-"""Unified input fields and the legacy body fields they came from, for error messages."""
+"""Unified input fields and the legacy fields they came from (an extend's origin is the path's task_id), for error
+messages."""
 
 
 class LumaExtendRequest(BaseModel):
