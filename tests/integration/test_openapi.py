@@ -347,3 +347,20 @@ def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
                 assert security is None, route
     assert spec["paths"]["/api/v1/task"]["post"]["responses"]["402"]
     assert spec["paths"]["/api/v1/task/{task_id}"]["get"]["responses"]["404"]
+
+
+def body_schema(spec: dict[str, Any], path: str) -> dict[str, Any]:
+    """The component schema a POST route names as its JSON request body."""
+    ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    return schema
+
+
+def test_the_legacy_routes_document_their_request_bodies(probe: Probe) -> None:
+    spec = probe.client.get("/openapi.json").json()
+    for path in (*LEGACY_CREATES, "/mj/v2/fetch", "/mj/v2/multi_fetch", "/mj/v2/cancel", "/api/face_swap/v1/fetch"):
+        assert body_schema(spec, path)["properties"], path
+    imagine = body_schema(spec, "/mj/v2/imagine")
+    assert imagine["required"] == ["prompt"] and "webhook_endpoint" in imagine["properties"]
+    kling = body_schema(spec, "/api/kling/v1/video")["properties"]
+    assert {"creativity", "professional_mode", "tail_image_url", "camera"} <= set(kling)
