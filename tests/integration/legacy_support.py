@@ -108,6 +108,20 @@ class ServiceDouble(Backend):
         return {"image_url": grid, "image_urls": singles, "temporary_image_urls": singles, "actions": actions}
 
 
+class GatedFaceSwap(FaceSwapBackend):
+    """The real image face swap, held at the double's gate after reporting that it started, so that a test can
+    read a face swap in processing."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        ctx.progress(0.1, "finding faces")
+        self.gate.wait(30)
+        return super().run(entry, inputs, ctx)
+
+
 @dataclass
 class Legacy:
     http: TestClient
@@ -161,7 +175,7 @@ def legacy_server(tmp_path: Path) -> Iterator[Legacy]:
         data_dir=tmp_path, public_url="http://testserver", workers=1, allow_private_urls=True, heartbeat_seconds=0.1
     )
     double = ServiceDouble()
-    face_swappers: list[Backend] = [FaceSwapBackend(), VideoFaceSwapBackend()]
+    face_swappers: list[Backend] = [GatedFaceSwap(double.gate), VideoFaceSwapBackend()]
     face_swap = all(backend.availability().ok for backend in face_swappers)
     backends: list[Backend] = [double, AlwaysFails(), *(face_swappers if face_swap else [])]
     runtime = Runtime(settings, backends=backends)

@@ -62,7 +62,9 @@ def test_face_swap_runs_end_to_end_and_answers_base64_by_default(legacy: Legacy)
     pending = legacy.http.post("/api/face_swap/v1/fetch", json={"task_id": task_id}, headers=legacy.headers()).json()
     assert pending["data"] == {"task_id": task_id, "status": "pending", "image": "", "error_messages": []}
 
-    legacy.run_worker()
+    with legacy.processing(task_id):
+        running = legacy.http.post("/api/face_swap/v1/fetch", json={"task_id": task_id}, headers=legacy.headers())
+        assert running.json()["data"] == {"task_id": task_id, "status": "processing", "image": "", "error_messages": []}
     done = legacy.http.post("/api/face_swap/v1/fetch", json={"task_id": task_id}, headers=legacy.headers()).json()
     assert done["code"] == 200 and done["data"]["status"] == "success" and done["data"]["error_messages"] == []
     swapped = decoded(base64.b64decode(done["data"]["image"], validate=True))
