@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, models, tasks, webhooks, workers
+from genmill.api import account, files, legacy, models, tasks, webhooks, workers
 from genmill.api.boundary import BoundaryCheck
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
@@ -259,6 +259,8 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     for router in (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router):
+        app.include_router(router)
+    for router in legacy.ROUTERS:
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")

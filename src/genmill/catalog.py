@@ -19,9 +19,28 @@ from genmill.models.toolkits import video_catalog as video_toolkit
 from genmill.models.trellis import catalog as trellis
 from genmill.models.tts import catalog as tts
 from genmill.models.video import catalog as video_models
+from genmill.models.video import hailuo_catalog as hailuo
+from genmill.models.video import kling_catalog as kling
+from genmill.models.video import luma_catalog as luma
 from genmill.models.video import wanx_catalog as wanx
 
-MODULES = (flux, midjourney, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, udio, suno, echo)
+MODULES = (
+    flux,
+    midjourney,
+    image_toolkit,
+    video_toolkit,
+    tts,
+    trellis,
+    wanx,
+    video_models,
+    kling,
+    hailuo,
+    luma,
+    audio,
+    udio,
+    suno,
+    echo,
+)
 
 
 def all_entries() -> list[CatalogEntry]:

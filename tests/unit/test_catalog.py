@@ -107,6 +107,16 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("music-s", "generate_music"): {"gpt_description_prompt": "autumn night breeze"},
     ("music-s", "generate_music_custom"): {"prompt": "[Verse]\nla la la"},
     ("music-s", "generate_lyrics"): {"prompt": "white egrets"},
+    # PiAPI's resold video services (docs/video-services.md)
+    ("kling", "video_generation"): {"prompt": "a cat"},
+    ("kling", "extend_video"): {"origin_task_id": "t-1"},
+    ("kling", "lip_sync"): {"origin_task_id": "t-1", "tts_text": "hello"},
+    ("kling", "effects"): {"image_url": IMG, "effect": "squish"},
+    ("kling", "ai_try_on"): {"model_input": IMG, "dress_input": IMG},
+    ("kling-turbo", "video_generation"): {"prompt": "a cat"},
+    ("hailuo", "video_generation"): {"prompt": "a cat"},
+    ("luma", "video_generation"): {"prompt": "a cat"},
+    ("luma", "extend_video"): {"prompt": "a cat", "origin_task_id": "t-1"},
 }
 
 FAMILIES = {
@@ -128,6 +138,10 @@ FAMILIES = {
     "midjourney": "mj",
     "music-u": "music-u",
     "music-s": "music-s",
+    "kling": "kling",
+    "kling-turbo": "kling",
+    "hailuo": "hailuo",
+    "luma": "luma",
 }
 
 VIDEO_MODELS = {
@@ -136,6 +150,10 @@ VIDEO_MODELS = {
     "Qubico/skyreels",
     "Qubico/framepack",
     "Qubico/hunyuan",
+    "kling",
+    "kling-turbo",
+    "hailuo",
+    "luma",
 }
 
 

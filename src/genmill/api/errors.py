@@ -24,7 +24,7 @@ _HTTP_MESSAGES = {
 }
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return "Invalid request parameters: the body is not valid JSON"
@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, _validation_message(exc))
+        return error_response(400, validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

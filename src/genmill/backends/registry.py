@@ -45,6 +45,7 @@ from genmill.models.tts.clone import tts_backends
 from genmill.models.tts.f5_tts import f5_tts_backends
 from genmill.models.video.hunyuan import hunyuan_backends
 from genmill.models.video.pipeline import VideoShared
+from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
 
@@ -126,6 +127,7 @@ _WEIGHTS_NEEDED: dict[str, str] = {
     "midjourney/describe": f"blip-captioning/ (BLIP captions stand in for the describe, {_MJ_STAND_IN})",
     "music-u": "ace-step/ (ACE-Step stands in for Udio, with GENMILL_STAND_INS=ace-step)",
     "music-s": "ace-step/ (ACE-Step stands in for Suno, with GENMILL_STAND_INS=ace-step)",
+    **VIDEO_SERVICE_WEIGHTS,
 }
 LYRICS_REASON = (
     "no backend: no lyrics model is configured; set GENMILL_LYRICS_BASE_URL and GENMILL_LYRICS_MODEL to an "
@@ -143,6 +145,8 @@ def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) ->
         return LYRICS_REASON
     if (model, task_type) == ("Qubico/wanx", "img2video-14b-control-camera"):
         return CAMERA_REASON
+    if f"{model}/{task_type}" in UPSTREAM_ONLY:
+        return UPSTREAM_ONLY[f"{model}/{task_type}"]
     folder = _WEIGHTS_NEEDED.get(f"{model}/{task_type}") or _WEIGHTS_NEEDED.get(model)
     if folder:
         return f"no weights: put {folder} under {models_dir}/ and install genmill[diffusers] (docs/backends.md)"

@@ -93,6 +93,14 @@ CONTROLNET_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 DEV, SCHNELL, ADVANCED = "Qubico/flux1-dev", "Qubico/flux1-schnell", "Qubico/flux1-dev-advanced"
 MIDJOURNEY = "midjourney"  # served by FLUX.1 stand-ins (genmill.models.flux.midjourney)
 WANX, HUNYUAN = "Qubico/wanx", "Qubico/hunyuan"
+SERVICES_GENERATE: tuple[Entry, ...] = (
+    ("kling", "video_generation"),
+    ("kling-turbo", "video_generation"),
+    ("hailuo", "video_generation"),
+    ("luma", "video_generation"),
+)
+SERVICES_EXTEND: tuple[Entry, ...] = (("kling", "extend_video"), ("luma", "extend_video"))
+"""The Wan stand-ins for Kling, Hailuo and Luma (genmill.models.video.services) read the same folders."""
 
 
 def _entries(model: str, *task_types: str) -> tuple[Entry, ...]:
@@ -210,6 +218,7 @@ SOURCES: tuple[WeightSource, ...] = (
         WAN_T2V,
         80,
         *_entries(WANX, "txt2video-14b", "txt2video-14b-lora"),
+        *SERVICES_GENERATE,
     ),
     _wan(
         "wan2.1-i2v-14b",
@@ -218,6 +227,8 @@ SOURCES: tuple[WeightSource, ...] = (
         90,
         *_entries(WANX, "img2video-14b", "img2video-14b-lora"),
         ("Qubico/hug-video", "image_to_video"),
+        *SERVICES_GENERATE,
+        *SERVICES_EXTEND,
     ),
     _wan(
         "wan2.1-flf2v-14b",
