@@ -209,3 +209,21 @@ def test_an_operation_on_an_operation_is_accepted_when_the_entry_says_so(deploym
     assert deployment.runtime.workers[0].run_once()
     answer = deployment.derive(first)
     assert answer.status_code == 200, answer.text
+
+
+def test_a_repeat_under_its_idempotency_key_answers_the_task_it_made_after_the_window(deployment: Deployment) -> None:
+    """What the client was told once stays true: a retried request answers its first task, even though a new
+    request with the same body would now be refused (the origin has left its window)."""
+    origin = deployment.completed_echo()
+    body = {**DERIVE, "input": {"origin_task_id": origin, "payload": "d"}}
+    headers = {"X-API-Key": deployment.key, "Idempotency-Key": "retry-1"}
+    first = deployment.client.post("/api/v1/task", headers=headers, json=body)
+    assert first.status_code == 200, first.text
+    deployment.clock.advance(3 * HOUR + 1)
+    tasks_before = deployment.task_count()
+    again = deployment.client.post("/api/v1/task", headers=headers, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["data"]["task_id"] == first.json()["data"]["task_id"]
+    assert deployment.task_count() == tasks_before
+    fresh = deployment.post(body)
+    assert fresh.status_code == 400 and "input.origin_task_id" in fresh.json()["message"]

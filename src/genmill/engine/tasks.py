@@ -179,7 +179,21 @@ class TaskEngine:
         *,
         idempotency_key: str | None = None,
     ) -> tuple[Task, bool]:
-        """Create the task; returns it and whether it is a replay of an earlier request with the same key."""
+        """Create the task; returns it and whether it is a replay of an earlier request with the same key.
+
+        A repeat under a live Idempotency-Key answers the first request's task before any other check: what the
+        client was told once stays true even if a check would refuse the request now (a derived operation whose
+        origin has left its window, a model no longer served).
+        """
+        idempotency = None
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                raise InvalidRequest(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+            canonical = json.dumps([model, task_type, raw_input, config or {}], sort_keys=True, default=str)
+            idempotency = Idempotency(idempotency_key, hashlib.sha256(canonical.encode()).hexdigest(), IDEMPOTENCY_TTL)
+            earlier = self.store.tasks.replay(account.account_id, idempotency)
+            if earlier is not None:
+                return earlier, True
         entry = self.entry_for(model, task_type)
         inputs = self.validate_input(entry, raw_input)
         wire_config = normalise_config(config)
@@ -202,12 +216,6 @@ class TaskEngine:
             self.validate_input(entry, stored_input)  # what the worker will validate: refused now, not there
         price = self.price(entry, inputs, pool)
         self.quotas.admit_task(account.account_id, stored_input, free=price == 0 and pool == PUBLIC_POOL)
-        idempotency = None
-        if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-                raise InvalidRequest(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-            canonical = json.dumps([model, task_type, raw_input, config or {}], sort_keys=True, default=str)
-            idempotency = Idempotency(idempotency_key, hashlib.sha256(canonical.encode()).hexdigest(), IDEMPOTENCY_TTL)
         saved = self.inline.save(plan, account.account_id)
         try:
             task, replayed = self._insert(account, entry, stored_input, wire_config, price, pool, priority, idempotency)

@@ -83,6 +83,14 @@ class TaskStore(Queries):
                 )
         return task, False
 
+    def replay(self, account_id: str, idempotency: Idempotency) -> Task | None:
+        """The task an earlier request with this key made, when the key is live and the request the same (a
+        different request under the key is a 409); None otherwise. Read before the create's checks, so that a
+        repeat answers the task it made even where a check would now refuse it (an origin's window has passed);
+        `create` checks again under the account lock, for repeats that race."""
+        with self.tx() as conn:
+            return self._replay(conn, account_id, idempotency, self.clock.now())
+
     @staticmethod
     def _replay(conn: sa.Connection, account_id: str, idempotency: Idempotency, now: datetime) -> Task | None:
         row = conn.execute(
