@@ -23,6 +23,7 @@ from genmill.backends.base import Availability, Backend, Prefetched, Resident, R
 from genmill.backends.toolkit import encode_png, pick_seed
 from genmill.backends.video_io import decode_frames, encode_mp4
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.records import InputFile
 from genmill.errors import BackendError, InputRejected
 from genmill.models.video import hailuo_catalog, kling_catalog, luma_catalog, service_shapes, wanx_catalog
 from genmill.models.video.pipeline import VIDEO_PACKAGES, Clip, Geometry, VideoShared, cover
@@ -157,7 +158,7 @@ class WanServiceBackend(Backend):
         self.check_request(entry, inputs)
         request = service_shapes.wan_request(entry, inputs)
         refs = [frame for frame in (request.first, request.last) if frame is not None]
-        ctx = Prefetched(ctx, refs)
+        ctx = Prefetched(ctx, refs)  # also holds the frames one pass hands the next (`handed_on`)
         seed = pick_seed(inputs)
         head: NDArray[np.uint8] | None = None
         prompt = request.prompt.strip()
@@ -184,7 +185,7 @@ class WanServiceBackend(Backend):
         ctx.progress(1.0, note=f"done, seed {seed}")
         return service_shapes.service_output(entry, inputs, rendered)
 
-    def _origin(self, ctx: RunContext, prompt: str) -> tuple[NDArray[np.uint8], tuple[str, str], str]:
+    def _origin(self, ctx: Prefetched, prompt: str) -> tuple[NDArray[np.uint8], tuple[str, str], str]:
         """The origin video's frames, its last frame as the first of the continuation, and the prompt (the
         origin's when the extend task gives none)."""
         origin = ctx.origin()
@@ -195,9 +196,10 @@ class WanServiceBackend(Backend):
         keep = np.linspace(0, len(frames) - 1, max(1, round(len(frames) * self.i2v.geometry.fps / fps)))
         frames = frames[keep.round().astype(int)]
         ctx.log(f"extending {origin.task_id}: {len(frames)} frames, continuing from its last frame")
-        return frames, ("origin_task_id", png_data_uri(frames[-1])), prompt or str(origin.input.get("prompt") or "")
+        last = ("origin_task_id", handed_on(ctx, frames[-1]))
+        return frames, last, prompt or str(origin.input.get("prompt") or "")
 
-    def _segments(self, ctx: RunContext, request: WanRequest, prompt: str, first: tuple[str, str], seed: int) -> Clip:
+    def _segments(self, ctx: Prefetched, request: WanRequest, prompt: str, first: tuple[str, str], seed: int) -> Clip:
         """One Wan pass per segment of the asked length; each later one starts from the last frame before it."""
         geometry = self.i2v.geometry
         per_segment = (geometry.frames - 1) / geometry.fps
@@ -207,7 +209,7 @@ class WanServiceBackend(Backend):
         for index in range(count):
             span = (0.05 + 0.9 * index / count, 0.05 + 0.9 * (index + 1) / count)
             last = request.last if index == count - 1 else None
-            start = first if index == 0 else ("", png_data_uri(frames[-1])) if frames is not None else first
+            start = first if index == 0 else ("", handed_on(ctx, frames[-1])) if frames is not None else first
             clip = self._pass(ctx, prompt, request, start, last, (seed + index) % 2**32, span)
             fps = clip.fps
             frames = clip.frames if frames is None else join(frames, clip.frames)
@@ -262,8 +264,13 @@ def join(before: NDArray[np.uint8], after: NDArray[np.uint8]) -> NDArray[np.uint
     return np.concatenate([before, after[1:]])
 
 
-def png_data_uri(frame: NDArray[np.uint8]) -> str:
-    return "data:image/png;base64," + base64.b64encode(encode_png(Image.fromarray(frame))).decode()
+def handed_on(ctx: Prefetched, frame: NDArray[np.uint8]) -> str:
+    """A reference to a generated frame that the next Wan pass reads as its first image: a PNG data URI, held in
+    the task's prefetched files, because a worker reads only the references its task's input names."""
+    data = encode_png(Image.fromarray(frame))
+    ref = "data:image/png;base64," + base64.b64encode(data).decode()
+    ctx.files[ref] = InputFile(data, "image/png")
+    return ref
 
 
 def service_backends(models_dir: Path, *, shared: VideoShared | None = None) -> list[Backend]:
