@@ -188,6 +188,8 @@ def test_hailuo_rules() -> None:
 
 def test_luma_forms_defaults_and_prices() -> None:
     luma = entry("luma", "video_generation").input_model
+    keyed = luma.model_validate(luma_catalog.KEY_FRAMES_EXAMPLE)
+    assert isinstance(keyed, luma_catalog.LumaVideo) and keyed.first_image() == IMG.replace("cat", "river")
     newer = luma.model_validate(luma_catalog.NEWER_FORM_EXAMPLE)
     assert isinstance(newer, luma_catalog.LumaVideo)
     assert (newer.model_name, newer.first_image(), newer.last_image()) == (
