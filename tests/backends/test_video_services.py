@@ -26,14 +26,14 @@ pytest.importorskip("diffusers")
 pytest.importorskip("ftfy")
 
 from tests.backends import video_tiny
-from tests.backends.memory import image_ref
+from tests.backends.memory import after_steps, image_ref
 
 from genmill.backends.registry import why_not_served
 from genmill.backends.video_io import decode_frames
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.records import InputFile, OriginTask
-from genmill.errors import InputRejected
+from genmill.errors import BackendError, InputRejected
 from genmill.models.video.pipeline import Clip, Geometry, Job, VideoShared, cover
 from genmill.models.video.service_shapes import MOTION_PROMPT
 from genmill.models.video.services import SERVICES, WanServiceBackend, service_backends
@@ -340,3 +340,34 @@ def test_registry_lists_the_stand_ins_and_the_upstream_only_entries(models_dir: 
     assert service_backends(tmp_path) == []
     assert "GENMILL_UPSTREAM_MODELS" in why_not_served("kling", "lip_sync", tmp_path)
     assert "GENMILL_STAND_INS=luma-wan" in why_not_served("luma", "extend_video", tmp_path)
+
+
+def test_a_luma_extend_may_end_on_an_image_and_kling_3_chains_three_passes(
+    backends: dict[str, WanServiceBackend], passes: list[Pass]
+) -> None:
+    luma = backends["luma-wan"]
+    first, first_ctx = run(luma, "luma", "video_generation", prompt=PROMPT)
+    ctx = origin_of("luma", first, first_ctx, first["video"]["url"])
+    end = picture(40, 30, colour=(200, 30, 30))
+    frames_to = {"frame0": {"type": "generation", "id": "origin-1"}, "frame1": {"type": "image", "url": image_ref(end)}}
+    run(luma, "luma", "extend_video", ctx=ctx, prompt="the fox runs", key_frames=frames_to)
+    task_type, kwargs = passes[-1]
+    assert task_type == "img2video-14b-keyframe"
+    assert psnr(pixels(kwargs["last_image"]), pixels(cover(end, 32, 16))) > 35
+    passes.clear()
+    shots = [
+        {"duration": 5, "prompt": "a fox"},
+        {"duration": 5, "prompt": "it runs"},
+        {"duration": 5, "prompt": "stop"},
+    ]
+    output, ctx = run(backends["kling-wan"], "kling", "video_generation", version="3.0", multi_shots=shots)
+    assert [t for t, _ in passes] == ["txt2video-14b", "img2video-14b", "img2video-14b"]
+    assert passes[0][1]["prompt"] == "a fox; it runs; stop"
+    assert frames(ctx, output["video_url"]).shape[0] == 61  # 21 + 20 + 20
+
+
+def test_cancellation_stops_the_stand_in_between_steps(backends: dict[str, WanServiceBackend]) -> None:
+    ctx = MemoryRunContext(cancel_when=after_steps(1))
+    with pytest.raises(BackendError, match="cancelled"):
+        run(backends["kling-wan"], "kling", "video_generation", ctx=ctx, prompt=PROMPT, duration=10)
+    assert not ctx.outputs
