@@ -34,6 +34,7 @@ from genmill.catalog import build_catalog
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.domain.records import InputFile, OriginTask
 from genmill.errors import BackendError, InputRejected
+from genmill.models.video import services
 from genmill.models.video.pipeline import Clip, Geometry, Job, VideoShared, cover
 from genmill.models.video.service_shapes import MOTION_PROMPT
 from genmill.models.video.services import SERVICES, WanServiceBackend, service_backends
@@ -371,3 +372,16 @@ def test_cancellation_stops_the_stand_in_between_steps(backends: dict[str, WanSe
     with pytest.raises(BackendError, match="cancelled"):
         run(backends["kling-wan"], "kling", "video_generation", ctx=ctx, prompt=PROMPT, duration=10)
     assert not ctx.outputs
+
+
+def test_an_undecodable_image_or_an_overlong_origin_is_refused_naming_the_field(
+    backends: dict[str, WanServiceBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kling = backends["kling-wan"]
+    with pytest.raises(InputRejected, match=r"^image_url: not a decodable image"):
+        run(kling, "kling", "video_generation", prompt=PROMPT, image_url="data:image/png;base64,bm90IGFuIGltYWdl")
+    first, first_ctx = run(kling, "kling", "video_generation", prompt=PROMPT)
+    monkeypatch.setattr(services, "MAX_ORIGIN_FRAMES", 10)
+    ctx = origin_of("kling", first, first_ctx, first["video_url"])
+    with pytest.raises(InputRejected, match=r"^origin_task_id: the video has 21 frames, more than 10"):
+        run(kling, "kling", "extend_video", ctx=ctx, origin_task_id="origin-1")

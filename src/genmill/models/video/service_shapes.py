@@ -134,7 +134,8 @@ def limits(entry: CatalogEntry, segment: str, *, has_last_frame_model: bool) -> 
     if entry.task_type == "extend_video":
         said.append(
             "extend continues from the origin video's last frame with Wan image-to-video and returns the whole "
-            "video: the origin (resampled to Wan's frame rate) followed by the continuation"
+            "video: the origin (resampled to Wan's frame rate) followed by the continuation; origins of more than "
+            "1000 frames are refused"
         )
     elif entry.model != hailuo_catalog.MODEL and not has_last_frame_model:
         said.append("an end frame (image_tail_url, end_image, key_frames.frame1) is refused: no wan2.1-flf2v-14b/")

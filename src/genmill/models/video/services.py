@@ -78,6 +78,9 @@ T2V_VARIANTS = ("wan21-t2v-14b", "wan22-t2v-a14b", "wan21-t2v-1.3b")
 I2V_VARIANTS = ("wan21-i2v-14b", "wan22-i2v-a14b")
 FLF2V_VARIANT = "wan21-flf2v-14b"
 """The Wan models a stand-in runs, first present first: Wan 2.1 14B, whose 480p clips are the cheapest 14B ones."""
+MAX_ORIGIN_FRAMES = 1000
+"""An extended video is decoded whole to continue it and be returned with it: at most this many frames (about a
+minute of Kling's 30 fps video, 1.2 GB of 480p frames); longer origins are refused naming origin_task_id."""
 WANX_ENTRIES = {entry.task_type: entry for entry in wanx_catalog.ENTRIES}
 
 
@@ -192,7 +195,8 @@ class WanServiceBackend(Backend):
         url = service_shapes.origin_video_url(origin.output) if origin is not None else ""
         if origin is None or not url:
             raise BackendError("origin_task_id: the origin task's video is not available to this worker")
-        frames, fps = decode_frames(ctx.read_input(url, field="origin_task_id").data, field="origin_task_id")
+        data = ctx.read_input(url, field="origin_task_id").data
+        frames, fps = decode_frames(data, field="origin_task_id", max_frames=MAX_ORIGIN_FRAMES)
         keep = np.linspace(0, len(frames) - 1, max(1, round(len(frames) * self.i2v.geometry.fps / fps)))
         frames = frames[keep.round().astype(int)]
         ctx.log(f"extending {origin.task_id}: {len(frames)} frames, continuing from its last frame")
@@ -231,8 +235,8 @@ class WanServiceBackend(Backend):
             part, wan_type = self.t2v, self.t2v.entries[0][1]
             fields["aspect_ratio"] = nearest_aspect(part.geometry, request.aspect)
         else:
-            image = Image.open(io.BytesIO(ctx.read_input(first[1], field=first[0] or "image").data))
-            fields["aspect_ratio"] = nearest_aspect(self.i2v.geometry, f"{image.width}:{image.height}")
+            image = image_size(ctx, first[0] or "image", first[1])
+            fields["aspect_ratio"] = nearest_aspect(self.i2v.geometry, f"{image[0]}:{image[1]}")
             if last is not None:
                 part, wan_type = self.flf2v, "img2video-14b-keyframe"
                 fields.update(first_frame=first[1], last_frame=last[1])
@@ -241,6 +245,15 @@ class WanServiceBackend(Backend):
                 fields["image"] = first[1]
         entry = WANX_ENTRIES[wan_type]
         return part.render(entry, entry.input_model.model_validate(fields), ctx, span=span)
+
+
+def image_size(ctx: RunContext, field: str, ref: str) -> tuple[int, int]:
+    """An image input's width and height, read from its header; refused naming `field` when it is no image."""
+    try:
+        with Image.open(io.BytesIO(ctx.read_input(ref, field=field).data)) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputRejected(f"{field}: not a decodable image", raw_message=f"{type(exc).__name__}: {exc}") from exc
 
 
 def nearest_aspect(geometry: Geometry, aspect: str) -> str:
