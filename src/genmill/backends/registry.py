@@ -45,7 +45,7 @@ from genmill.models.tts.clone import tts_backends
 from genmill.models.tts.f5_tts import f5_tts_backends
 from genmill.models.video.hunyuan import hunyuan_backends
 from genmill.models.video.pipeline import VideoShared
-from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS
+from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS, service_backends
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
 
@@ -65,7 +65,11 @@ def video_backends(models_dir: Path, *, placement: Placement | None = None) -> l
     set of loaded pipelines. Built here rather than in `genmill.models.video.pipeline`, which Wan and
     HunyuanVideo build on: the runner they share need not know them."""
     shared = VideoShared(placement=placement)
-    return [*wan_backends(models_dir, shared=shared), *hunyuan_backends(models_dir, shared=shared)]
+    return [
+        *wan_backends(models_dir, shared=shared),
+        *hunyuan_backends(models_dir, shared=shared),
+        *service_backends(models_dir, shared=shared),
+    ]
 
 
 def model_backends(

@@ -288,3 +288,26 @@ def encode_mp4(frames: NDArray[np.uint8], fps: int, ctx: RunContext) -> bytes:
         args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", str(raw)]
         run_ffmpeg([*args, *X264_ARGS, str(out)], ctx, frames=count, span=(0.95, 0.99), what="encoding the video")
         return out.read_bytes()
+
+
+def decode_frames(data: bytes, *, field: str, max_frames: int = 1000) -> tuple[NDArray[np.uint8], float]:
+    """Every frame of a video held in memory as RGB (frames x height x width x 3) and its frame rate, for backends
+    that continue an earlier clip. Refuses (naming `field`) what ffmpeg cannot read, or more than `max_frames`."""
+    with tempfile.TemporaryDirectory(prefix="genmill-video-") as folder:
+        source = Path(folder) / "input"
+        source.write_bytes(data)
+        info = probe(source, field)
+        if info.frames > max_frames:
+            raise InputRejected(f"{field}: the video has {info.frames} frames, more than {max_frames}")
+        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(source)]
+        command += ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise InputRejected(f"{field}: decoding the video took too long") from exc
+    frame_bytes = info.width * info.height * 3
+    count = len(done.stdout) // frame_bytes if frame_bytes else 0
+    if done.returncode != 0 or count == 0:
+        raise InputRejected(f"{field}: no frame could be decoded", raw_message=done.stderr.decode(errors="replace"))
+    frames = np.frombuffer(done.stdout[: count * frame_bytes], dtype=np.uint8)
+    return frames.reshape(count, info.height, info.width, 3), info.fps

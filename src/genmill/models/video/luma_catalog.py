@@ -144,13 +144,7 @@ ENTRIES: list[CatalogEntry] = [
 ]
 
 EXAMPLE_INPUTS: dict[str, dict[str, Any]] = {
-    "video_generation": {
-        "prompt": "Fly fishing",
-        "key_frames": {"frame0": {"type": "image", "url": "https://example.com/river.png"}},
-        "model_name": "ray-v2",
-        "duration": 5,
-        "aspect_ratio": "9:16",
-    },
+    "video_generation": {"prompt": "Fly fishing", "expand_prompt": True, "loop": True},
     "extend_video": {
         "prompt": "Fly fishing",
         "key_frames": {"frame0": {"type": "generation", "id": "<origin_task_id>"}},
@@ -159,6 +153,14 @@ EXAMPLE_INPUTS: dict[str, dict[str, Any]] = {
         "aspect_ratio": "9:16",
     },
 }
+KEY_FRAMES_EXAMPLE: dict[str, Any] = {
+    "prompt": "Fly fishing",
+    "key_frames": {"frame0": {"type": "image", "url": "https://example.com/river.png"}},
+    "model_name": "ray-v2",
+    "duration": 5,
+    "aspect_ratio": "9:16",
+}
+"""PiAPI's key-frame example (its page's placeholder frame values replaced by a real image frame)."""
 NEWER_FORM_EXAMPLE: dict[str, Any] = {
     "prompt": "Fly fishing",
     "model": "ray-v2",

@@ -97,6 +97,15 @@ class Job:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Clip:
+    """Generated frames (frames x height x width x 3, uint8 RGB), their rate, and the seed that made them."""
+
+    frames: NDArray[np.uint8]
+    fps: int
+    seed: int
+
+
 class VideoShared:
     """State every video backend of one worker shares: one lock (one accelerator runs one denoising loop at a
     time), the placement (device, dtypes, memory plans), and pipelines loaded once per folder even when two
@@ -272,12 +281,24 @@ class VideoBackend(Backend):
         raise NotImplementedError
 
     def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        clip = self.render(entry, inputs, ctx)
+        data = encode_mp4(clip.frames, clip.fps, ctx)
+        url = ctx.save_output(data, ext="mp4", content_type="video/mp4")
+        ctx.progress(1.0, note=f"done, seed {clip.seed}")
+        return {"video_url": url}
+
+    def render(
+        self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext, *, span: tuple[float, float] = (0.05, 0.95)
+    ) -> Clip:
+        """The task's frames, not yet encoded: what `run` saves, and what services that chain clips (an extended
+        video, a clip longer than one pass) build on. Progress covers `span` of the task."""
         if entry.key not in self.entries:
             raise BackendError(f"task_type: {self.name} does not run {entry.model} {entry.task_type}")
         import torch
 
         seed = pick_seed(inputs)
         reporter = VideoSteps(ctx, seed)
+        reporter.start, reporter.end = span
         reporter.check()
         ctx = Prefetched(ctx, ((name, getattr(inputs, name, None)) for name in self.media_fields))
         self.load()
@@ -315,10 +336,7 @@ class VideoBackend(Backend):
         elif len(frames) < job.frames:
             ctx.log(f"the pipeline made {len(frames)} of {job.frames} frames")
         reporter.check()
-        data = encode_mp4(frames, job.fps, ctx)
-        url = ctx.save_output(data, ext="mp4", content_type="video/mp4")
-        ctx.progress(1.0, note=f"done, seed {seed}")
-        return {"video_url": url}
+        return Clip(frames, job.fps, seed)
 
     def _loras(self, pipe: Any, job: Job, ctx: RunContext) -> None:
         state = self.shared.lora_state(pipe)
