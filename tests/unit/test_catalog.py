@@ -109,6 +109,8 @@ MINIMAL_INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("music-s", "generate_lyrics"): {"prompt": "white egrets"},
     # PiAPI's resold video services (docs/video-services.md)
     ("kling", "video_generation"): {"prompt": "a cat"},
+    ("kling", "text2video"): {"prompt": "a cat"},
+    ("kling", "image2video"): {"image_url": IMG},
     ("kling", "extend_video"): {"origin_task_id": "t-1"},
     ("kling", "lip_sync"): {"origin_task_id": "t-1", "tts_text": "hello"},
     ("kling", "effects"): {"image_url": IMG, "effect": "squish"},

@@ -95,6 +95,8 @@ MIDJOURNEY = "midjourney"  # served by FLUX.1 stand-ins (genmill.models.flux.mid
 WANX, HUNYUAN = "Qubico/wanx", "Qubico/hunyuan"
 SERVICES_GENERATE: tuple[Entry, ...] = (
     ("kling", "video_generation"),
+    ("kling", "text2video"),
+    ("kling", "image2video"),
     ("kling-turbo", "video_generation"),
     ("hailuo", "video_generation"),
     ("luma", "video_generation"),

@@ -145,6 +145,12 @@ class KlingVideo(TaskInput):
         return sum(shot.duration for shot in self.multi_shots) if self.multi_shots else self.duration
 
 
+class KlingImageToVideo(KlingVideo):
+    """`image2video`: `video_generation` with the first frame required."""
+
+    image_url: MediaRef = Field(..., description="First frame (URL or base64).")
+
+
 class KlingTurboVideo(TaskInput):
     prompt: Prompt = ""
     negative_prompt: NegativePrompt = ""
@@ -238,7 +244,9 @@ def try_on_price(inputs: KlingTryOn) -> int:
     return usd(TRY_ON_USD_PER_IMAGE) * inputs.batch_size
 
 
-VIDEO_ORIGINS = DerivedFrom(models=(MODEL, TURBO_MODEL), task_types=("video_generation", "extend_video"))
+VIDEO_ORIGINS = DerivedFrom(
+    models=(MODEL, TURBO_MODEL), task_types=("video_generation", "text2video", "image2video", "extend_video")
+)
 """extend_video and lip_sync work on a Kling video (generated or already extended)."""
 
 
@@ -256,6 +264,12 @@ def _entry(model: str, task_type: str, input_model: type[TaskInput], price: Any,
 
 ENTRIES: list[CatalogEntry] = [
     _entry(MODEL, "video_generation", KlingVideo, video_price, description="Kling text or image to video."),
+    # The task types public PiAPI clients send (piapi-skills' `piapi-cli kling`): the same Kling call under the
+    # names text2video and image2video, same fields and prices (docs/video-services.md).
+    _entry(MODEL, "text2video", KlingVideo, video_price, description="Kling text to video (video_generation)."),
+    _entry(
+        MODEL, "image2video", KlingImageToVideo, video_price, description="Kling image to video (video_generation)."
+    ),
     _entry(
         MODEL,
         "extend_video",
@@ -299,6 +313,8 @@ EXAMPLE_INPUTS: dict[str, dict[str, Any]] = {
         "mode": "std",
         "version": "1.6",
     },
+    "text2video": {"prompt": "A red fox runs through fresh snow at dawn.", "duration": 5, "mode": "std"},
+    "image2video": {"prompt": "The fox turns its head.", "image_url": "https://example.com/fox.png", "duration": 5},
     "extend_video": {"origin_task_id": "<origin_task_id>"},
     "lip_sync": {
         "origin_task_id": "<origin_task_id>",

@@ -67,6 +67,8 @@ SERVICES = (
         KLING_BACKEND,
         (
             (kling_catalog.MODEL, "video_generation"),
+            (kling_catalog.MODEL, "text2video"),
+            (kling_catalog.MODEL, "image2video"),
             (kling_catalog.MODEL, "extend_video"),
             (kling_catalog.TURBO_MODEL, "video_generation"),
         ),
