@@ -1,0 +1,176 @@
+"""A public PiAPI client, unchanged, against genmill: piapi-skills' `piapi-cli` (from PyPI, in the dev extra).
+
+Two real genmill servers on loopback: the front, which clients talk to, runs nothing itself and forwards every
+Midjourney and Kling task to the upstream (GENMILL_UPSTREAM_* as an operator sets it); the upstream serves them
+with its stand-ins (FLUX.1 for Midjourney, Wan for Kling) on tiny random models, enabled as an operator enables
+them (GENMILL_STAND_INS). `piapi-cli` runs as a subprocess with only PIAPI_API_BASE and PIAPI_API_KEY pointing
+at the front, and its own polling, status handling and JSON printing decide what it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers")
+pytest.importorskip("ftfy")
+
+from tests.backends import video_tiny
+from tests.backends.test_flux import build_models
+from tests.backends.test_midjourney import SMALL
+from tests.backends.test_video_services import SEGMENT
+
+from genmill.app import Runtime, create_app
+from genmill.backends.base import Backend
+from genmill.backends.upstream import UpstreamBackend
+from genmill.models.flux.midjourney import midjourney_backends
+from genmill.models.flux.shared import FluxShared
+from genmill.models.video.pipeline import VideoShared
+from genmill.models.video.services import SERVICES, WanServiceBackend
+from genmill.settings import Settings
+
+pytestmark = [
+    pytest.mark.backends,
+    pytest.mark.filterwarnings("ignore:`FluxPosEmbed` is deprecated:FutureWarning"),
+]
+
+PIAPI_CLI = str(Path(sys.executable).parent / "piapi-cli")
+FORWARDED = [("midjourney", "imagine"), ("kling", "text2video"), ("kling", "image2video")]
+CREDITS = 10**10
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    runtime: Runtime
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.runtime.store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(data_dir: Path, backends: list[Backend], **settings: Any) -> Server:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = Settings(data_dir=data_dir, public_url=url, workers=1, allow_private_urls=True, **settings)
+    runtime = Runtime(config, backends=backends)
+    account = runtime.store.accounts.create_account("piapi-cli user", credits=CREDITS)
+    key, _ = runtime.store.accounts.create_key(account.account_id)
+    server = uvicorn.Server(uvicorn.Config(create_app(config, runtime=runtime), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return Server(url, key, runtime, server, thread)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("piapi-cli-models")
+    build_models(root)
+    video_tiny.build_wan(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def upstream(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The second genmill: the stand-ins on tiny models, enabled by the operator."""
+    backends: list[Backend] = [
+        *midjourney_backends(models_dir, shared=FluxShared(device="cpu"), settings=SMALL),
+        WanServiceBackend(SERVICES[0], models_dir, shared=VideoShared(device="cpu"), geometry=SEGMENT),
+    ]
+    server = _serve(tmp_path_factory.mktemp("upstream"), backends, stand_ins="midjourney,kling-wan")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def front(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The genmill the client talks to: it forwards, meters its own account and keeps the outputs."""
+    data_dir = tmp_path_factory.mktemp("front")
+    forward = UpstreamBackend(
+        base_url=upstream.url,
+        api_key=upstream.key,
+        entries=FORWARDED,
+        poll_interval=0.2,
+        timeout=300,
+        allow_private=True,
+        local_url="",
+    )
+    server = _serve(data_dir, [forward])
+    forward.local_url = server.url
+    yield server
+    forward.unload()
+    server.stop()
+
+
+def piapi_cli(front: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PIAPI_API_BASE": front.url,
+        "PIAPI_LLM_BASE": f"{front.url}/v1",
+        "PIAPI_API_KEY": front.key,
+    }
+    return subprocess.run([PIAPI_CLI, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _fetch(url: str) -> httpx.Response:
+    answer = httpx.get(url, timeout=30)
+    assert answer.status_code == 200, url
+    return answer
+
+
+def test_piapi_cli_imagine_runs_on_the_forwarded_flux_stand_in(front: Server, upstream: Server) -> None:
+    done = piapi_cli(front, "imagine", "a red fox in the snow", "--aspect", "1:1", "--poll-interval", "0.5")
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)["data"]
+    assert (task["model"], task["task_type"], task["status"]) == ("midjourney", "imagine", "completed")
+    output = task["output"]
+    assert len(output["image_urls"]) == 4 and len(output["temporary_image_urls"]) == 4
+    for url in [output["image_url"], *output["image_urls"]]:
+        assert url.startswith(front.url + "/files/"), url  # copied into the front's own storage
+        assert _fetch(url).headers["content-type"] == "image/png"
+    assert "upstream_task_id" in task["detail"]
+    assert task["detail"]["served_by"]["model"].startswith("upstream")
+    upstream_task = httpx.get(
+        f"{upstream.url}/api/v1/task/{task['detail']['upstream_task_id']}",
+        headers={"X-API-Key": upstream.key},
+        timeout=30,
+    ).json()["data"]
+    assert "stand-in for Midjourney" in upstream_task["detail"]["served_by"]["model"]
+
+
+def test_piapi_cli_kling_runs_on_the_forwarded_wan_stand_in(front: Server) -> None:
+    done = piapi_cli(front, "kling", "a fox trots across a meadow", "--duration", "5", "--poll-interval", "0.5")
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)["data"]
+    assert (task["model"], task["task_type"], task["status"]) == ("kling", "text2video", "completed")
+    video = task["output"]["works"][0]["video"]
+    assert video["resource"].startswith(front.url + "/files/")
+    assert _fetch(video["resource"]).content[4:8] == b"ftyp"  # an MP4 container
+    stored = front.runtime.store.tasks.get_any(task["task_id"])
+    assert stored.consumed_credits == stored.price > 0  # metered by the front at Kling's price
