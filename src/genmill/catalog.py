@@ -11,6 +11,8 @@ from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.models.audio import catalog as audio
 from genmill.models.echo import catalog as echo
 from genmill.models.flux import catalog as flux
+from genmill.models.llm import catalog as llm
+from genmill.models.llm.config import parse_prices
 from genmill.models.toolkits import image_catalog as image_toolkit
 from genmill.models.toolkits import video_catalog as video_toolkit
 from genmill.models.trellis import catalog as trellis
@@ -18,19 +20,25 @@ from genmill.models.tts import catalog as tts
 from genmill.models.video import catalog as video_models
 from genmill.models.video import wanx_catalog as wanx
 
-MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, echo)
+MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, llm, echo)
 
 
 def all_entries() -> list[CatalogEntry]:
     return [entry for module in MODULES for entry in module.ENTRIES]
 
 
-def build_catalog(*, echo_price_credits: int = 0) -> Catalog:
+def build_catalog(
+    *, echo_price_credits: int = 0, llm_prices: str = "", llm_max_tokens: int = llm.DEFAULT_MAX_TOKENS
+) -> Catalog:
     """A fresh catalog of every entry; raises ValueError if two modules define the same pair.
 
     `echo_price_credits` meters the `genmill/echo` diagnostic model (free by default), e.g. to exercise billing.
+    `llm_prices` (GENMILL_LLM_PRICES) and `llm_max_tokens` (GENMILL_LLM_MAX_TOKENS) price the chat models.
     """
     entries = all_entries()
+    if llm_prices or llm_max_tokens != llm.DEFAULT_MAX_TOKENS:
+        chat = llm.llm_entries(parse_prices(llm_prices), max_tokens=llm_max_tokens)
+        entries = [e for e in entries if e.family != llm.FAMILY] + chat
     if echo_price_credits:
         entries = [e for e in entries if e.model != echo.MODEL] + [echo.echo_entry(price_credits=echo_price_credits)]
     return Catalog(entries)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from genmill.backends.base import Backend
 from genmill.backends.diffusers_loading import Placement
+from genmill.backends.openai_compat import OpenAICompatTarget
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
@@ -29,6 +30,10 @@ from genmill.models.audio.backends import audio_backends
 from genmill.models.echo.backend import EchoBackend
 from genmill.models.flux.backend import flux_backends
 from genmill.models.flux.shared import FluxShared
+from genmill.models.llm.catalog import TASK_TYPE as CHAT_TASK_TYPE
+from genmill.models.llm.chat import ChatBackend, OpenAICompatChat
+from genmill.models.llm.config import parse_model_settings
+from genmill.models.llm.local import TransformersChat
 from genmill.models.toolkits.background import background_backends
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
 from genmill.models.toolkits.faces import FaceSwapBackend
@@ -45,6 +50,7 @@ from genmill.models.video.hunyuan import hunyuan_backends
 from genmill.models.video.pipeline import VideoShared
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
+from genmill.worker.backendset import StandIns
 
 ENTRY_POINT_GROUP = "genmill.backends"
 
@@ -217,3 +223,38 @@ def configured_backends(settings: Settings, catalog: Catalog, device: str | None
         upscale=UpscaleChoice.from_settings(settings),
     )
     return [*local, *upstream_backends(settings, catalog)]
+
+
+def chat_backends(settings: Settings, catalog: Catalog) -> tuple[list[ChatBackend], dict[str, str]]:
+    """The chat models of GENMILL_LLM_MODELS that can answer here, and why each other one cannot.
+
+    A name without a chat catalog entry (not PiAPI's and not priced in GENMILL_LLM_PRICES) stops the server: it
+    could not be billed. A backend that is unavailable, or a stand-in GENMILL_STAND_INS does not enable, is left
+    out (its calls are refused before anyone pays) and its reason logged. Nothing is loaded or contacted."""
+    usable: list[ChatBackend] = []
+    refused: dict[str, str] = {}
+    policy: StandIns = settings.stand_in_policy()
+    for name, item in parse_model_settings(settings.llm_models).items():
+        entry = catalog.get(name, CHAT_TASK_TYPE)
+        if entry is None:
+            raise ValueError(f"GENMILL_LLM_MODELS: {name!r} has no price; add it to GENMILL_LLM_PRICES")
+        backend: ChatBackend
+        if item.base_url is not None:
+            target = OpenAICompatTarget(item.base_url, item.model or name, item.api_key)
+            backend = OpenAICompatChat(name, target, timeout=item.timeout, stand_in=item.stand_in)
+        else:
+            assert item.path is not None
+            stand_in = True if item.stand_in is None else item.stand_in
+            backend = TransformersChat(name, item.path, device=item.device, stand_in=stand_in)
+        available = backend.availability()
+        served = backend.served_by()
+        if not available.ok:
+            refused[name] = available.reason
+        elif served.stand_in and not policy.allows("llm", entry):
+            refused[name] = (
+                f"{name} would be answered by {served.model}, another model: a stand-in, which GENMILL_STAND_INS "
+                f"does not enable (add {name} or llm to it)"
+            )
+        else:
+            usable.append(backend)
+    return usable, refused

@@ -1,0 +1,376 @@
+"""Chat completions as tasks the API process runs itself, while the client waits for the answer or its stream.
+
+A chat call is created like any task (validated, priced at its cap, the cap frozen in the create transaction, 402
+before anything runs when the balance cannot cover it), then leased at once by this process (`claim_task`: this
+task, never another) with `max_attempts=1`. While the model answers, a keeper thread renews the lease; the
+answer completes the task with its `usage`, a failure fails it and releases the credits. If the process dies
+mid-answer the lease lapses and the reaper fails the task (no attempt is left to requeue it), releasing the cap:
+the client was told nothing the store does not hold, and pays nothing for an answer it never got whole.
+
+A client that leaves mid-stream stops the generation; the task completes with what was generated, billed for
+the tokens used so far (like the hosted API), and `finish_reason` "disconnected" in its stored output.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from genmill.backends.base import ServedBy
+from genmill.domain.catalog import Catalog, CatalogEntry
+from genmill.domain.failures import FailureCode, TaskFailure
+from genmill.domain.records import PUBLIC_POOL, Account, Claim, NewTask
+from genmill.engine.quotas import Quotas
+from genmill.errors import BackendError, Conflict, GenmillError, InvalidRequest, NotFound, TooManyTasks
+from genmill.store import Store
+
+CHAT_TASK_TYPE = "chat"
+CHAT_FAMILY = "llm"
+
+
+class ChatModel(Protocol):
+    """What answers one chat model name (`genmill.models.llm.chat.ChatBackend` and its kin)."""
+
+    model: str
+
+    def served_by(self) -> ServedBy: ...
+
+    def stream(
+        self, request: dict[str, Any], max_tokens: int, cancelled: Callable[[], bool]
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+def param_of(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as OpenAI names a parameter: ("messages", 0, "role") → "messages[0].role"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def invalid(message: str, param: str | None) -> InvalidRequest:
+    """A 400 that names the parameter (the API writes it into OpenAI's `error.param`)."""
+    return InvalidRequest(f"{param}: {message}" if param else message, detail={"param": param})
+
+
+@dataclass
+class Answer:
+    """The answer accumulated from the chunks, as the task stores it and the non-streamed call returns it."""
+
+    text: list[str] = field(default_factory=list)
+    role: str = "assistant"
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    pieces: int = 0
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("role"), str):
+                self.role = delta["role"]
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.text.append(content)
+                self.pieces += 1
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage = {
+                k: int(usage[k]) for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in usage
+            }
+
+    def settled_usage(self, prompt_bound: int, max_tokens: int) -> dict[str, int]:
+        """The server's usage; when it gave none, the cap's prompt bound and one token per streamed piece."""
+        prompt, completion = (
+            (prompt_bound, self.pieces)
+            if self.usage is None
+            else (
+                self.usage.get("prompt_tokens", prompt_bound),
+                self.usage.get("completion_tokens", self.pieces),
+            )
+        )
+        completion = min(completion, max_tokens)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class ChatEngine:
+    """Creates, runs and settles chat-completion tasks for the OpenAI-compatible API."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        models: Mapping[str, ChatModel],
+        *,
+        quotas: Quotas,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        max_tokens: int,
+        prompt_bound: Callable[[Any], int],
+        process_id: str = "api",
+        unavailable: Mapping[str, str] | None = None,
+    ) -> None:
+        """`models` are the configured, available chat backends by public name; `prompt_bound` counts a validated
+        request's prompt tokens from above (the catalog's own count, so the cap and the fallback usage agree);
+        `unavailable` says why each configured model left out of `models` cannot answer."""
+        self.store = store
+        self.catalog = catalog
+        self.models = dict(models)
+        self.quotas = quotas
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.max_tokens = max_tokens
+        self.prompt_bound = prompt_bound
+        self.worker_id = f"{process_id}:chat"
+        self.unavailable = dict(unavailable or {})
+
+    def listed(self) -> list[tuple[str, ServedBy]]:
+        """Every chat model a call may name here, with what answers it."""
+        return sorted((name, model.served_by()) for name, model in self.models.items())
+
+    def entry(self, name: object) -> tuple[CatalogEntry, ChatModel]:
+        if not isinstance(name, str) or not name:
+            raise invalid("required: the model to answer (GET /v1/models lists them)", "model")
+        entry = self.catalog.get(name, CHAT_TASK_TYPE)
+        model = self.models.get(name)
+        if entry is None or entry.family != CHAT_FAMILY or model is None:
+            served = ", ".join(sorted(self.models)) or "none"
+            why = (
+                "is not a chat model"
+                if entry is None
+                else f"is not served: {self.unavailable[name]}"
+                if name in self.unavailable
+                else "has no language model configured (GENMILL_LLM_MODELS)"
+            )
+            raise NotFound(f"model: {name!r} {why} here; served: {served}", detail={"param": "model"})
+        return entry, model
+
+    def start(self, account: Account, body: Mapping[str, Any]) -> ChatRun:
+        """Validate, freeze the cap and lease the task; nothing has been generated yet."""
+        entry, model = self.entry(body.get("model"))
+        try:
+            inputs = entry.input_model.model_validate(dict(body))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise invalid(str(first["msg"]), param_of(tuple(first["loc"])) or None) from None
+        stored = inputs.model_dump(mode="json", exclude_none=True)
+        price = entry.price_of(inputs)
+        self.quotas.admit_task(account.account_id, stored, free=price == 0)
+        task, _ = self.store.tasks.create(
+            NewTask(
+                account_id=account.account_id,
+                model=entry.model,
+                task_type=entry.task_type,
+                family=entry.family,
+                input=stored,
+                config={"service_mode": "", "webhook_config": {"endpoint": "", "secret": ""}},
+                price=price,
+                service_mode="",
+                pool=PUBLIC_POOL,
+                retention_seconds=int(entry.retention.total_seconds()),
+                max_attempts=1,
+            )
+        )
+        claim = self.store.leases.claim_task(task.task_id, self.worker_id, self.lease_seconds)
+        if claim is None:  # staged behind the account's concurrency limit: a chat call cannot wait in a queue
+            self.store.tasks.cancel(account.account_id, task.task_id)
+            raise TooManyTasks(
+                "the account's concurrency limit is reached; retry when a running task ends",
+                detail={"task_id": task.task_id},
+            )
+        max_tokens = int(getattr(inputs, "output_cap")(self.max_tokens))  # noqa: B009 - ChatRequest's method
+        return ChatRun(self, claim, model, stored, max_tokens, self.prompt_bound(inputs))
+
+
+class LeaseKeeper:
+    """Renews a task's lease every heartbeat until stopped; `lost` once the lease is gone (reaped, expired)."""
+
+    def __init__(self, store: Store, claim: Claim, lease_seconds: float, every: float) -> None:
+        self.store = store
+        self.claim = claim
+        self.lease_seconds = lease_seconds
+        self.every = every
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{claim.task.task_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.store.leases.heartbeat(self.claim.task.task_id, self.claim.lease_id, self.lease_seconds)
+            except Conflict:
+                self.lost.set()
+                return
+            except GenmillError:  # the database blinked: the next beat tries again, within the lease
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class ChatRun:
+    """One leased chat task: its chunks as the client sees them, then its settlement (exactly once)."""
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        claim: Claim,
+        model: ChatModel,
+        request: dict[str, Any],
+        max_tokens: int,
+        prompt_bound: int,
+    ) -> None:
+        self.engine = engine
+        self.claim = claim
+        self.model = model
+        self.request = request
+        self.max_tokens = max_tokens
+        self.prompt_bound = prompt_bound
+        self.task_id = claim.task.task_id
+        self.completion_id = f"chatcmpl-{self.task_id}"
+        self.created = int(claim.task.created_at.timestamp())
+        self.public_model = claim.task.model
+        self.answer = Answer()
+        self.served_by = model.served_by()
+        self.left = threading.Event()
+        self._chunks: Iterator[dict[str, Any]] | None = None
+        self._started = False
+        self._settled = False
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.request.get("stream_options")
+        return isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def chunks(self) -> Iterator[dict[str, Any]]:
+        """The answer as `chat.completion.chunk` objects (the usage chunk last, when asked for); settles the task
+        when the stream ends, fails or is closed. Iterate it in a thread: model work blocks."""
+        if self._chunks is None:
+            self._chunks = self._generate()
+        return self._chunks
+
+    def close(self) -> None:
+        """The client left: stop generating and settle with what was made (no-op once settled)."""
+        self.left.set()
+        if self._started and self._chunks is not None:
+            self._chunks.close()  # type: ignore[attr-defined]
+        self._settle(disconnected=True, error=None)
+
+    def completion(self) -> dict[str, Any]:
+        """The whole answer as one `chat.completion` (the non-streamed call)."""
+        for _ in self.chunks():
+            pass
+        return self._output(self.answer.settled_usage(self.prompt_bound, self.max_tokens))
+
+    def _generate(self) -> Iterator[dict[str, Any]]:
+        self._started = True
+        keeper = LeaseKeeper(self.engine.store, self.claim, self.engine.lease_seconds, self.engine.heartbeat_seconds)
+
+        def cancelled() -> bool:
+            return self.left.is_set() or keeper.lost.is_set()
+
+        produced = self.model.stream(self.request, self.max_tokens, cancelled)
+        try:
+            for raw in produced:
+                self.answer.add(raw)
+                chunk = self._public_chunk(raw)
+                if chunk is not None:
+                    yield chunk
+            self._settle(disconnected=False, error=None)
+            if self.include_usage:
+                usage = self.answer.settled_usage(self.prompt_bound, self.max_tokens)
+                yield {**self._chunk_head(), "choices": [], "usage": usage}
+        except GeneratorExit:
+            self._settle(disconnected=True, error=None)
+            raise
+        except Exception as exc:
+            self._settle(disconnected=False, error=exc)
+            raise
+        finally:
+            left_open = getattr(produced, "close", None)
+            if left_open is not None:
+                left_open()  # the backend's own cleanup now (its HTTP stream, its generation thread)
+            keeper.stop()
+
+    def _chunk_head(self) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.public_model,
+            "system_fingerprint": None,
+        }
+
+    def _public_chunk(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """The backend's chunk under this task's id and the public model name; usage-only chunks are held back
+        (the settled usage goes out last, when the client asked for it)."""
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return None
+        public = []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            public.append(
+                {
+                    "index": int(choice.get("index") or 0),
+                    "delta": delta,
+                    "logprobs": choice.get("logprobs"),
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            )
+        return {**self._chunk_head(), "choices": public}
+
+    def _output(self, usage: dict[str, int], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.public_model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": self.answer.role, "content": "".join(self.answer.text), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason or self.answer.finish_reason or "stop",
+                }
+            ],
+            "usage": usage,
+            "system_fingerprint": None,
+        }
+
+    def _settle(self, *, disconnected: bool, error: BaseException | None) -> None:
+        """Complete (the answer and its usage) or fail (credits released) the task, once, under its lease."""
+        if self._settled:
+            return
+        self._settled = True
+        store, task_id, lease_id = self.engine.store, self.task_id, self.claim.lease_id
+        detail = {"served_by": _served_by_json(self.served_by)}
+        try:
+            if error is None:
+                usage = self.answer.settled_usage(self.prompt_bound, self.max_tokens)
+                output = self._output(usage, "disconnected" if disconnected else None)
+                logs = ["the client disconnected before the answer ended"] if disconnected else []
+                store.leases.complete(task_id, lease_id, output, logs=logs, detail=detail)
+            else:
+                store.leases.fail(task_id, lease_id, _failure(error).to_error(), detail=detail)
+        except Conflict:  # the lease lapsed first (the reaper failed the task and released its credits)
+            return
+
+
+def _failure(error: BaseException) -> TaskFailure:
+    if isinstance(error, BackendError):
+        return error.failure
+    if isinstance(error, GenmillError):
+        return TaskFailure(FailureCode.BACKEND_FAILED, error.message)
+    return TaskFailure(FailureCode.BACKEND_FAILED, "the language model failed", f"{type(error).__name__}: {error}")
+
+
+def _served_by_json(served: ServedBy) -> dict[str, object]:
+    return {"model": served.model, "stand_in": served.stand_in, "limits": list(served.limits)}

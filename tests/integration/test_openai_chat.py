@@ -1,0 +1,324 @@
+"""The OpenAI-compatible chat API over real HTTP: genmill on uvicorn on 127.0.0.1 forwarding to a loopback
+OpenAI-compatible server, checked in OpenAI's exact shapes, with each call a task billed through the ledger."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from tests.integration.openai_upstream import PROMPT_TOKENS, WORDS, FakeUpstream, serve_upstream
+
+from genmill.app import Runtime, create_app
+from genmill.domain.records import NewTask
+from genmill.domain.states import TaskStatus
+from genmill.models.llm.catalog import PIAPI_PRICES, ChatMessage, prompt_token_bound
+from genmill.settings import Settings
+from genmill.store.leases import LeaseStore
+
+CREDITS = 10_000_000
+MINI = PIAPI_PRICES["gpt-4o-mini"]
+USAGE_SETTLED = "usage_credits" in inspect.signature(LeaseStore.complete).parameters
+"""Whether completing a task consumes its entry's `usage_price` (the usage settlement) rather than the cap."""
+USAGE_TYPE_KEPT = hasattr(NewTask, "usage_type")
+"""Whether tasks keep their entry's `meta.usage.type`."""
+
+
+@dataclass
+class Chat:
+    url: str
+    key: str
+    poor_key: str
+    account_id: str
+    runtime: Runtime
+    upstream: FakeUpstream
+    http: httpx.Client
+
+    def bearer(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    def post(self, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+        return self.http.post(f"{self.url}/v1/chat/completions", json=body, headers=self.bearer(key))
+
+    def balances(self) -> tuple[int, int, int]:
+        account = self.runtime.store.accounts.get(self.account_id)
+        assert self.runtime.store.accounts.ledger_balances(self.account_id) == account.balances
+        return account.balances.available, account.balances.frozen, account.balances.used
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def chat(tmp_path: Path) -> Iterator[Chat]:
+    with serve_upstream() as upstream:
+        models = {
+            "gpt-4o-mini": {"base_url": upstream.url},
+            "claude-3-5-haiku": {"base_url": upstream.url + "/v1", "model": "qwen-tiny"},
+        }
+        settings = Settings(data_dir=tmp_path, workers=0, public_url="http://127.0.0.1", llm_models=json.dumps(models))
+        runtime = Runtime(settings)
+        account = runtime.store.accounts.create_account("one", credits=CREDITS)
+        key, _ = runtime.store.accounts.create_key(account.account_id)
+        poor = runtime.store.accounts.create_account("poor", credits=50)
+        poor_key, _ = runtime.store.accounts.create_key(poor.account_id)
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, runtime=runtime, run_workers=False), port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        with httpx.Client(timeout=30) as http:
+            yield Chat(f"http://127.0.0.1:{port}", key, poor_key, account.account_id, runtime, upstream, http)
+        server.should_exit = True
+        thread.join(10)
+        runtime.store.close()
+
+
+def ask(**extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], **extra}
+
+
+def cap_of(body: dict[str, Any], max_tokens: int = 4096) -> int:
+    messages = [ChatMessage.model_validate(m) for m in body["messages"]]
+    return MINI.credits(prompt_token_bound(messages), max_tokens)
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    return [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_a_plain_answer_in_openais_shape_as_a_completed_task(chat: Chat) -> None:
+    r = chat.post(ask())
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert set(answer) == {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
+    assert answer["object"] == "chat.completion" and answer["model"] == "gpt-4o-mini"
+    assert answer["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(WORDS), "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    assert answer["usage"] == chat.upstream.usage_object()
+    sent = chat.upstream.bodies[0]
+    assert sent["model"] == "gpt-4o-mini" and sent["stream"] is True and sent["max_tokens"] == 4096
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["messages"] == [{"role": "user", "content": "Say hello"}]
+    task_id = answer["id"].removeprefix("chatcmpl-")
+    task = chat.http.get(f"{chat.url}/api/v1/task/{task_id}", headers={"X-API-Key": chat.key}).json()["data"]
+    assert task["status"] == "completed" and task["model"] == "gpt-4o-mini" and task["task_type"] == "chat"
+    assert task["output"] == answer
+    port = chat.upstream.url.rsplit(":", 1)[1]
+    assert task["detail"]["served_by"]["model"] == f"gpt-4o-mini at http://127.0.0.1:{port}/v1"
+    assert task["detail"]["served_by"]["stand_in"] is False
+    available, frozen, used = chat.balances()
+    assert frozen == 0 and available + used == CREDITS
+    # the cap is consumed until the usage settlement lands; then what the usage says (the test below)
+    expected = MINI.credits(PROMPT_TOKENS, len(WORDS)) if USAGE_SETTLED else cap_of(ask())
+    assert used == task["meta"]["usage"]["consume"] == expected
+
+
+@pytest.mark.xfail(not USAGE_SETTLED, reason="the usage settlement (usage_credits) is not on this branch", strict=True)
+def test_a_call_consumes_what_its_usage_says_and_releases_the_rest_of_the_cap(chat: Chat) -> None:
+    assert chat.post(ask()).status_code == 200
+    available, frozen, used = chat.balances()
+    expected = MINI.credits(PROMPT_TOKENS, len(WORDS))
+    assert expected == 42  # 21 x 1.125 + 4 x 4.5 credits, rounded up
+    assert (available, frozen, used) == (CREDITS - expected, 0, expected)
+
+
+@pytest.mark.xfail(not USAGE_TYPE_KEPT, reason="tasks do not keep meta.usage.type on this branch", strict=True)
+def test_the_history_shows_the_call_as_llm_usage(chat: Chat) -> None:
+    task_id = chat.post(ask()).json()["id"].removeprefix("chatcmpl-")
+    r = chat.http.get(f"{chat.url}/api/v1/task/{task_id}", headers={"X-API-Key": chat.key})
+    assert r.json()["data"]["meta"]["usage"]["type"] == "llm"
+
+
+def test_the_history_lists_the_call_under_its_family(chat: Chat) -> None:
+    task_id = chat.post(ask()).json()["id"].removeprefix("chatcmpl-")
+    r = chat.http.get(f"{chat.url}/api/open/tasks/histories", params={"model": "llm"}, headers={"X-API-Key": chat.key})
+    assert r.status_code == 200, r.text
+    assert task_id in r.text
+
+
+def test_a_streamed_answer_is_chunks_then_usage_then_done(chat: Chat) -> None:
+    body = ask(stream=True, stream_options={"include_usage": True})
+    with chat.http.stream("POST", f"{chat.url}/v1/chat/completions", json=body, headers=chat.bearer()) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1 and chunks[0]["id"].startswith("chatcmpl-")
+    assert {c["model"] for c in chunks} == {"gpt-4o-mini"}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "".join(WORDS)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == chat.upstream.usage_object()
+    task = chat.runtime.store.tasks.get(chat.account_id, chunks[0]["id"].removeprefix("chatcmpl-"))
+    assert task.status is TaskStatus.COMPLETED and task.output is not None
+    assert task.output["choices"][0]["message"]["content"] == "".join(WORDS)
+
+
+def test_without_include_usage_no_usage_chunk_is_sent(chat: Chat) -> None:
+    with chat.http.stream("POST", f"{chat.url}/v1/chat/completions", json=ask(stream=True), headers=chat.bearer()) as r:
+        events = sse_events(r)
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert events[-1] == "[DONE]" and all("usage" not in c for c in chunks)
+    assert chat.upstream.bodies[0]["stream_options"] == {"include_usage": True}  # asked upstream all the same
+
+
+def test_a_short_balance_is_refused_with_402_before_the_model_is_called(chat: Chat) -> None:
+    r = chat.post(ask(), key=chat.poor_key)
+    assert r.status_code == 402
+    error = r.json()["error"]
+    assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota" and error["message"]
+    assert chat.upstream.bodies == []
+    poor = next(a for a in chat.runtime.store.accounts.list_accounts() if a.name == "poor")
+    assert (poor.balances.available, poor.balances.frozen, poor.balances.used) == (50, 0, 0)
+    assert chat.runtime.store.tasks.active(poor.account_id) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "gpt-4o-mini"}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": []}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (ask(n=2), "n"),
+        (ask(temperature=3), "temperature"),
+        (ask(max_tokens=0), "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+def test_bad_input_is_an_openai_style_400_naming_the_param(chat: Chat, body: dict[str, Any], param: str) -> None:
+    r = chat.post(body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert error["message"].startswith(f"{param}: ")
+    assert chat.upstream.bodies == [] and chat.balances() == (CREDITS, 0, 0)
+
+
+def test_keys_models_and_bodies_are_refused_in_openais_shape(chat: Chat) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
+        r = chat.http.post(f"{chat.url}/v1/chat/completions", json=ask(), headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = chat.http.post(f"{chat.url}/v1/chat/completions", json=ask(), headers={"X-API-Key": chat.key})
+    assert r.status_code == 200  # PiAPI's header works too
+    chat.upstream.bodies.clear()
+    unknown = chat.post(ask(model="gpt-9"))
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] | {"message": ""} == {
+        "message": "",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+    stand_in = chat.post(ask(model="claude-3-5-haiku"))  # qwen-tiny would answer: a stand-in nobody enabled
+    assert stand_in.status_code == 404 and "GENMILL_STAND_INS" in stand_in.json()["error"]["message"]
+    not_json = chat.http.post(
+        f"{chat.url}/v1/chat/completions",
+        content=b"[1, 2]",
+        headers={**chat.bearer(), "Content-Type": "application/json"},
+    )
+    assert not_json.status_code == 400 and not_json.json()["error"]["type"] == "invalid_request_error"
+    assert chat.upstream.bodies == []
+
+
+def test_models_lists_what_answers_each_name(chat: Chat) -> None:
+    r = chat.http.get(f"{chat.url}/v1/models", headers=chat.bearer())
+    assert r.status_code == 200
+    listed = r.json()
+    assert listed["object"] == "list"
+    assert [m["id"] for m in listed["data"]] == ["gpt-4o-mini"]
+    assert listed["data"][0]["object"] == "model" and listed["data"][0]["served_by"]["stand_in"] is False
+    assert chat.http.get(f"{chat.url}/v1/models").status_code == 401
+
+
+def test_an_upstream_failure_is_a_502_and_releases_the_credits(chat: Chat) -> None:
+    chat.upstream.status = 503
+    r = chat.post(ask())
+    assert r.status_code == 502
+    assert "the model is overloaded" in r.json()["error"]["message"]
+    assert chat.balances() == (CREDITS, 0, 0)
+    (task,) = chat.runtime.store.tasks.history(
+        chat.account_id, page=1, page_size=10, model=None, start=None, end=None, status=None
+    ).tasks
+    assert task.status is TaskStatus.FAILED and task.error is not None
+    assert "the model is overloaded" in task.error["raw_message"]
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_upstream_and_pays_for_what_was_generated(chat: Chat) -> None:
+    chat.upstream.hold.clear()  # the upstream sends its first word, then waits
+    body = ask(stream=True)
+    with chat.http.stream("POST", f"{chat.url}/v1/chat/completions", json=body, headers=chat.bearer()) as r:
+        lines = r.iter_lines()
+        first = json.loads(next(line for line in lines if line.startswith("data: ")).removeprefix("data: "))
+        second = json.loads(next(line for line in lines if line.startswith("data: ")).removeprefix("data: "))
+        assert second["choices"][0]["delta"] == {"content": WORDS[0]}
+    # the client closed the connection; the rest of the answer is on its way from the upstream
+    chat.upstream.hold.set()
+    task_id = first["id"].removeprefix("chatcmpl-")
+
+    def settled() -> bool:
+        return chat.runtime.store.tasks.get(chat.account_id, task_id).status is TaskStatus.COMPLETED
+
+    _wait_for(settled)
+    task = chat.runtime.store.tasks.get(chat.account_id, task_id)
+    assert task.output is not None and task.output["choices"][0]["finish_reason"] == "disconnected"
+    assert task.output["choices"][0]["message"]["content"].startswith(WORDS[0])
+    assert any("disconnected" in line for line in task.logs)
+    available, frozen, used = chat.balances()
+    assert frozen == 0 and available + used == CREDITS and 0 < used <= cap_of(body)
+
+
+def test_a_process_that_dies_holding_a_call_has_its_credits_released_by_the_reaper(tmp_path: Path) -> None:
+    with serve_upstream() as upstream:
+        settings = Settings(
+            data_dir=tmp_path,
+            workers=0,
+            lease_seconds=0.3,
+            heartbeat_seconds=0.1,
+            llm_models=json.dumps({"gpt-4o-mini": {"base_url": upstream.url}}),
+        )
+        runtime = Runtime(settings)
+        account = runtime.store.accounts.create_account("one", credits=CREDITS)
+        run = runtime.chat.start(account, ask())  # created, frozen and leased; then the process "dies"
+        task = runtime.store.tasks.get(account.account_id, run.task_id)
+        assert task.status is TaskStatus.PROCESSING and task.max_attempts == 1
+        time.sleep(0.4)
+        runtime.store.leases.sweep_expired_leases()
+        task = runtime.store.tasks.get(account.account_id, run.task_id)
+        assert task.status is TaskStatus.FAILED
+        balances = runtime.store.accounts.get(account.account_id).balances
+        assert (balances.available, balances.frozen, balances.used) == (CREDITS, 0, 0)
+        assert upstream.bodies == []
+        runtime.store.close()
