@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -322,3 +325,53 @@ def test_a_process_that_dies_holding_a_call_has_its_credits_released_by_the_reap
         assert (balances.available, balances.frozen, balances.used) == (CREDITS, 0, 0)
         assert upstream.bodies == []
         runtime.store.close()
+
+
+# -- real clients: the openai SDK and PiAPI's own CLI, unchanged ------------------------------------------------
+
+
+def test_the_openai_sdk_reads_answers_streams_and_errors(chat: Chat) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{chat.url}/v1", api_key=chat.key, max_retries=0)
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
+    assert answer.choices[0].message.content == "".join(WORDS)
+    assert answer.usage is not None and answer.usage.prompt_tokens == PROMPT_TOKENS
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Say hello"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces: list[str] = []
+    usage = None
+    for chunk in stream:
+        pieces.extend(choice.delta.content or "" for choice in chunk.choices)
+        usage = chunk.usage or usage
+    assert "".join(pieces) == "".join(WORDS)
+    assert usage is not None and usage.completion_tokens == len(WORDS)
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "robot", "content": "x"}])
+    assert bad.value.param == "messages[0].role"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{chat.url}/v1", api_key="wrong", max_retries=0).models.list()
+    poor = openai.OpenAI(base_url=f"{chat.url}/v1", api_key=chat.poor_key, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as short:
+        poor.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert short.value.status_code == 402 and short.value.code == "insufficient_quota"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_piapis_cli_llm_command_works_unchanged(chat: Chat, stream: bool) -> None:
+    pytest.importorskip("piapi_skills")
+    env = {**os.environ, "PIAPI_API_KEY": chat.key, "PIAPI_LLM_BASE": f"{chat.url}/v1"}
+    command = [sys.executable, "-m", "piapi_skills.cli", "llm", "gpt-4o-mini", "Say hello", "--system", "be brief"]
+    done = subprocess.run(
+        [*command, *(["--stream"] if stream else [])], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "".join(WORDS) + "\n"
+    assert chat.upstream.bodies[0]["messages"][0] == {"role": "system", "content": "be brief"}
