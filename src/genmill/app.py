@@ -160,6 +160,7 @@ class Runtime:
         chat_models, unavailable = self._chat_backends(settings)
         self.chat = ChatEngine(
             self.store,
+            self.files,
             self.catalog,
             {backend.model: backend for backend in chat_models},
             quotas=self.quotas,

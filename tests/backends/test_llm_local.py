@@ -5,7 +5,7 @@ call to it is a task billed from those counts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,19 @@ from genmill.settings import Settings
 pytestmark = [pytest.mark.backends]
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say the sky is blue"}]
+
+
+class Leaving:
+    """A chat context whose client leaves when `gone()` says so; this text model stores no files."""
+
+    def __init__(self, gone: Callable[[], bool] | None = None, *, never: bool = False) -> None:
+        self.gone = None if never else gone
+
+    def cancelled(self) -> bool:
+        return self.gone is not None and self.gone()
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        raise AssertionError("a text model stores no files")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +62,7 @@ def greedy_reference(folder: Path, max_new_tokens: int) -> tuple[int, str]:
 def test_the_stream_is_the_models_greedy_answer_with_exact_usage(tiny_folder: Path) -> None:
     backend = TransformersChat("tiny-chat", tiny_folder, stand_in=False)
     assert backend.availability().ok
-    chunks = list(backend.stream({"messages": MESSAGES}, 5, lambda: False))
+    chunks = list(backend.stream({"messages": MESSAGES}, 5, Leaving(never=True)))
     pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]]
     prompt_tokens, expected = greedy_reference(tiny_folder, 5)
     assert "".join(pieces) == expected and len([p for p in pieces if p]) == 5
@@ -66,7 +79,7 @@ def test_a_client_that_leaves_stops_the_generation(tiny_folder: Path) -> None:
     backend = TransformersChat("tiny-chat", tiny_folder)
     seen: list[str] = []
     last: dict[str, Any] = {}
-    for chunk in backend.stream({"messages": MESSAGES}, 50, lambda: len(seen) >= 2):
+    for chunk in backend.stream({"messages": MESSAGES}, 50, Leaving(lambda: len(seen) >= 2)):
         if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
             seen.append(chunk["choices"][0]["delta"]["content"])
         last = chunk
@@ -77,7 +90,7 @@ def test_image_parts_and_missing_weights_are_refused_clearly(tiny_folder: Path, 
     backend = TransformersChat("tiny-chat", tiny_folder)
     parts = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
     with pytest.raises(InputRejected, match=r"messages\[0\]\.content: this model reads text parts only"):
-        next(iter(backend.stream({"messages": parts}, 5, lambda: False)))
+        next(iter(backend.stream({"messages": parts}, 5, Leaving(never=True))))
     missing = TransformersChat("tiny-chat", tmp_path / "nothing").availability()
     assert not missing.ok and "config.json is missing" in missing.reason
 

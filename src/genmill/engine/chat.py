@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from genmill.backends.base import ServedBy
 from genmill.domain.catalog import Catalog, CatalogEntry
 from genmill.domain.failures import FailureCode, TaskFailure
-from genmill.domain.records import PUBLIC_POOL, Account, Claim, NewTask
+from genmill.domain.records import PUBLIC_POOL, Account, Claim, NewTask, Task
 from genmill.engine.quotas import Quotas
 from genmill.errors import BackendError, Conflict, GenmillError, InvalidRequest, NotFound, TooManyTasks
+from genmill.storage.files import FileService
 from genmill.store import Store
 
 CHAT_TASK_TYPE = "chat"
@@ -39,9 +40,7 @@ class ChatModel(Protocol):
 
     def served_by(self) -> ServedBy: ...
 
-    def stream(
-        self, request: dict[str, Any], max_tokens: int, cancelled: Callable[[], bool]
-    ) -> Iterator[dict[str, Any]]: ...
+    def stream(self, request: dict[str, Any], max_tokens: int, ctx: Any) -> Iterator[dict[str, Any]]: ...
 
 
 def param_of(loc: tuple[int | str, ...]) -> str:
@@ -104,6 +103,7 @@ class ChatEngine:
     def __init__(
         self,
         store: Store,
+        files: FileService,
         catalog: Catalog,
         models: Mapping[str, ChatModel],
         *,
@@ -119,6 +119,7 @@ class ChatEngine:
         request's prompt tokens from above (the catalog's own count, so the cap and the fallback usage agree);
         `unavailable` says why each configured model left out of `models` cannot answer."""
         self.store = store
+        self.files = files
         self.catalog = catalog
         self.models = dict(models)
         self.quotas = quotas
@@ -128,6 +129,21 @@ class ChatEngine:
         self.prompt_bound = prompt_bound
         self.worker_id = f"{process_id}:chat"
         self.unavailable = dict(unavailable or {})
+
+    def save_output(self, task: Task, data: bytes, *, ext: str, content_type: str) -> str:
+        """Store a file a call generated (an image), owned by its account for its entry's retention; its URL."""
+        entry = self.catalog.get(task.model, task.task_type)
+        assert entry is not None
+        blob = self.files.save(
+            data,
+            kind="output",
+            ext=ext,
+            content_type=content_type,
+            retention=entry.retention,
+            account_id=task.account_id,
+            task_id=task.task_id,
+        )
+        return self.files.blob_url(blob)
 
     def listed(self) -> list[tuple[str, ServedBy]]:
         """Every chat model a call may name here, with what answers it."""
@@ -215,6 +231,20 @@ class LeaseKeeper:
         self._thread.join(timeout=5)
 
 
+class CallContext:
+    """What the chat backend answering a call may do: see that the call is over, store a generated file."""
+
+    def __init__(self, run: ChatRun, keeper: LeaseKeeper) -> None:
+        self.run = run
+        self.keeper = keeper
+
+    def cancelled(self) -> bool:
+        return self.run.left.is_set() or self.keeper.lost.is_set()
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        return self.run.engine.save_output(self.run.claim.task, data, ext=ext, content_type=content_type)
+
+
 class ChatRun:
     """One leased chat task: its chunks as the client sees them, then its settlement (exactly once)."""
 
@@ -273,10 +303,7 @@ class ChatRun:
         self._started = True
         keeper = LeaseKeeper(self.engine.store, self.claim, self.engine.lease_seconds, self.engine.heartbeat_seconds)
 
-        def cancelled() -> bool:
-            return self.left.is_set() or keeper.lost.is_set()
-
-        produced = self.model.stream(self.request, self.max_tokens, cancelled)
+        produced = self.model.stream(self.request, self.max_tokens, CallContext(self, keeper))
         try:
             for raw in produced:
                 self.answer.add(raw)

@@ -9,8 +9,8 @@ the task's lease, accumulates the answer and settles the task. A backend is conf
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import httpx
 
@@ -19,6 +19,16 @@ from genmill.backends.openai_compat import OpenAICompatClient, OpenAICompatTarge
 from genmill.net.media import is_http_url
 
 Chunk = dict[str, Any]
+
+
+class ChatContext(Protocol):
+    """What a running chat backend may ask of the call it answers (implemented by `genmill.engine.chat`)."""
+
+    def cancelled(self) -> bool:
+        """True once the client left or the call's lease was lost: stop generating."""
+
+    def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
+        """Store a generated file as the call's output (its account, its retention); returns its URL."""
 
 
 class ChatBackend(ABC):
@@ -36,11 +46,11 @@ class ChatBackend(ABC):
         """What really answers `model`, said before anyone pays (`GET /v1/models`, the task's `detail`)."""
 
     @abstractmethod
-    def stream(self, request: dict[str, Any], max_tokens: int, cancelled: Callable[[], bool]) -> Iterator[Chunk]:
+    def stream(self, request: dict[str, Any], max_tokens: int, ctx: ChatContext) -> Iterator[Chunk]:
         """Generate the answer to the validated request as chunks, at most `max_tokens` completion tokens.
 
-        Runs in a thread of the API process; stops early when `cancelled()` turns true (the client left) or when
-        the iterator is closed. Raises `genmill.errors.BackendError` with a clear message when it cannot answer."""
+        Runs in a thread of the API process; stops early when `ctx.cancelled()` turns true (the client left) or
+        when the iterator is closed. Raises `genmill.errors.BackendError` with a clear message when it cannot answer."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or the loaded model (at shutdown)."""
@@ -82,7 +92,7 @@ class OpenAICompatChat(ChatBackend):
             limits=(FORWARDED_LIMIT.format(where=where),),
         )
 
-    def stream(self, request: dict[str, Any], max_tokens: int, cancelled: Callable[[], bool]) -> Iterator[Chunk]:
+    def stream(self, request: dict[str, Any], max_tokens: int, ctx: ChatContext) -> Iterator[Chunk]:
         body = {k: v for k, v in request.items() if k not in ("max_completion_tokens", "stream_options")}
         body["max_tokens"] = max_tokens
         body["stream_options"] = {"include_usage": True}
@@ -90,7 +100,7 @@ class OpenAICompatChat(ChatBackend):
         try:
             for chunk in chunks:
                 yield chunk
-                if cancelled():
+                if ctx.cancelled():
                     return
         finally:
             chunks.close()  # type: ignore[attr-defined]

@@ -10,13 +10,13 @@ generation rather than burning the device. Token counts are the tokenizer's own,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from genmill.backends.base import Availability, ServedBy
 from genmill.errors import BackendError, InputRejected
-from genmill.models.llm.chat import ChatBackend, Chunk
+from genmill.models.llm.chat import ChatBackend, ChatContext, Chunk
 
 GENERATION_FIELDS = ("temperature", "top_p", "seed")
 
@@ -70,7 +70,7 @@ class TransformersChat(ChatBackend):
         with self._lock:
             self._loaded = None
 
-    def stream(self, request: dict[str, Any], max_tokens: int, cancelled: Callable[[], bool]) -> Iterator[Chunk]:
+    def stream(self, request: dict[str, Any], max_tokens: int, ctx: ChatContext) -> Iterator[Chunk]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -91,7 +91,7 @@ class TransformersChat(ChatBackend):
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return stop.is_set() or cancelled()
+                return stop.is_set() or ctx.cancelled()
 
         sampling = request.get("temperature") not in (None, 0, 0.0)
         options: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": max_tokens}
