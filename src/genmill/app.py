@@ -34,6 +34,8 @@ from genmill.domain.quotas import Rate
 from genmill.domain.records import PUBLIC_POOL
 from genmill.engine import Accounts, LocalTransport, ServedEntries, TaskEngine, WorkerGate
 from genmill.engine.chat import ChatEngine, ChatModel
+from genmill.engine.images import ImageEngine, ImageModel
+from genmill.engine.inline import InlineTasks
 from genmill.engine.inputs import InputResolver
 from genmill.engine.quotas import Quotas, QuotaSettings
 from genmill.models.llm.catalog import prompt_token_bound
@@ -157,20 +159,24 @@ class Runtime:
             per_account=settings.webhook_account_concurrency,
             retry_scale=settings.webhook_retry_scale,
         )
-        chat_models, unavailable = self._chat_backends(settings)
-        self.chat = ChatEngine(
+        self.inline = InlineTasks(
             self.store,
             self.files,
             self.catalog,
-            {backend.model: backend for backend in chat_models},
             quotas=self.quotas,
             lease_seconds=settings.lease_seconds,
             heartbeat_seconds=settings.heartbeat_seconds,
+            process_id=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        chat_models, image_models, unavailable = self._chat_backends(settings)
+        self.chat = ChatEngine(
+            self.inline,
+            {backend.model: backend for backend in chat_models},
             max_tokens=settings.llm_max_tokens,
             prompt_bound=lambda inputs: prompt_token_bound(inputs.messages),
-            process_id=f"{socket.gethostname()}:{os.getpid()}",
             unavailable=unavailable,
         )
+        self.images = ImageEngine(self.inline, {backend.model: backend for backend in image_models}, unavailable)
         self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]
         self.pool = WorkerPool(
             self.workers,
@@ -198,17 +204,17 @@ class Runtime:
 
         return [configured_backends(settings, self.catalog, device) for device in settings.devices()]
 
-    def _chat_backends(self, settings: Settings) -> tuple[list[ChatModel], dict[str, str]]:
+    def _chat_backends(self, settings: Settings) -> tuple[list[ChatModel], list[ImageModel], dict[str, str]]:
         """GENMILL_LLM_MODELS' chat models, answered in this process (an API-only replica too: they are HTTP
         clients, or a local model loaded on first use); each one left out is logged with its reason."""
         if not settings.llm_models.strip():
-            return [], {}
+            return [], [], {}
         from genmill.backends.registry import chat_backends
 
-        usable, refused = chat_backends(settings, self.catalog)
+        chats, images, refused = chat_backends(settings, self.catalog)
         for name, reason in refused.items():
-            log.warning("chat model %s: UNAVAILABLE: %s", name, reason)
-        return list(usable), refused
+            log.warning("chat or image model %s: UNAVAILABLE: %s", name, reason)
+        return list(chats), list(images), refused
 
     def make_worker(self, index: int) -> Worker:
         """Worker slot `index`; with several devices, slots alternate between them (GENMILL_WORKERS per device)."""
@@ -237,6 +243,7 @@ class Runtime:
             quotas=self.quotas,
             feeds=self.feeds,
             chat=self.chat,
+            images=self.images,
         )
 
     def log_backends(self) -> None:

@@ -12,7 +12,8 @@ from genmill.models.audio import catalog as audio
 from genmill.models.echo import catalog as echo
 from genmill.models.flux import catalog as flux
 from genmill.models.llm import catalog as llm
-from genmill.models.llm.config import parse_prices
+from genmill.models.llm import image_catalog as llm_images
+from genmill.models.llm.config import parse_image_prices, parse_prices
 from genmill.models.toolkits import image_catalog as image_toolkit
 from genmill.models.toolkits import video_catalog as video_toolkit
 from genmill.models.trellis import catalog as trellis
@@ -20,7 +21,7 @@ from genmill.models.tts import catalog as tts
 from genmill.models.video import catalog as video_models
 from genmill.models.video import wanx_catalog as wanx
 
-MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, llm, echo)
+MODULES = (flux, image_toolkit, video_toolkit, tts, trellis, wanx, video_models, audio, llm, llm_images, echo)
 
 
 def all_entries() -> list[CatalogEntry]:
@@ -38,7 +39,8 @@ def build_catalog(
     entries = all_entries()
     if llm_prices or llm_max_tokens != llm.DEFAULT_MAX_TOKENS:
         chat = llm.llm_entries(parse_prices(llm_prices), max_tokens=llm_max_tokens)
-        entries = [e for e in entries if e.family != llm.FAMILY] + chat
+        images = llm_images.image_entries(parse_image_prices(llm_prices))
+        entries = [e for e in entries if e.family not in (llm.FAMILY, llm_images.FAMILY)] + chat + images
     if echo_price_credits:
         entries = [e for e in entries if e.model != echo.MODEL] + [echo.echo_entry(price_credits=echo_price_credits)]
     return Catalog(entries)

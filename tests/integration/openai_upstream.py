@@ -1,5 +1,6 @@
-"""A loopback OpenAI-compatible chat server for the chat API tests: it streams a fixed answer word by word (with a
-last usage chunk when asked for it), or answers it whole, and records every request body.
+"""A loopback OpenAI-compatible server for the chat API tests: it streams a fixed answer word by word (with a
+last usage chunk when asked for it), or answers it whole, draws small PNGs for the Images API, and records every
+request body.
 
 `hold` pauses the stream after its first word until set, so a test can leave mid-answer; `status` makes every call
 fail with that HTTP status and an OpenAI error body; `usage` False leaves usage out (as some servers do).
@@ -7,6 +8,7 @@ fail with that HTTP status and an OpenAI error body; `usage` False leaves usage 
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support import png_bytes
 
 WORDS = ("Hello", " there", ", friend", "!")
 PROMPT_TOKENS = 21
@@ -54,10 +58,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         fake.bodies.append(body)
         fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-        if self.path != "/v1/chat/completions":
+        if self.path not in ("/v1/chat/completions", "/v1/images/generations"):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
         elif fake.status != 200:
             self._json(fake.status, {"error": {"message": "the model is overloaded", "type": "server_error"}})
+        elif self.path == "/v1/images/generations":
+            drawn = [{"b64_json": base64.b64encode(png_bytes(8, 6)).decode()} for _ in range(int(body.get("n", 1)))]
+            self._json(200, {"created": 1, "data": drawn})
         elif body.get("stream"):
             self._stream(fake, body)
         else:

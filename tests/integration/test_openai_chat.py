@@ -6,22 +6,19 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from tests.integration.openai_upstream import PROMPT_TOKENS, WORDS, FakeUpstream, serve_upstream
+from tests.integration.openai_app import POOR_CREDITS, Chat, serve_chat_api
+from tests.integration.openai_upstream import PROMPT_TOKENS, WORDS, serve_upstream
 
-from genmill.app import Runtime, create_app
+from genmill.app import Runtime
 from genmill.domain.records import NewTask
 from genmill.domain.states import TaskStatus
 from genmill.models.llm.catalog import PIAPI_PRICES, ChatMessage, prompt_token_bound
@@ -36,35 +33,6 @@ USAGE_TYPE_KEPT = hasattr(NewTask, "usage_type")
 """Whether tasks keep their entry's `meta.usage.type`."""
 
 
-@dataclass
-class Chat:
-    url: str
-    key: str
-    poor_key: str
-    account_id: str
-    runtime: Runtime
-    upstream: FakeUpstream
-    http: httpx.Client
-
-    def bearer(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.key}"}
-
-    def post(self, body: dict[str, Any], key: str | None = None) -> httpx.Response:
-        return self.http.post(f"{self.url}/v1/chat/completions", json=body, headers=self.bearer(key))
-
-    def balances(self) -> tuple[int, int, int]:
-        account = self.runtime.store.accounts.get(self.account_id)
-        assert self.runtime.store.accounts.ledger_balances(self.account_id) == account.balances
-        return account.balances.available, account.balances.frozen, account.balances.used
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def chat(tmp_path: Path) -> Iterator[Chat]:
     with serve_upstream() as upstream:
@@ -72,25 +40,8 @@ def chat(tmp_path: Path) -> Iterator[Chat]:
             "gpt-4o-mini": {"base_url": upstream.url},
             "claude-3-5-haiku": {"base_url": upstream.url + "/v1", "model": "qwen-tiny"},
         }
-        settings = Settings(data_dir=tmp_path, workers=0, public_url="http://127.0.0.1", llm_models=json.dumps(models))
-        runtime = Runtime(settings)
-        account = runtime.store.accounts.create_account("one", credits=CREDITS)
-        key, _ = runtime.store.accounts.create_key(account.account_id)
-        poor = runtime.store.accounts.create_account("poor", credits=50)
-        poor_key, _ = runtime.store.accounts.create_key(poor.account_id)
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, runtime=runtime, run_workers=False), port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        with httpx.Client(timeout=30) as http:
-            yield Chat(f"http://127.0.0.1:{port}", key, poor_key, account.account_id, runtime, upstream, http)
-        server.should_exit = True
-        thread.join(10)
-        runtime.store.close()
+        with serve_chat_api(tmp_path, upstream, models, credits=CREDITS) as served:
+            yield served
 
 
 def ask(**extra: Any) -> dict[str, Any]:
@@ -198,7 +149,7 @@ def test_a_short_balance_is_refused_with_402_before_the_model_is_called(chat: Ch
     assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota" and error["message"]
     assert chat.upstream.bodies == []
     poor = next(a for a in chat.runtime.store.accounts.list_accounts() if a.name == "poor")
-    assert (poor.balances.available, poor.balances.frozen, poor.balances.used) == (50, 0, 0)
+    assert (poor.balances.available, poor.balances.frozen, poor.balances.used) == (POOR_CREDITS, 0, 0)
     assert chat.runtime.store.tasks.active(poor.account_id) == []
 
 

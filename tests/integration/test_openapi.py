@@ -45,6 +45,7 @@ EXPECTED: dict[str, set[int]] = {
     "GET /healthz": set(),
     "POST /v1/chat/completions": {400, 401, 402, 404, 413, 429, 502},
     "GET /v1/models": {400, 401, 429},
+    "POST /v1/images/generations": {400, 401, 402, 404, 413, 429, 502},
     "POST /api/v1/workers/register": {400, 401, 413},
     "POST /api/v1/workers/claim": {400, 401, 404, 413},
     "POST /api/v1/workers/claim_more": {400, 401, 404, 413},
@@ -82,6 +83,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /api/ephemeral_resource": {RATE_LIMITED},
     # no chat model is configured here: tests/integration/test_openai_chat.py provokes the 402 and the 502
     "POST /v1/chat/completions": {402, 502, RATE_LIMITED},
+    "POST /v1/images/generations": {402, 502, RATE_LIMITED},
     "GET /v1/models": {BOUNDARY_ONLY, RATE_LIMITED},
 }
 """Documented codes this test does not provoke, and why."""
@@ -183,6 +185,8 @@ def probe_the_task_routes(probe: Probe) -> None:
     probe.call("GET /api/open/tasks/histories", params={"page": 0}, headers=probe.key_headers())
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     probe.call("POST /v1/chat/completions", json=chat, headers=probe.key_headers())  # 404: no model configured
+    image = {"model": "gpt-image-1", "prompt": "a red fox"}
+    probe.call("POST /v1/images/generations", json=image, headers=probe.key_headers())  # 404 likewise
 
 
 def probe_the_files(probe: Probe) -> None:

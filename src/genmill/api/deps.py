@@ -16,6 +16,7 @@ from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
 from genmill.engine import Accounts, TaskEngine, WorkerGate
 from genmill.engine.chat import ChatEngine
+from genmill.engine.images import ImageEngine
 from genmill.engine.quotas import Quotas
 from genmill.errors import Unauthorized
 from genmill.storage.files import FileService
@@ -42,6 +43,7 @@ class Services:
     quotas: Quotas
     feeds: TaskFeeds
     chat: ChatEngine
+    images: ImageEngine
 
 
 def get_services(request: Request) -> Services:

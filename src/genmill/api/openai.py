@@ -24,7 +24,8 @@ from starlette.types import Receive, Scope, Send
 from genmill.api.deps import API_KEY, ServicesDep, authenticate
 from genmill.api.openapi import ERROR_DESCRIPTIONS, ErrorEnvelope
 from genmill.domain.records import Account
-from genmill.engine.chat import ChatRun, invalid
+from genmill.engine.chat import ChatRun
+from genmill.engine.inline import invalid
 from genmill.errors import BackendError, GenmillError, InputRejected
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -147,7 +148,7 @@ async def list_models(services: ServicesDep, bearer: BearerDep, x_api_key: ApiKe
             "owned_by": "genmill",
             "served_by": {"model": served.model, "stand_in": served.stand_in, "limits": list(served.limits)},
         }
-        for name, served in services.chat.listed()
+        for name, served in sorted(services.chat.listed() + services.images.listed())
     ]
     return JSONResponse({"object": "list", "data": data})
 
@@ -178,6 +179,22 @@ async def chat_completions(
     except Exception as exc:
         return error_response(exc)
     return ChatStream(run, chunks, first)
+
+
+@router.post(
+    "/images/generations",
+    summary="Images from a prompt, in OpenAI's Images API shape",
+    responses=openai_errors(400, 401, 402, 404, 413, 429, 502, 503),
+)
+async def image_generations(
+    request: Request, services: ServicesDep, bearer: BearerDep, x_api_key: ApiKeyDep
+) -> JSONResponse:
+    try:
+        account = await _account(services, bearer, x_api_key, create=True)
+        body = await _json_object(request)
+        return JSONResponse(await run_in_threadpool(services.images.generate, account, body))
+    except Exception as exc:
+        return error_response(exc)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

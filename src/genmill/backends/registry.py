@@ -33,6 +33,9 @@ from genmill.models.flux.shared import FluxShared
 from genmill.models.llm.catalog import TASK_TYPE as CHAT_TASK_TYPE
 from genmill.models.llm.chat import ChatBackend, OpenAICompatChat
 from genmill.models.llm.config import parse_model_settings
+from genmill.models.llm.image_catalog import FAMILY as IMAGE_FAMILY
+from genmill.models.llm.image_catalog import IMAGE_TASK_TYPE
+from genmill.models.llm.images import ImageBackend, ImageChat, OpenAICompatImages
 from genmill.models.llm.local import TransformersChat
 from genmill.models.toolkits.background import background_backends
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
@@ -225,23 +228,33 @@ def configured_backends(settings: Settings, catalog: Catalog, device: str | None
     return [*local, *upstream_backends(settings, catalog)]
 
 
-def chat_backends(settings: Settings, catalog: Catalog) -> tuple[list[ChatBackend], dict[str, str]]:
-    """The chat models of GENMILL_LLM_MODELS that can answer here, and why each other one cannot.
+def chat_backends(settings: Settings, catalog: Catalog) -> tuple[list[ChatBackend], list[ImageBackend], dict[str, str]]:
+    """The chat and image models of GENMILL_LLM_MODELS that can answer here, and why each other one cannot.
 
-    A name without a chat catalog entry (not PiAPI's and not priced in GENMILL_LLM_PRICES) stops the server: it
-    could not be billed. A backend that is unavailable, or a stand-in GENMILL_STAND_INS does not enable, is left
-    out (its calls are refused before anyone pays) and its reason logged. Nothing is loaded or contacted."""
-    usable: list[ChatBackend] = []
+    What a name is comes from its catalog entry: an Images API model (`image_generation`), an image in chat
+    (gpt-4o-image), or a chat model. A name with no such entry (not PiAPI's and not priced in GENMILL_LLM_PRICES)
+    stops the server: it could not be billed. A backend that is unavailable, or a stand-in GENMILL_STAND_INS does
+    not enable, is left out (its calls are refused before anyone pays) with its reason. Nothing is loaded or
+    contacted."""
+    chats: list[ChatBackend] = []
+    images: list[ImageBackend] = []
     refused: dict[str, str] = {}
     policy: StandIns = settings.stand_in_policy()
     for name, item in parse_model_settings(settings.llm_models).items():
-        entry = catalog.get(name, CHAT_TASK_TYPE)
+        entry = catalog.get(name, IMAGE_TASK_TYPE) or catalog.get(name, CHAT_TASK_TYPE)
         if entry is None:
             raise ValueError(f"GENMILL_LLM_MODELS: {name!r} has no price; add it to GENMILL_LLM_PRICES")
-        backend: ChatBackend
+        backend: ChatBackend | ImageBackend
         if item.base_url is not None:
             target = OpenAICompatTarget(item.base_url, item.model or name, item.api_key)
-            backend = OpenAICompatChat(name, target, timeout=item.timeout, stand_in=item.stand_in)
+            if entry.family == IMAGE_FAMILY:
+                drawn = OpenAICompatImages(name, target, timeout=item.timeout, stand_in=item.stand_in)
+                backend = drawn if entry.task_type == IMAGE_TASK_TYPE else ImageChat(name, drawn)
+            else:
+                backend = OpenAICompatChat(name, target, timeout=item.timeout, stand_in=item.stand_in)
+        elif entry.family == IMAGE_FAMILY:
+            refused[name] = f"{name} is an image model: give the base_url of a server of OpenAI's Images API"
+            continue
         else:
             assert item.path is not None
             stand_in = True if item.stand_in is None else item.stand_in
@@ -255,6 +268,8 @@ def chat_backends(settings: Settings, catalog: Catalog) -> tuple[list[ChatBacken
                 f"{name} would be answered by {served.model}, another model: a stand-in, which GENMILL_STAND_INS "
                 f"does not enable (add {name} or llm to it)"
             )
+        elif isinstance(backend, ImageBackend):
+            images.append(backend)
         else:
-            usable.append(backend)
-    return usable, refused
+            chats.append(backend)
+    return chats, images, refused

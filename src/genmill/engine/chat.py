@@ -1,14 +1,9 @@
-"""Chat completions as tasks the API process runs itself, while the client waits for the answer or its stream.
+"""Chat completions as tasks the API process runs itself (`engine/inline.py`), while the client waits for the
+answer or its stream.
 
-A chat call is created like any task (validated, priced at its cap, the cap frozen in the create transaction, 402
-before anything runs when the balance cannot cover it), then leased at once by this process (`claim_task`: this
-task, never another) with `max_attempts=1`. While the model answers, a keeper thread renews the lease; the
-answer completes the task with its `usage`, a failure fails it and releases the credits. If the process dies
-mid-answer the lease lapses and the reaper fails the task (no attempt is left to requeue it), releasing the cap:
-the client was told nothing the store does not hold, and pays nothing for an answer it never got whole.
-
-A client that leaves mid-stream stops the generation; the task completes with what was generated, billed for
-the tokens used so far (like the hosted API), and `finish_reason` "disconnected" in its stored output.
+The create freezes the call's cap; the answer completes the task with its `usage`. A client that leaves mid-stream
+stops the generation; the task completes with what was generated, billed for the tokens used so far (like the
+hosted API), and `finish_reason` "disconnected" in its stored output.
 """
 
 from __future__ import annotations
@@ -18,19 +13,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from genmill.backends.base import ServedBy
-from genmill.domain.catalog import Catalog, CatalogEntry
-from genmill.domain.failures import FailureCode, TaskFailure
-from genmill.domain.records import PUBLIC_POOL, Account, Claim, NewTask, Task
-from genmill.engine.quotas import Quotas
-from genmill.errors import BackendError, Conflict, GenmillError, InvalidRequest, NotFound, TooManyTasks
-from genmill.storage.files import FileService
-from genmill.store import Store
+from genmill.domain.catalog import CatalogEntry
+from genmill.domain.records import Account, Claim
+from genmill.engine.inline import InlineTasks, LeaseKeeper, invalid
+from genmill.errors import NotFound
 
 CHAT_TASK_TYPE = "chat"
-CHAT_FAMILY = "llm"
+CHAT_FAMILIES = ("llm", "gpts")
+"""Chat models (`llm`) and the image model that answers in chat (`gpts`: gpt-4o-image)."""
 
 
 class ChatModel(Protocol):
@@ -41,19 +32,6 @@ class ChatModel(Protocol):
     def served_by(self) -> ServedBy: ...
 
     def stream(self, request: dict[str, Any], max_tokens: int, ctx: Any) -> Iterator[dict[str, Any]]: ...
-
-
-def param_of(loc: tuple[int | str, ...]) -> str:
-    """A pydantic location as OpenAI names a parameter: ("messages", 0, "role") → "messages[0].role"."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def invalid(message: str, param: str | None) -> InvalidRequest:
-    """A 400 that names the parameter (the API writes it into OpenAI's `error.param`)."""
-    return InvalidRequest(f"{param}: {message}" if param else message, detail={"param": param})
 
 
 @dataclass
@@ -102,48 +80,21 @@ class ChatEngine:
 
     def __init__(
         self,
-        store: Store,
-        files: FileService,
-        catalog: Catalog,
+        inline: InlineTasks,
         models: Mapping[str, ChatModel],
         *,
-        quotas: Quotas,
-        lease_seconds: float,
-        heartbeat_seconds: float,
         max_tokens: int,
         prompt_bound: Callable[[Any], int],
-        process_id: str = "api",
         unavailable: Mapping[str, str] | None = None,
     ) -> None:
         """`models` are the configured, available chat backends by public name; `prompt_bound` counts a validated
         request's prompt tokens from above (the catalog's own count, so the cap and the fallback usage agree);
         `unavailable` says why each configured model left out of `models` cannot answer."""
-        self.store = store
-        self.files = files
-        self.catalog = catalog
+        self.inline = inline
         self.models = dict(models)
-        self.quotas = quotas
-        self.lease_seconds = lease_seconds
-        self.heartbeat_seconds = heartbeat_seconds
         self.max_tokens = max_tokens
         self.prompt_bound = prompt_bound
-        self.worker_id = f"{process_id}:chat"
         self.unavailable = dict(unavailable or {})
-
-    def save_output(self, task: Task, data: bytes, *, ext: str, content_type: str) -> str:
-        """Store a file a call generated (an image), owned by its account for its entry's retention; its URL."""
-        entry = self.catalog.get(task.model, task.task_type)
-        assert entry is not None
-        blob = self.files.save(
-            data,
-            kind="output",
-            ext=ext,
-            content_type=content_type,
-            retention=entry.retention,
-            account_id=task.account_id,
-            task_id=task.task_id,
-        )
-        return self.files.blob_url(blob)
 
     def listed(self) -> list[tuple[str, ServedBy]]:
         """Every chat model a call may name here, with what answers it."""
@@ -152,9 +103,9 @@ class ChatEngine:
     def entry(self, name: object) -> tuple[CatalogEntry, ChatModel]:
         if not isinstance(name, str) or not name:
             raise invalid("required: the model to answer (GET /v1/models lists them)", "model")
-        entry = self.catalog.get(name, CHAT_TASK_TYPE)
+        entry = self.inline.catalog.get(name, CHAT_TASK_TYPE)
         model = self.models.get(name)
-        if entry is None or entry.family != CHAT_FAMILY or model is None:
+        if entry is None or entry.family not in CHAT_FAMILIES or model is None:
             served = ", ".join(sorted(self.models)) or "none"
             why = (
                 "is not a chat model"
@@ -169,66 +120,11 @@ class ChatEngine:
     def start(self, account: Account, body: Mapping[str, Any]) -> ChatRun:
         """Validate, freeze the cap and lease the task; nothing has been generated yet."""
         entry, model = self.entry(body.get("model"))
-        try:
-            inputs = entry.input_model.model_validate(dict(body))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise invalid(str(first["msg"]), param_of(tuple(first["loc"])) or None) from None
-        stored = inputs.model_dump(mode="json", exclude_none=True)
-        price = entry.price_of(inputs)
-        self.quotas.admit_task(account.account_id, stored, free=price == 0)
-        task, _ = self.store.tasks.create(
-            NewTask(
-                account_id=account.account_id,
-                model=entry.model,
-                task_type=entry.task_type,
-                family=entry.family,
-                input=stored,
-                config={"service_mode": "", "webhook_config": {"endpoint": "", "secret": ""}},
-                price=price,
-                service_mode="",
-                pool=PUBLIC_POOL,
-                retention_seconds=int(entry.retention.total_seconds()),
-                max_attempts=1,
-            )
-        )
-        claim = self.store.leases.claim_task(task.task_id, self.worker_id, self.lease_seconds)
-        if claim is None:  # staged behind the account's concurrency limit: a chat call cannot wait in a queue
-            self.store.tasks.cancel(account.account_id, task.task_id)
-            raise TooManyTasks(
-                "the account's concurrency limit is reached; retry when a running task ends",
-                detail={"task_id": task.task_id},
-            )
+        inputs = self.inline.validate(entry, dict(body))
+        claim = self.inline.open(account, entry, inputs)
         max_tokens = int(getattr(inputs, "output_cap")(self.max_tokens))  # noqa: B009 - ChatRequest's method
-        return ChatRun(self, claim, model, stored, max_tokens, self.prompt_bound(inputs))
-
-
-class LeaseKeeper:
-    """Renews a task's lease every heartbeat until stopped; `lost` once the lease is gone (reaped, expired)."""
-
-    def __init__(self, store: Store, claim: Claim, lease_seconds: float, every: float) -> None:
-        self.store = store
-        self.claim = claim
-        self.lease_seconds = lease_seconds
-        self.every = every
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{claim.task.task_id[:8]}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.store.leases.heartbeat(self.claim.task.task_id, self.claim.lease_id, self.lease_seconds)
-            except Conflict:
-                self.lost.set()
-                return
-            except GenmillError:  # the database blinked: the next beat tries again, within the lease
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        stored = inputs.model_dump(mode="json", exclude_none=True)
+        return ChatRun(self.inline, claim, model, stored, max_tokens, self.prompt_bound(inputs))
 
 
 class CallContext:
@@ -242,7 +138,7 @@ class CallContext:
         return self.run.left.is_set() or self.keeper.lost.is_set()
 
     def save_output(self, data: bytes, *, ext: str, content_type: str) -> str:
-        return self.run.engine.save_output(self.run.claim.task, data, ext=ext, content_type=content_type)
+        return self.run.inline.save_output(self.run.claim.task, data, ext=ext, content_type=content_type)
 
 
 class ChatRun:
@@ -250,14 +146,14 @@ class ChatRun:
 
     def __init__(
         self,
-        engine: ChatEngine,
+        inline: InlineTasks,
         claim: Claim,
         model: ChatModel,
         request: dict[str, Any],
         max_tokens: int,
         prompt_bound: int,
     ) -> None:
-        self.engine = engine
+        self.inline = inline
         self.claim = claim
         self.model = model
         self.request = request
@@ -301,7 +197,7 @@ class ChatRun:
 
     def _generate(self) -> Iterator[dict[str, Any]]:
         self._started = True
-        keeper = LeaseKeeper(self.engine.store, self.claim, self.engine.lease_seconds, self.engine.heartbeat_seconds)
+        keeper = self.inline.keep(self.claim)
 
         produced = self.model.stream(self.request, self.max_tokens, CallContext(self, keeper))
         try:
@@ -377,27 +273,10 @@ class ChatRun:
         if self._settled:
             return
         self._settled = True
-        store, task_id, lease_id = self.engine.store, self.task_id, self.claim.lease_id
-        detail = {"served_by": _served_by_json(self.served_by)}
-        try:
-            if error is None:
-                usage = self.answer.settled_usage(self.prompt_bound, self.max_tokens)
-                output = self._output(usage, "disconnected" if disconnected else None)
-                logs = ["the client disconnected before the answer ended"] if disconnected else []
-                store.leases.complete(task_id, lease_id, output, logs=logs, detail=detail)
-            else:
-                store.leases.fail(task_id, lease_id, _failure(error).to_error(), detail=detail)
-        except Conflict:  # the lease lapsed first (the reaper failed the task and released its credits)
+        if error is not None:
+            self.inline.fail(self.claim, error, served=self.served_by)
             return
-
-
-def _failure(error: BaseException) -> TaskFailure:
-    if isinstance(error, BackendError):
-        return error.failure
-    if isinstance(error, GenmillError):
-        return TaskFailure(FailureCode.BACKEND_FAILED, error.message)
-    return TaskFailure(FailureCode.BACKEND_FAILED, "the language model failed", f"{type(error).__name__}: {error}")
-
-
-def _served_by_json(served: ServedBy) -> dict[str, object]:
-    return {"model": served.model, "stand_in": served.stand_in, "limits": list(served.limits)}
+        usage = self.answer.settled_usage(self.prompt_bound, self.max_tokens)
+        output = self._output(usage, "disconnected" if disconnected else None)
+        logs = ["the client disconnected before the answer ended"] if disconnected else []
+        self.inline.complete(self.claim, output, served=self.served_by, logs=logs)

@@ -46,10 +46,20 @@ class ModelSetting(BaseModel):
 
 
 class PriceSetting(BaseModel):
+    """A chat model's `input` and `output` dollars per million tokens, or an image model's `per_image` dollars."""
+
     model_config = ConfigDict(extra="forbid")
 
-    input: float = Field(..., ge=0, le=10_000)
-    output: float = Field(..., ge=0, le=10_000)
+    input: float | None = Field(None, ge=0, le=10_000)
+    output: float | None = Field(None, ge=0, le=10_000)
+    per_image: float | None = Field(None, ge=0, le=1_000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceSetting:
+        tokens = self.input is not None and self.output is not None
+        if tokens == (self.per_image is not None) or (self.input is None) != (self.output is None):
+            raise ValueError("give input and output (a chat model, per 1M tokens) or per_image (an image model)")
+        return self
 
 
 def _object(text: str, setting: str) -> dict[str, Any]:
@@ -83,10 +93,20 @@ def parse_model_settings(text: str) -> dict[str, ModelSetting]:
     }
 
 
+def _price_settings(text: str) -> dict[str, PriceSetting]:
+    raw = _object(text, "GENMILL_LLM_PRICES")
+    return {name: _item(PriceSetting, name, value, "GENMILL_LLM_PRICES") for name, value in raw.items()}
+
+
 def parse_prices(text: str) -> dict[str, TokenPrice]:
-    """GENMILL_LLM_PRICES as model name → price per 1M tokens; ValueError naming the bad item."""
-    parsed = {
-        name: _item(PriceSetting, name, raw, "GENMILL_LLM_PRICES")
-        for name, raw in _object(text, "GENMILL_LLM_PRICES").items()
+    """The chat models' prices of GENMILL_LLM_PRICES (per 1M tokens); ValueError naming a bad item."""
+    return {
+        name: TokenPrice(p.input, p.output)
+        for name, p in _price_settings(text).items()
+        if p.input is not None and p.output is not None
     }
-    return {name: TokenPrice(p.input, p.output) for name, p in parsed.items()}
+
+
+def parse_image_prices(text: str) -> dict[str, float]:
+    """The image models' prices of GENMILL_LLM_PRICES (dollars per image); ValueError naming a bad item."""
+    return {name: p.per_image for name, p in _price_settings(text).items() if p.per_image is not None}
