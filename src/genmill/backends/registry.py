@@ -121,8 +121,16 @@ _WEIGHTS_NEEDED: dict[str, str] = {
 }
 
 
+LLM_REASON = (
+    "not served by workers: the OpenAI-compatible API (/v1/chat/completions, /v1/images/generations) answers it "
+    "when GENMILL_LLM_MODELS configures it (docs/api.md)"
+)
+
+
 def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
     """Why no backend is listed for a catalog entry at all (when one is listed, its availability says why)."""
+    if task_type in (CHAT_TASK_TYPE, IMAGE_TASK_TYPE):
+        return LLM_REASON
     if model == "Qubico/trellis":
         checkpoint = "trellis-image-large/" if task_type == "image-to-3d" else "trellis-text-xlarge/"
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
