@@ -326,3 +326,21 @@ def test_piapis_cli_llm_command_works_unchanged(chat: Chat, stream: bool) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout == "".join(WORDS) + "\n"
     assert chat.upstream.bodies[0]["messages"][0] == {"role": "system", "content": "be brief"}
+
+
+def test_a_call_at_the_concurrency_limit_is_refused_with_429_and_nothing_kept_frozen(chat: Chat) -> None:
+    store = chat.runtime.store
+    busy = store.accounts.create_account("busy", credits=CREDITS, max_concurrency=1)
+    key, _ = store.accounts.create_key(busy.account_id)
+    chat.upstream.hold.clear()  # the first call stays mid-answer
+    with chat.http.stream("POST", f"{chat.url}/v1/chat/completions", json=ask(stream=True), headers=chat.bearer(key)):
+        second = chat.post(ask(), key=key)
+        assert second.status_code == 429
+        assert (
+            second.json()["error"]["code"] == "rate_limit_exceeded"
+            and "concurrency" in second.json()["error"]["message"]
+        )
+        balances = store.accounts.get(busy.account_id).balances
+        assert balances.frozen == cap_of(ask(stream=True))  # only the running call's cap
+        chat.upstream.hold.set()
+    assert len(chat.upstream.bodies) == 1
