@@ -80,6 +80,8 @@ def test_a_plain_answer_in_openais_shape_as_a_completed_task(chat: Chat) -> None
     task = chat.http.get(f"{chat.url}/api/v1/task/{task_id}", headers={"X-API-Key": chat.key}).json()["data"]
     assert task["status"] == "completed" and task["model"] == "gpt-4o-mini" and task["task_type"] == "chat"
     assert task["output"] == answer
+    other = chat.http.get(f"{chat.url}/api/v1/task/{task_id}", headers={"X-API-Key": chat.poor_key})
+    assert other.status_code == 404  # another account's call is not found, like one that does not exist
     port = chat.upstream.url.rsplit(":", 1)[1]
     assert task["detail"]["served_by"]["model"] == f"gpt-4o-mini at http://127.0.0.1:{port}/v1"
     assert task["detail"]["served_by"]["stand_in"] is False
@@ -301,6 +303,9 @@ def test_the_openai_sdk_reads_answers_streams_and_errors(chat: Chat) -> None:
     assert "".join(pieces) == "".join(WORDS)
     assert usage is not None and usage.completion_tokens == len(WORDS)
     assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("claude-3-5-haiku")  # configured, but a stand-in nobody enabled
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "robot", "content": "x"}])
     assert bad.value.param == "messages[0].role"

@@ -45,6 +45,7 @@ EXPECTED: dict[str, set[int]] = {
     "GET /healthz": set(),
     "POST /v1/chat/completions": {400, 401, 402, 404, 413, 429, 502},
     "GET /v1/models": {400, 401, 429},
+    "GET /v1/models/{model}": {400, 401, 404, 429},
     "POST /v1/images/generations": {400, 401, 402, 404, 413, 429, 502},
     "POST /api/v1/workers/register": {400, 401, 413},
     "POST /api/v1/workers/claim": {400, 401, 404, 413},
@@ -85,6 +86,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /v1/chat/completions": {402, 502, RATE_LIMITED},
     "POST /v1/images/generations": {402, 502, RATE_LIMITED},
     "GET /v1/models": {BOUNDARY_ONLY, RATE_LIMITED},
+    "GET /v1/models/{model}": {BOUNDARY_ONLY, RATE_LIMITED},
 }
 """Documented codes this test does not provoke, and why."""
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible API: `POST /v1/chat/completions` (plain and streamed), `GET /v1/models`.
+"""The OpenAI-compatible API: `POST /v1/chat/completions` (plain and streamed), `POST /v1/images/generations`,
+`GET /v1/models` and `GET /v1/models/{model}`.
 
 Clients written for OpenAI (the `openai` SDK, PiAPI's `piapi-cli llm`) call these with `Authorization: Bearer
 <genmill key>` (`X-API-Key` works too) and read OpenAI's shapes back, errors included: `{"error": {"message",
@@ -23,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from genmill.api.deps import API_KEY, ServicesDep, authenticate
 from genmill.api.openapi import ERROR_DESCRIPTIONS, ErrorEnvelope
+from genmill.backends.base import ServedBy
 from genmill.domain.records import Account
 from genmill.engine.chat import ChatRun
 from genmill.engine.inline import invalid
@@ -140,17 +142,37 @@ async def list_models(services: ServicesDep, bearer: BearerDep, x_api_key: ApiKe
         await _account(services, bearer, x_api_key, create=False)
     except GenmillError as exc:
         return error_response(exc)
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "genmill",
-            "served_by": {"model": served.model, "stand_in": served.stand_in, "limits": list(served.limits)},
-        }
-        for name, served in sorted(services.chat.listed() + services.images.listed())
-    ]
+    data = [_model_object(name, served) for name, served in sorted(services.chat.listed() + services.images.listed())]
     return JSONResponse({"object": "list", "data": data})
+
+
+@router.get(
+    "/models/{model}",
+    summary="One model this server answers, in OpenAI's shape",
+    responses=openai_errors(400, 401, 404, 429, 503),
+)
+async def get_model(model: str, services: ServicesDep, bearer: BearerDep, x_api_key: ApiKeyDep) -> JSONResponse:
+    try:
+        await _account(services, bearer, x_api_key, create=False)
+    except GenmillError as exc:
+        return error_response(exc)
+    for name, served in services.chat.listed() + services.images.listed():
+        if name == model:
+            return JSONResponse(_model_object(name, served))
+    body = error_body(
+        404, f"model: {model!r} is not answered here (GET /v1/models lists them)", "model", "model_not_found"
+    )
+    return JSONResponse(body, status_code=404)
+
+
+def _model_object(name: str, served: ServedBy) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "genmill",
+        "served_by": {"model": served.model, "stand_in": served.stand_in, "limits": list(served.limits)},
+    }
 
 
 @router.post(
