@@ -22,6 +22,11 @@ from tests.support import png_bytes
 
 WORDS = ("Hello", " there", ", friend", "!")
 PROMPT_TOKENS = 21
+TOOL_CALL_DELTAS = (
+    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+    {"index": 0, "function": {"arguments": '{"city": '}},
+    {"index": 0, "function": {"arguments": '"Paris"}'}},
+)
 
 
 @dataclass
@@ -29,6 +34,8 @@ class FakeUpstream:
     words: tuple[str, ...] = WORDS
     status: int = 200
     usage: bool = True
+    tool_call: bool = False
+    """Answer with a streamed tool call (get_weather for Paris) instead of the words."""
     hold: threading.Event = field(default_factory=threading.Event)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -86,8 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         head = {"id": "upstream-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
         events: list[dict[str, Any]] = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
-        events += [{**head, "choices": [{"index": 0, "delta": {"content": w}}]} for w in fake.words]
-        events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if fake.tool_call:
+            events += [
+                {**head, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]} for call in TOOL_CALL_DELTAS
+            ]
+            events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+        else:
+            events += [{**head, "choices": [{"index": 0, "delta": {"content": w}}]} for w in fake.words]
+            events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if fake.usage and (body.get("stream_options") or {}).get("include_usage"):
             events.append({**head, "choices": [], "usage": fake.usage_object()})
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.integration.openai_app import POOR_CREDITS, Chat, serve_chat_api
-from tests.integration.openai_upstream import PROMPT_TOKENS, WORDS, serve_upstream
+from tests.integration.openai_upstream import PROMPT_TOKENS, TOOL_CALL_DELTAS, WORDS, serve_upstream
 
 from genmill.app import Runtime
 from genmill.domain.records import NewTask
@@ -349,3 +349,23 @@ def test_a_call_at_the_concurrency_limit_is_refused_with_429_and_nothing_kept_fr
         assert balances.frozen == cap_of(ask(stream=True))  # only the running call's cap
         chat.upstream.hold.set()
     assert len(chat.upstream.bodies) == 1
+
+
+def test_tool_calls_are_relayed_in_streams_and_assembled_in_answers(chat: Chat) -> None:
+    chat.upstream.tool_call = True
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    answer = chat.post(ask(tools=tools)).json()
+    assert answer["choices"][0]["finish_reason"] == "tool_calls"
+    assert answer["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ],
+    }
+    assert chat.upstream.bodies[0]["tools"] == tools  # forwarded as sent
+    with chat.http.stream("POST", f"{chat.url}/v1/chat/completions", json=ask(stream=True), headers=chat.bearer()) as r:
+        chunks = [json.loads(e) for e in sse_events(r)[:-1]]
+    relayed = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if "tool_calls" in c["choices"][0]["delta"]]
+    assert relayed == list(TOOL_CALL_DELTAS)

@@ -43,6 +43,8 @@ class Answer:
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     pieces: int = 0
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Tool calls by their index, their `function.name` and `function.arguments` joined from the deltas."""
 
     def add(self, chunk: dict[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
@@ -53,6 +55,9 @@ class Answer:
             if isinstance(content, str) and content:
                 self.text.append(content)
                 self.pieces += 1
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._add_tool_call(call)
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         usage = chunk.get("usage")
@@ -60,6 +65,31 @@ class Answer:
             self.usage = {
                 k: int(usage[k]) for k in ("prompt_tokens", "completion_tokens", "total_tokens") if k in usage
             }
+
+    def _add_tool_call(self, call: dict[str, Any]) -> None:
+        held = self.tool_calls.setdefault(
+            int(call.get("index") or 0), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        for key in ("id", "type"):
+            if isinstance(call.get(key), str) and call[key]:
+                held[key] = call[key]
+        function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
+        for key in ("name", "arguments"):
+            if isinstance(function.get(key), str):
+                held["function"][key] += function[key]
+        self.pieces += 1
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message: its text (null beside tool calls when there is none) and its tool calls."""
+        text = "".join(self.text)
+        message: dict[str, Any] = {
+            "role": self.role,
+            "content": text or (None if self.tool_calls else ""),
+            "refusal": None,
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
+        return message
 
     def settled_usage(self, prompt_bound: int, max_tokens: int) -> dict[str, int]:
         """The server's usage; when it gave none, the cap's prompt bound and one token per streamed piece."""
@@ -259,7 +289,7 @@ class ChatRun:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": self.answer.role, "content": "".join(self.answer.text), "refusal": None},
+                    "message": self.answer.message(),
                     "logprobs": None,
                     "finish_reason": finish_reason or self.answer.finish_reason or "stop",
                 }
