@@ -7,6 +7,8 @@ only settings.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, legacy, models, tasks, webhooks, workers
+from genmill.api import account, files, legacy, models, openai, tasks, webhooks, workers
 from genmill.api.boundary import BoundaryCheck
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
@@ -31,8 +33,12 @@ from genmill.domain.catalog import Catalog
 from genmill.domain.quotas import Rate
 from genmill.domain.records import PUBLIC_POOL
 from genmill.engine import Accounts, LocalTransport, ServedEntries, TaskEngine, WorkerGate
+from genmill.engine.chat import ChatEngine, ChatModel
+from genmill.engine.images import ImageEngine, ImageModel
+from genmill.engine.inline import InlineTasks
 from genmill.engine.inputs import InputResolver
 from genmill.engine.quotas import Quotas, QuotaSettings
+from genmill.models.llm.catalog import prompt_token_bound
 from genmill.net.fetch import GuardedFetcher
 from genmill.settings import Settings
 from genmill.storage import build_blob_store
@@ -68,7 +74,15 @@ class Runtime:
             store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account)
         self.store = store
         self.blobs = blobs if blobs is not None else build_blob_store(settings)
-        self.catalog = catalog if catalog is not None else build_catalog(echo_price_credits=settings.echo_price_credits)
+        self.catalog = (
+            catalog
+            if catalog is not None
+            else build_catalog(
+                echo_price_credits=settings.echo_price_credits,
+                llm_prices=settings.llm_prices,
+                llm_max_tokens=settings.llm_max_tokens,
+            )
+        )
         enabled = {b.strip() for b in settings.backends.split(",") if b.strip()} or None
         self.backend_sets = [
             BackendSet(
@@ -146,6 +160,24 @@ class Runtime:
             per_account=settings.webhook_account_concurrency,
             retry_scale=settings.webhook_retry_scale,
         )
+        self.inline = InlineTasks(
+            self.store,
+            self.files,
+            self.catalog,
+            quotas=self.quotas,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            process_id=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        chat_models, image_models, unavailable = self._chat_backends(settings)
+        self.chat = ChatEngine(
+            self.inline,
+            {backend.model: backend for backend in chat_models},
+            max_tokens=settings.llm_max_tokens,
+            prompt_bound=lambda inputs: prompt_token_bound(inputs.messages),
+            unavailable=unavailable,
+        )
+        self.images = ImageEngine(self.inline, {backend.model: backend for backend in image_models}, unavailable)
         self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]
         self.pool = WorkerPool(
             self.workers,
@@ -173,6 +205,18 @@ class Runtime:
 
         return [configured_backends(settings, self.catalog, device) for device in settings.devices()]
 
+    def _chat_backends(self, settings: Settings) -> tuple[list[ChatModel], list[ImageModel], dict[str, str]]:
+        """GENMILL_LLM_MODELS' chat models, answered in this process (an API-only replica too: they are HTTP
+        clients, or a local model loaded on first use); each one left out is logged with its reason."""
+        if not settings.llm_models.strip():
+            return [], [], {}
+        from genmill.backends.registry import chat_backends
+
+        chats, images, refused = chat_backends(settings, self.catalog)
+        for name, reason in refused.items():
+            log.warning("chat or image model %s: UNAVAILABLE: %s", name, reason)
+        return list(chats), list(images), refused
+
     def make_worker(self, index: int) -> Worker:
         """Worker slot `index`; with several devices, slots alternate between them (GENMILL_WORKERS per device)."""
         transport = LocalTransport(self.gate, self.wakeup)
@@ -199,6 +243,8 @@ class Runtime:
             keys=self.keys,
             quotas=self.quotas,
             feeds=self.feeds,
+            chat=self.chat,
+            images=self.images,
         )
 
     def log_backends(self) -> None:
@@ -258,7 +304,15 @@ def create_app(
     app.state.runtime = rt
     install_error_handlers(app)
     install_openapi(app)
-    for router in (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router):
+    for router in (
+        tasks.router,
+        webhooks.router,
+        account.router,
+        files.router,
+        models.router,
+        workers.router,
+        openai.router,
+    ):
         app.include_router(router)
     for router in legacy.ROUTERS:
         app.include_router(router)

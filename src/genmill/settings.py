@@ -192,6 +192,37 @@ class Settings(BaseSettings):
         "(docs/backends.md).",
     )
 
+    llm_models: str = Field(
+        "",
+        repr=False,
+        description="JSON object: chat model name → {base_url, model, api_key, timeout} of an OpenAI-compatible "
+        "server, or {path, device} of a local transformers folder; optional stand_in (docs/api.md).",
+    )
+    llm_prices: str = Field(
+        "",
+        description="JSON object: chat model name → {input, output} US dollars per million tokens, over PiAPI's "
+        "prices; a new name adds a chat model to the catalog.",
+    )
+    llm_max_tokens: int = Field(
+        4096, ge=1, le=1_000_000, description="Completion tokens a chat call may use when it names no max_tokens."
+    )
+
+    @field_validator("llm_models")
+    @classmethod
+    def _llm_models_parse(cls, value: str) -> str:
+        from genmill.models.llm.config import parse_model_settings
+
+        parse_model_settings(value)  # a bad item stops the server at start, naming it
+        return value
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _llm_prices_parse(cls, value: str) -> str:
+        from genmill.models.llm.config import parse_prices
+
+        parse_prices(value)
+        return value
+
     @field_validator("device")
     @classmethod
     def _devices_once(cls, value: str) -> str:

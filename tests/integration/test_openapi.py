@@ -52,6 +52,10 @@ EXPECTED: dict[str, set[int]] = {
     "GET /files/{key}": {404, 410},
     "GET /api/v1/models": set(),
     "GET /healthz": set(),
+    "POST /v1/chat/completions": {400, 401, 402, 404, 413, 429, 502},
+    "GET /v1/models": {400, 401, 429},
+    "GET /v1/models/{model}": {400, 401, 404, 429},
+    "POST /v1/images/generations": {400, 401, 402, 404, 413, 429, 502},
     "POST /api/v1/workers/register": {400, 401, 413},
     "POST /api/v1/workers/claim": {400, 401, 404, 413},
     "POST /api/v1/workers/claim_more": {400, 401, 404, 413},
@@ -107,6 +111,11 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {RATE_LIMITED},
     "GET /api/luma/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
     "GET /api/kling/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
+    # no chat model is configured here: tests/integration/test_openai_chat.py provokes the 402 and the 502
+    "POST /v1/chat/completions": {402, 502, RATE_LIMITED},
+    "POST /v1/images/generations": {402, 502, RATE_LIMITED},
+    "GET /v1/models": {BOUNDARY_ONLY, RATE_LIMITED},
+    "GET /v1/models/{model}": {BOUNDARY_ONLY, RATE_LIMITED},
 }
 """Documented codes this test does not provoke, and why."""
 
@@ -205,6 +214,10 @@ def probe_the_task_routes(probe: Probe) -> None:
     probe.call("GET /api/v1/task/{task_id}/events", f"/api/v1/task/{task_id}/events", headers=headers)
     probe.call("DELETE /api/v1/tasks", headers=probe.key_headers())  # created_before is required
     probe.call("GET /api/open/tasks/histories", params={"page": 0}, headers=probe.key_headers())
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    probe.call("POST /v1/chat/completions", json=chat, headers=probe.key_headers())  # 404: no model configured
+    image = {"model": "gpt-image-1", "prompt": "a red fox"}
+    probe.call("POST /v1/images/generations", json=image, headers=probe.key_headers())  # 404 likewise
 
 
 def probe_the_files(probe: Probe) -> None:
@@ -322,7 +335,9 @@ def test_no_route_documents_a_422_and_every_error_is_the_envelope(probe: Probe) 
             for code, response in operation["responses"].items():
                 if code != "200":
                     schema = response["content"]["application/json"]["schema"]
-                    assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}, (method, path, code)
+                    # the OpenAI-compatible routes answer OpenAI's error object; the body limit's 413 is the envelope
+                    name = "OpenAIError" if path.startswith("/v1/") and code != "413" else "ErrorEnvelope"
+                    assert schema == {"$ref": f"#/components/schemas/{name}"}, (method, path, code)
 
 
 def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
@@ -341,6 +356,8 @@ def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
             security = operation.get("security")
             if path.startswith("/api/v1/workers/"):
                 assert security == [{"WorkerToken": []}], route
+            elif path.startswith("/v1/"):  # OpenAI's bearer key, or PiAPI's header
+                assert security == [{"BearerKey": []}, {"APIKey": []}], route
             elif {400, 401} <= EXPECTED[route]:
                 assert security == [{"APIKey": []}], route
             else:

@@ -15,6 +15,8 @@ from genmill.bus import EventBus
 from genmill.domain.catalog import Catalog
 from genmill.domain.records import Account
 from genmill.engine import Accounts, TaskEngine, WorkerGate
+from genmill.engine.chat import ChatEngine
+from genmill.engine.images import ImageEngine
 from genmill.engine.quotas import Quotas
 from genmill.errors import Unauthorized
 from genmill.storage.files import FileService
@@ -40,6 +42,8 @@ class Services:
     keys: KeyCache
     quotas: Quotas
     feeds: TaskFeeds
+    chat: ChatEngine
+    images: ImageEngine
 
 
 def get_services(request: Request) -> Services:

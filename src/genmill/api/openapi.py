@@ -65,7 +65,7 @@ def without_validation_errors(schema: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             if isinstance(operation, dict):
                 operation.get("responses", {}).pop("422", None)
-                operation.setdefault("responses", {})["503"] = unavailable
+                operation.setdefault("responses", {}).setdefault("503", unavailable)  # unless the route says
     schemas = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

@@ -1,4 +1,4 @@
-"""A small client for OpenAI-compatible chat servers the operator runs (vLLM, Ollama, llama.cpp server, LocalAI).
+"""A small client for OpenAI-compatible servers the operator runs (vLLM, Ollama, llama.cpp server, LocalAI).
 
 Families that need a language model (the OpenAI-compatible chat API, Udio's lyrics) call the operator's own
 server through this one client rather than each speaking HTTP themselves: the request is OpenAI's chat body, the
@@ -6,6 +6,7 @@ answer a `chat.completion` object, or with `stream: true` the `chat.completion.c
 events up to `data: [DONE]`. Every failure (unreachable, an HTTP error, an unreadable answer) becomes a
 `BackendError` carrying the upstream's own words, so the task fails with a clear message and its credits are
 released. The operator chooses the server, so no address policy applies here (a LAN or 127.0.0.1 is normal).
+Servers that also speak OpenAI's Images API (LocalAI) answer `generate_images`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,41 @@ class OpenAICompatClient:
                     response.read()
                     raise _refused(self.target, response.status_code, response.text)
                 yield from _sse_objects(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.target, exc) from None
+
+    def generate_images(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One `POST /images/generations` (LocalAI, and other servers of OpenAI's Images API): its answer,
+        `{created, data: [{b64_json | url}]}`."""
+        try:
+            response = self._client.post("/images/generations", json={**body, "model": self.target.upstream_model})
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.target, exc) from None
+        if response.status_code >= 400:
+            raise _refused(self.target, response.status_code, response.text)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise BackendError(
+                "the image model server gave an unreadable answer",
+                raw_message=f"HTTP {response.status_code}: {response.text[:300]}",
+            )
+        return answer
+
+    def download(self, url: str, *, max_bytes: int = 64 * 1024 * 1024) -> tuple[bytes, str]:
+        """A file the operator's server links to in its answer (an image's `url`), with its content type."""
+        try:
+            with self._client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise BackendError(f"could not download {url}: HTTP {response.status_code}")
+                data = b""
+                for piece in response.iter_bytes():
+                    data += piece
+                    if len(data) > max_bytes:
+                        raise BackendError(f"the file at {url} is larger than {max_bytes} bytes")
+                return data, response.headers.get("content-type", "")
         except httpx.HTTPError as exc:
             raise _unreachable(self.target, exc) from None
 

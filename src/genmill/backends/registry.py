@@ -31,6 +31,13 @@ from genmill.models.echo.backend import EchoBackend
 from genmill.models.flux.backend import flux_backends
 from genmill.models.flux.midjourney import midjourney_backends
 from genmill.models.flux.shared import FluxShared
+from genmill.models.llm.catalog import TASK_TYPE as CHAT_TASK_TYPE
+from genmill.models.llm.chat import ChatBackend, OpenAICompatChat
+from genmill.models.llm.config import parse_model_settings
+from genmill.models.llm.image_catalog import FAMILY as IMAGE_FAMILY
+from genmill.models.llm.image_catalog import IMAGE_TASK_TYPE
+from genmill.models.llm.images import ImageBackend, ImageChat, OpenAICompatImages
+from genmill.models.llm.local import TransformersChat
 from genmill.models.toolkits.background import background_backends
 from genmill.models.toolkits.face_swap_net import InswapperFaceSwapBackend
 from genmill.models.toolkits.faces import FaceSwapBackend
@@ -48,6 +55,7 @@ from genmill.models.video.pipeline import VideoShared
 from genmill.models.video.services import UPSTREAM_ONLY, VIDEO_SERVICE_WEIGHTS, service_backends
 from genmill.models.video.wan import CAMERA_REASON, wan_backends
 from genmill.settings import Settings
+from genmill.worker.backendset import StandIns
 
 ENTRY_POINT_GROUP = "genmill.backends"
 
@@ -140,8 +148,16 @@ LYRICS_REASON = (
 )
 
 
+LLM_REASON = (
+    "not served by workers: the OpenAI-compatible API (/v1/chat/completions, /v1/images/generations) answers it "
+    "when GENMILL_LLM_MODELS configures it (docs/api.md)"
+)
+
+
 def why_not_served(model: str, task_type: str, models_dir: Path = MODELS_DIR) -> str:
     """Why no backend is listed for a catalog entry at all (when one is listed, its availability says why)."""
+    if task_type in (CHAT_TASK_TYPE, IMAGE_TASK_TYPE):
+        return LLM_REASON
     if model == "Qubico/trellis":
         checkpoint = "trellis-image-large/" if task_type == "image-to-3d" else "trellis-text-xlarge/"
         return f"no weights: put {checkpoint} under {models_dir}/ {TRELLIS_REASON} (docs/backends.md)"
@@ -262,3 +278,50 @@ def lyrics_target(settings: Settings) -> OpenAICompatTarget | None:
     if not (settings.lyrics_base_url.strip() or settings.lyrics_model.strip()):
         return None
     return OpenAICompatTarget(settings.lyrics_base_url, settings.lyrics_model, settings.lyrics_api_key)
+
+
+def chat_backends(settings: Settings, catalog: Catalog) -> tuple[list[ChatBackend], list[ImageBackend], dict[str, str]]:
+    """The chat and image models of GENMILL_LLM_MODELS that can answer here, and why each other one cannot.
+
+    What a name is comes from its catalog entry: an Images API model (`image_generation`), an image in chat
+    (gpt-4o-image), or a chat model. A name with no such entry (not PiAPI's and not priced in GENMILL_LLM_PRICES)
+    stops the server: it could not be billed. A backend that is unavailable, or a stand-in GENMILL_STAND_INS does
+    not enable, is left out (its calls are refused before anyone pays) with its reason. Nothing is loaded or
+    contacted."""
+    chats: list[ChatBackend] = []
+    images: list[ImageBackend] = []
+    refused: dict[str, str] = {}
+    policy: StandIns = settings.stand_in_policy()
+    for name, item in parse_model_settings(settings.llm_models).items():
+        entry = catalog.get(name, IMAGE_TASK_TYPE) or catalog.get(name, CHAT_TASK_TYPE)
+        if entry is None:
+            raise ValueError(f"GENMILL_LLM_MODELS: {name!r} has no price; add it to GENMILL_LLM_PRICES")
+        backend: ChatBackend | ImageBackend
+        if item.base_url is not None:
+            target = OpenAICompatTarget(item.base_url, item.model or name, item.api_key)
+            if entry.family == IMAGE_FAMILY:
+                drawn = OpenAICompatImages(name, target, timeout=item.timeout, stand_in=item.stand_in)
+                backend = drawn if entry.task_type == IMAGE_TASK_TYPE else ImageChat(name, drawn)
+            else:
+                backend = OpenAICompatChat(name, target, timeout=item.timeout, stand_in=item.stand_in)
+        elif entry.family == IMAGE_FAMILY:
+            refused[name] = f"{name} is an image model: give the base_url of a server of OpenAI's Images API"
+            continue
+        else:
+            assert item.path is not None
+            stand_in = True if item.stand_in is None else item.stand_in
+            backend = TransformersChat(name, item.path, device=item.device, stand_in=stand_in)
+        available = backend.availability()
+        served = backend.served_by()
+        if not available.ok:
+            refused[name] = available.reason
+        elif served.stand_in and not policy.allows("llm", entry):
+            refused[name] = (
+                f"{name} would be answered by {served.model}, another model: a stand-in, which GENMILL_STAND_INS "
+                f"does not enable (add {name} or llm to it)"
+            )
+        elif isinstance(backend, ImageBackend):
+            images.append(backend)
+        else:
+            chats.append(backend)
+    return chats, images, refused

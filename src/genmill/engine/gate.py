@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from genmill.domain.catalog import Catalog
 from genmill.domain.media_types import output_type_refusal, parse_media_type
 from genmill.domain.records import Claim, InputFile, OriginTask, Task, WorkerToken
 from genmill.domain.serving import Entry
-from genmill.domain.settlement import usage_charge
 from genmill.engine.inputs import InputResolver
+from genmill.engine.usage import usage_credits
 from genmill.errors import Conflict, InvalidRequest, NotFound
 from genmill.storage.files import FileService
 from genmill.store import Store
@@ -207,34 +205,8 @@ class WorkerGate:
         """Complete the task with its output: its price is consumed, once (only what the output used, when its
         entry prices usage, and the rest released in the same transaction)."""
         task = self.leased(worker, task_id, lease_id)
-        usage = self.usage_credits(task, output)
+        usage = usage_credits(self.catalog, task, output)
         self.store.leases.complete(task_id, lease_id, output, logs=logs, detail=detail, usage_credits=usage)
-
-    def usage_credits(self, task: Task, output: dict[str, Any]) -> int | None:
-        """What the task's output really used, in its own credits (None: the frozen price is the price).
-
-        Computed here, for both transports, from the catalog entry's `usage_price`, the task's stored (validated)
-        input and the output the worker reports; scaled to the task's price, so a private pool's discount applies
-        to it too. An output the usage price cannot read (a backend that does not report the quantity) costs the
-        frozen cap, as before usage billing existed; an input that no longer validates is logged and costs the cap.
-        """
-        entry = self.catalog.get(task.model, task.task_type)
-        if entry is None or entry.usage_price is None:
-            return None
-        try:
-            inputs = entry.input_model.model_validate(task.input)
-            usage = int(entry.usage_price(inputs, output))
-            list_price = entry.price_of(inputs)
-        except (ValidationError, ValueError, TypeError) as exc:
-            log.warning(
-                "task %s: usage price of %s/%s failed (%s); the frozen price is consumed",
-                task.task_id,
-                task.model,
-                task.task_type,
-                exc,
-            )
-            return None
-        return usage_charge(max(0, usage), list_price, task.price)
 
     def fail(
         self,

@@ -93,6 +93,18 @@ class LeaseStore(Queries):
                 return None
             return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
 
+    def claim_task(self, task_id: str, worker_id: str, lease_seconds: float) -> Claim | None:
+        """Lease one named pending task (None when it is not pending, e.g. staged at the concurrency limit).
+
+        For work the API process runs itself while the client waits (the OpenAI-compatible chat API): the task it
+        just created is the one it must run, never another account's task of the same model."""
+        now = self.clock.now()
+        with self.tx() as conn:
+            task = select_task(conn, task_id, lock=True)
+            if task is None or task.status is not TaskStatus.PENDING:
+                return None
+            return self._lease(conn, task, worker_id, lease_seconds, now)
+
     def _claim_statement(self, caps: tuple[tuple[str, str], ...], accounts: str) -> sa.Select[Any]:
         """The next-task query for one capability set, built once and reused (building costs more than running).
 
