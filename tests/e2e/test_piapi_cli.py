@@ -1,15 +1,18 @@
 """A public PiAPI client, unchanged, against genmill: piapi-skills' `piapi-cli` (from PyPI, in the dev extra).
 
 Two real genmill servers on loopback: the front, which clients talk to, runs nothing itself and forwards every
-Midjourney and Kling task to the upstream (GENMILL_UPSTREAM_* as an operator sets it); the upstream serves them
-with its stand-ins (FLUX.1 for Midjourney, Wan for Kling) on tiny random models, enabled as an operator enables
-them (GENMILL_STAND_INS). `piapi-cli` runs as a subprocess with only PIAPI_API_BASE and PIAPI_API_KEY pointing
-at the front, and its own polling, status handling and JSON printing decide what it reports.
+Midjourney and Kling task to the upstream (GENMILL_UPSTREAM_* as an operator sets it) and every gpt-4o-mini chat
+call to the upstream's OpenAI-compatible API (GENMILL_LLM_MODELS); the upstream serves them with its stand-ins
+(FLUX.1 for Midjourney, Wan for Kling, a local transformers model for gpt-4o-mini) on tiny random models, enabled
+as an operator enables them (GENMILL_STAND_INS). `piapi-cli` runs as a subprocess with only PIAPI_API_BASE,
+PIAPI_LLM_BASE and PIAPI_API_KEY pointing at the front, and its own polling, status handling, stream parsing and
+printing decide what it reports.
 """
 
 from __future__ import annotations
 
 import json
+import json as jsonlib
 import os
 import socket
 import subprocess
@@ -33,6 +36,7 @@ from tests.backends import video_tiny
 from tests.backends.test_flux import build_models
 from tests.backends.test_midjourney import SMALL
 from tests.backends.test_video_services import SEGMENT
+from tests.backends.tiny_chat import save_tiny_chat_model
 
 from genmill.app import Runtime, create_app
 from genmill.backends.base import Backend
@@ -51,6 +55,7 @@ pytestmark = [
 PIAPI_CLI = str(Path(sys.executable).parent / "piapi-cli")
 FORWARDED = [("midjourney", "imagine"), ("kling", "text2video"), ("kling", "image2video")]
 CREDITS = 10**10
+CHAT_MODEL = "gpt-4o-mini"
 
 
 @dataclass
@@ -93,6 +98,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("piapi-cli-models")
     build_models(root)
     video_tiny.build_wan(root)
+    save_tiny_chat_model(root / "tiny-chat")
     return root
 
 
@@ -103,7 +109,12 @@ def upstream(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         *midjourney_backends(models_dir, shared=FluxShared(device="cpu"), settings=SMALL),
         WanServiceBackend(SERVICES[0], models_dir, shared=VideoShared(device="cpu"), geometry=SEGMENT),
     ]
-    server = _serve(tmp_path_factory.mktemp("upstream"), backends, stand_ins="midjourney,kling-wan")
+    server = _serve(
+        tmp_path_factory.mktemp("upstream"),
+        backends,
+        stand_ins="midjourney,kling-wan,gpt-4o-mini",
+        llm_models=jsonlib.dumps({CHAT_MODEL: {"path": str(models_dir / "tiny-chat")}}),
+    )
     yield server
     server.stop()
 
@@ -121,7 +132,8 @@ def front(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         allow_private=True,
         local_url="",
     )
-    server = _serve(data_dir, [forward])
+    chat = {CHAT_MODEL: {"base_url": f"{upstream.url}/v1", "api_key": upstream.key}}
+    server = _serve(data_dir, [forward], llm_models=jsonlib.dumps(chat))
     forward.local_url = server.url
     yield server
     forward.unload()
@@ -174,3 +186,41 @@ def test_piapi_cli_kling_runs_on_the_forwarded_wan_stand_in(front: Server) -> No
     assert _fetch(video["resource"]).content[4:8] == b"ftyp"  # an MP4 container
     stored = front.runtime.store.tasks.get_any(task["task_id"])
     assert stored.consumed_credits == stored.price > 0  # metered by the front at Kling's price
+
+
+def _direct_answer(upstream: Server, prompt: str, max_tokens: int) -> str:
+    """What the upstream's model answers when asked directly (greedy decoding: the same every time)."""
+    body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
+    answer = httpx.post(
+        f"{upstream.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {upstream.key}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["llm", "llm --stream"])
+def test_piapi_cli_llm_is_answered_through_the_forwarded_chat_api(
+    front: Server, upstream: Server, stream: bool
+) -> None:
+    prompt = "say the sky is blue"
+    expected = _direct_answer(upstream, prompt, 6)
+    used_before = _used(front)
+    done = piapi_cli(front, "llm", CHAT_MODEL, prompt, "--max-tokens", "6", *(["--stream"] if stream else []))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected + "\n"
+    assert expected.strip()
+    history = httpx.get(
+        f"{front.url}/api/open/tasks/histories", params={"model": "llm"}, headers={"X-API-Key": front.key}, timeout=30
+    )
+    assert history.status_code == 200, history.text
+    newest = history.json()["data"]["data"][0]
+    assert (newest["model"], newest["status"], newest["meta"]["usage"]["type"]) == (CHAT_MODEL, "completed", "llm")
+    assert 0 < _used(front) - used_before == newest["meta"]["usage"]["consume"]
+
+
+def _used(server: Server) -> int:
+    info = httpx.get(f"{server.url}/account/info", headers={"X-API-Key": server.key}, timeout=30).json()["data"]
+    return int(info["credit_pack_info"]["used_credits"])
