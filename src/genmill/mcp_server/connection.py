@@ -2,19 +2,22 @@
 
 Every call the tools make goes through `GenmillConnection`, so the server never touches the store, the engine or
 a backend: it runs on any machine that can reach a genmill server (or PiAPI-compatible one) and nothing else.
-`HttpGenmillConnection` speaks the API with httpx; the protocol keeps it swappable for another client.
+`ClientGenmillConnection` speaks the API through genmill's SDK (`genmill.client`).
 Failures become `GenmillAPIError` carrying genmill's own message, which the tools hand to the agent unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
+from genmill.client import APIError, AsyncClient, GenmillClientError, core
+
 DEFAULT_TIMEOUT_SECONDS = 30.0
+T = TypeVar("T")
 
 
 class GenmillAPIError(Exception):
@@ -56,41 +59,47 @@ class GenmillConnection(Protocol):
     async def aclose(self) -> None: ...
 
 
-class HttpGenmillConnection:
-    """`GenmillConnection` over genmill's HTTP API (docs/api.md), the key sent as `X-API-Key`.
+class ClientGenmillConnection:
+    """`GenmillConnection` on the SDK's `genmill.client.AsyncClient` (retries, envelopes, typed errors).
 
-    The key goes only to the server's own origin: a file URL on another host (an S3 bucket, a CDN) is fetched
-    without it, so a task's output can never lead the key elsewhere.
+    The SDK has no call yet for the catalog or for reading a file into memory up to a limit, so those two go
+    through a plain httpx client here, read with the SDK's own envelope parser. The key goes only to the server's
+    own origin: a file URL on another host (an S3 bucket, a CDN) is fetched without it, so a task's output can
+    never lead the key elsewhere.
     """
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._origin = _origin(self.base_url)
+        self._client = AsyncClient(base_url, api_key, timeout=timeout)
+        self.base_url = self._client.base_url
         self._key = api_key
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
+        await self._client.close()
         await self._http.aclose()
 
     async def models(self) -> list[dict[str, Any]]:
-        data = await self._call("GET", "/api/v1/models")
+        async def call() -> Any:
+            response = await self._http.get(f"{self.base_url}/api/v1/models", headers={"X-API-Key": self._key})
+            return core.parse_answer(response.status_code, response.headers, response.content)
+
+        data = await _translated(call())
         return list(data["models"])
 
     async def create_task(self, model: str, task_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
-        body = {"model": model, "task_type": task_type, "input": inputs}
-        return dict(await self._call("POST", "/api/v1/task", json=body))
+        return (await _translated(self._client.create(model, task_type, inputs))).raw
 
     async def task(self, task_id: str) -> dict[str, Any]:
-        return dict(await self._call("GET", f"/api/v1/task/{_path_segment(task_id)}"))
+        return (await _translated(self._client.get(_path_segment(task_id)))).raw
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
-        return dict(await self._call("POST", f"/api/v1/task/{_path_segment(task_id)}/cancel"))
+        return (await _translated(self._client.cancel(_path_segment(task_id)))).raw
 
     async def account(self) -> dict[str, Any]:
-        return dict(await self._call("GET", "/account/info"))
+        return (await _translated(self._client.account())).raw
 
     async def download(self, url: str, max_bytes: int) -> Download:
-        headers = {"X-API-Key": self._key} if _origin(url) == self._origin else {}
+        headers = {"X-API-Key": self._key} if core.same_origin(url, self.base_url) else {}
         try:
             async with self._http.stream("GET", url, headers=headers) as response:
                 if response.status_code != 200:
@@ -110,27 +119,17 @@ class HttpGenmillConnection:
         except httpx.HTTPError as exc:
             raise GenmillAPIError(f"cannot fetch {url}: {exc}") from exc
 
-    async def _call(self, method: str, path: str, json: Any = None) -> Any:
-        url = self.base_url + path
-        try:
-            response = await self._http.request(method, url, json=json, headers={"X-API-Key": self._key})
-        except httpx.HTTPError as exc:
-            raise GenmillAPIError(f"cannot reach the genmill server at {self.base_url}: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise GenmillAPIError(f"{method} {path} answered HTTP {response.status_code} without a JSON envelope")
-        if response.status_code != 200 or body.get("code", 200) != 200:
-            message = str(body.get("message") or f"HTTP {response.status_code}")
-            raise GenmillAPIError(message, response.status_code)
-        return body.get("data")
 
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return (parts.scheme.lower(), parts.netloc.lower())
+async def _translated(call: Awaitable[T]) -> T:
+    """The SDK's errors as `GenmillAPIError` with genmill's own message (`invalid API key`, `input.scale: ...`)."""
+    try:
+        return await call
+    except APIError as exc:
+        raise GenmillAPIError(exc.message or str(exc), exc.status) from exc
+    except GenmillClientError as exc:
+        raise GenmillAPIError(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise GenmillAPIError(f"cannot reach the genmill server: {exc}") from exc
 
 
 def _path_segment(task_id: str) -> str:

@@ -10,7 +10,7 @@ import sys
 
 import anyio
 
-from genmill.mcp_server.connection import HttpGenmillConnection
+from genmill.mcp_server.connection import ClientGenmillConnection
 from genmill.mcp_server.tools import build_server
 
 log = logging.getLogger("genmill.mcp")
@@ -18,7 +18,7 @@ log = logging.getLogger("genmill.mcp")
 
 def run_server(*, url: str, key: str, transport: str, host: str, port: int, max_inline_bytes: int) -> None:
     async def main() -> None:
-        connection = HttpGenmillConnection(url, key)
+        connection = ClientGenmillConnection(url, key)
         server = build_server(connection, max_inline_bytes=max_inline_bytes)
         try:
             if transport == "stdio":
