@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import wave
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import uvicorn
 from mcp.client.session import ClientSession
@@ -32,6 +36,8 @@ from PIL import Image
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
+from genmill.backends.base import Availability, Backend, RunContext
+from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +47,31 @@ TOOLS = {
 }  # fmt: skip
 
 Transport = Callable[[str, str, Path], Any]
+
+
+class ToneSpeaker(Backend):
+    """Serves `Qubico/tts` in these tests with a 440 Hz tone, 0.05 s per character: a real WAV, no model."""
+
+    name = "test-tone-speaker"
+    entries = (("Qubico/tts", "zero-shot"),)
+    rate = 8000
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    def load(self) -> None:
+        pass
+
+    def run(self, entry: CatalogEntry, inputs: TaskInput, ctx: RunContext) -> dict[str, Any]:
+        frames = int(len(inputs.gen_text) * 0.05 * self.rate)  # type: ignore[attr-defined]
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * i / self.rate)) for i in range(frames))
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(self.rate)
+            out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+        return {"audio_url": ctx.save_output(buf.getvalue(), ext="wav", content_type="audio/wav")}
 
 
 @dataclass
@@ -63,7 +94,7 @@ def genmill(tmp_path: Path) -> Iterator[Genmill]:
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path / "server", public_url=url, workers=1, allow_private_urls=True)
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler])
+    runtime = Runtime(settings, backends=[upscaler, ToneSpeaker()])
     account = runtime.store.accounts.create_account("agent", credits=10_000_000)
     key, _ = runtime.store.accounts.create_key(account.account_id)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
@@ -259,5 +290,27 @@ def test_a_waiting_task_is_cancelled_and_a_running_one_is_waited_for_within_the_
             genmill.upscaler.gate.set()
             done = structured(await session.call_tool("wait_for_task", {"task_id": running, "timeout_seconds": 60}))
             assert done["task"]["status"] == "completed"
+
+    run(scenario)
+
+
+def test_an_audio_output_comes_back_as_a_resource_link_to_the_wav(genmill: Genmill) -> None:
+    async def scenario() -> None:
+        async with over_stdio(genmill.url, genmill.key, genmill.tmp) as session:
+            args = {"model": "Qubico/tts", "task_type": "zero-shot", "input": {"gen_text": "Hello there."}}
+            task_id = structured(await session.call_tool("create_task", args))["task_id"]
+            waited = structured(await session.call_tool("wait_for_task", {"task_id": task_id, "timeout_seconds": 60}))
+            assert waited["task"]["status"] == "completed", waited
+            outputs = await session.call_tool("get_task_outputs", {"task_id": task_id})
+            assert not outputs.is_error, text_of(outputs)
+            (link,) = [block for block in outputs.content if isinstance(block, ResourceLink)]
+            assert link.mime_type == "audio/wav"
+            assert link.description == f"audio_url of task {task_id}"
+            assert not any(isinstance(block, ImageContent) for block in outputs.content)
+            async with httpx.AsyncClient() as http:
+                fetched = await http.get(str(link.uri))
+            assert fetched.status_code == 200
+            with wave.open(io.BytesIO(fetched.content)) as played:
+                assert played.getnframes() == int(len("Hello there.") * 0.05 * ToneSpeaker.rate)
 
     run(scenario)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-_EXTRA_TYPES = {".webp": "image/webp", ".glb": "model/gltf-binary", ".flac": "audio/flac", ".m4a": "audio/mp4"}
+_EXTRA_TYPES = {
+    ".webp": "image/webp",
+    ".wav": "audio/wav",
+    ".glb": "model/gltf-binary",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+}
 
 
 @dataclass(frozen=True)
