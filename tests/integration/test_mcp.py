@@ -38,6 +38,7 @@ from tests.support import PillowUpscale, png_bytes
 from genmill.app import Runtime, create_app
 from genmill.backends.base import Availability, Backend, RunContext
 from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.mcp_server.connection import ClientGenmillConnection, GenmillAPIError
 from genmill.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,5 +313,19 @@ def test_an_audio_output_comes_back_as_a_resource_link_to_the_wav(genmill: Genmi
             assert fetched.status_code == 200
             with wave.open(io.BytesIO(fetched.content)) as played:
                 assert played.getnframes() == int(len("Hello there.") * 0.05 * ToneSpeaker.rate)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("call", ["models", "account"])
+def test_an_unreachable_server_is_a_clear_error(call: str) -> None:
+    connection = ClientGenmillConnection(f"http://127.0.0.1:{free_port()}", "gm_x", max_retries=0)
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(GenmillAPIError, match="cannot reach the genmill server"):
+                await getattr(connection, call)()
+        finally:
+            await connection.aclose()
 
     run(scenario)

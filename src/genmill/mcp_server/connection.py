@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from genmill.client import APIError, AsyncClient, GenmillClientError, core
+from genmill.client import APIError, AsyncClient, ConnectionFailed, GenmillClientError, core
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 T = TypeVar("T")
@@ -68,8 +68,10 @@ class ClientGenmillConnection:
     never lead the key elsewhere.
     """
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self._client = AsyncClient(base_url, api_key, timeout=timeout)
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, max_retries: int = 3
+    ) -> None:
+        self._client = AsyncClient(base_url, api_key, timeout=timeout, max_retries=max_retries)
         self.base_url = self._client.base_url
         self._key = api_key
         self._http = httpx.AsyncClient(timeout=timeout)
@@ -126,6 +128,8 @@ async def _translated(call: Awaitable[T]) -> T:
         return await call
     except APIError as exc:
         raise GenmillAPIError(exc.message or str(exc), exc.status) from exc
+    except ConnectionFailed as exc:
+        raise GenmillAPIError(f"cannot reach the genmill server: {exc}") from exc
     except GenmillClientError as exc:
         raise GenmillAPIError(str(exc)) from exc
     except httpx.HTTPError as exc:
