@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genmill.errors import GenmillError
+from genmill.mcp_server import add_mcp_command
 from genmill.settings import Settings
 
 if TYPE_CHECKING:
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--token", default=None, help="Hugging Face token for gated repositories (env HF_TOKEN)")
     pull.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be fetched")
     pull.set_defaults(func=cmd_models_pull)
+    add_mcp_command(sub)
     return parser
 
 

@@ -40,6 +40,7 @@ VIOLATIONS = [
     ("models/echo/backend.py", "import genmill.store", "backends and model families never reach"),
     ("backends/toolkit.py", "import genmill.models.flux.catalog", "shared backend code does not import"),
     ("models/echo/backend.py", "import genmill.models.flux.catalog", "model families are independent"),
+    ("mcp_server/outputs.py", "import genmill.store", "the MCP server is a client of the HTTP API"),
 ]
 
 

@@ -14,13 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from genmill.api.deps import ServicesDep
 from genmill.api.envelope import ok
+from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import PUBLIC_POOL
 from genmill.worker.backendset import served_by_json
 
 router = APIRouter(tags=["models"])
+
+
+def list_price(entry: CatalogEntry) -> int | None:
+    """The credits a task of this entry is reserved at when its input is all defaults, or None when the price
+    depends on a field without a default (an agent or a form can show it before anyone creates a task)."""
+    try:
+        return entry.price_of(entry.input_model.model_construct())
+    except (ValidationError, AttributeError, TypeError, ValueError):
+        return None
 
 
 @router.get("/api/v1/models", summary="The model catalog, what this deployment serves and with which model")
@@ -42,6 +53,7 @@ def list_models(services: ServicesDep) -> dict[str, Any]:
                 "reason": "" if available else local.why_not(*entry.key),
                 "output_retention_seconds": int(entry.retention.total_seconds()),
                 "description": entry.description,
+                "list_price_credits": list_price(entry),
                 "input_schema": entry.input_model.model_json_schema(),
             }
         )
