@@ -272,8 +272,11 @@ def create_app(
     *,
     runtime: Runtime | None = None,
     run_workers: bool = True,
+    process_index: int = 0,
     **parts: Any,
 ) -> FastAPI:
+    """The API. `run_workers`: this process runs the in-process workers, the reaper and the webhook dispatcher
+    (with `genmill serve --processes N`, process 0 only); `process_index` is what `/healthz` says answered."""
     settings = settings or (runtime.settings if runtime else Settings())
     rt = runtime or Runtime(settings, **parts)
 
@@ -319,7 +322,7 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
-        return ok({"version": __version__, "served": len(rt.serving.entries(PUBLIC_POOL))})
+        return ok({"version": __version__, "served": len(rt.serving.entries(PUBLIC_POOL)), "process": process_index})
 
     # Inside the body cap (added last, so outermost): the check never buffers more than the cap allows.
     app.add_middleware(BoundaryCheck, raw_body_paths=[("/api/v1/workers/tasks/", "/outputs")])

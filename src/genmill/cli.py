@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "workers"):
+    for name in ("host", "port", "data_dir", "workers", "processes"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -46,19 +46,55 @@ def _say(text: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from genmill.app import create_app
-    from genmill.httpserver import ServerLimits, serve
+    from sqlalchemy.engine import make_url
+
+    from genmill.httpserver import ServerLimits
+    from genmill.processes import default_processes, processes_problem
 
     settings = _settings(args)
-    app = create_app(settings)
-    _say(f"genmill serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})")
+    dialect = make_url(settings.resolved_database_url()).get_backend_name()
+    count = settings.processes or default_processes(dialect)
+    problem = processes_problem(count, dialect)
+    if problem:
+        _say(problem)
+        return 2
     limits = ServerLimits(
         keep_alive_seconds=settings.keep_alive_seconds,
         header_timeout_seconds=settings.header_timeout_seconds,
         max_connections=settings.max_connections,
     )
-    serve(app, host=settings.host, port=settings.port, log_level=args.log_level, limits=limits)
-    return 0
+    where = f"http://{settings.host}:{settings.port} (data in {settings.data_dir})"
+    if count == 1:
+        from genmill.app import create_app
+        from genmill.httpserver import serve
+
+        app = create_app(settings)
+        _say(f"genmill serving on {where}")
+        serve(app, host=settings.host, port=settings.port, log_level=args.log_level, limits=limits)
+        return 0
+    return _serve_processes(settings, count, limits, args.log_level, where)
+
+
+def _serve_processes(settings: Settings, count: int, limits: Any, log_level: str, where: str) -> int:
+    """`count` API processes on one port (genmill.processes): migrate once, bind, fork; process 0 runs the
+    in-process workers, the reaper and the webhook dispatcher."""
+    import socket
+
+    from genmill.processes import Supervisor, listening_sockets
+    from genmill.store.migrate import upgrade
+
+    upgrade(settings.resolved_database_url())
+    sockets = listening_sockets(settings.host, settings.port, count)
+
+    def serve_one(index: int, sock: socket.socket) -> None:
+        from genmill.app import create_app
+        from genmill.httpserver import serve
+
+        app = create_app(settings, run_workers=index == 0, process_index=index)
+        serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])
+
+    _say(f"genmill serving on {where} with {count} API processes")
+    return Supervisor(sockets, serve_one).run()
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -277,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=None, help="in-process worker threads")
     serve.add_argument("--no-workers", action="store_true", help="API only: run no model work here")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="API processes on the port (env GENMILL_PROCESSES; default one per core on PostgreSQL, 1 on SQLite)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
 

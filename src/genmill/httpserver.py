@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,8 +221,17 @@ class ServerLimits:
     max_connections: int = 2048
 
 
-def serve(app: Any, *, host: str, port: int, log_level: str, limits: ServerLimits) -> None:
-    """Run `app` with uvicorn under `limits` until it is told to stop."""
+def serve(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    limits: ServerLimits,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run `app` with uvicorn under `limits` until it is told to stop; on `sockets` already listening when given
+    (`genmill serve --processes`), else on `host`:`port`."""
     import uvicorn
 
     open_files = raise_open_file_limit()
@@ -244,4 +254,4 @@ def serve(app: Any, *, host: str, port: int, log_level: str, limits: ServerLimit
         ws="none",
         timeout_keep_alive=limits.keep_alive_seconds,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)

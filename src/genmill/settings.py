@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     port: int = 8000
 
     workers: int = Field(1, ge=0, description="In-process worker slots; 0 runs an API-only server.")
+    processes: int = Field(
+        0,
+        ge=0,
+        description="API processes of `genmill serve` on one port; 0: one per core on PostgreSQL, 1 on SQLite "
+        "(docs/deploy.md, several API processes).",
+    )
     backends: str = Field("", description="Comma-separated backend names to enable; empty means all available.")
     echo_price_credits: int = Field(0, ge=0, description="Price of a genmill/echo task (free by default).")
     device: str = Field(
