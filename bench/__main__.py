@@ -34,6 +34,7 @@ from bench.common import REDIS_URL, ROOT, load_average, machine_facts, postgres_
 from bench.plan import Context, Sizes
 from bench.workloads_http import create_and_get, growth, memory_echo_only
 from bench.workloads_tasks import tasks_workloads
+from genmill.processes import cores
 
 WORKLOADS = ("create", "end_to_end", "dispatch", "get", "memory")
 
@@ -57,6 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--doc", type=Path, default=None, help="Markdown to update (default docs/benchmarks.md)")
     ap.add_argument("--large", type=int, default=1_000_000, help="stored tasks of the growth measure")
     ap.add_argument("--workers", type=int, default=2, help="genmill worker threads = Celery worker processes")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=cores(),
+        help="API processes of genmill on PostgreSQL and of its bare baseline (default: one per core)",
+    )
     ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
     ap.add_argument("--no-celery", action="store_true", help="no Celery baseline")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs, databases)")
@@ -65,7 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    sizes = Sizes.quick(args.workers) if args.quick else Sizes.full(args.large, args.workers)
+    sizes = (
+        Sizes.quick(args.workers, args.processes)
+        if args.quick
+        else Sizes.full(args.large, args.workers, args.processes)
+    )
     workdir = scratch_dir(prefix="genmill-bench-run-")
     ctx = Context(sizes=sizes, workdir=workdir, postgres=not args.no_postgres, celery=not args.no_celery)
     if ctx.postgres and (why := postgres_available()):

@@ -75,8 +75,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (a `genmill serve --processes N` supervisor and its API processes)."""
+    found, index = [pid], 0
+    while index < len(found):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{found[index]}/task").iterdir():
+                found += [int(child) for child in (task / "children").read_text().split()]
+        index += 1
+    return found
+
+
+def largest_rss_mb(pid: int) -> float:
+    """The RSS of the largest process in `pid`'s tree, MB: with several API processes, one process's footprint
+    (the figure a per-process memory limit is about), not their sum."""
+    return max(rss_mb(member) for member in process_tree(pid))
+
+
 class RssSampler:
-    """Samples a process's RSS every `interval` seconds in a thread while it is open; `peak` in MB.
+    """Samples a server's RSS (its largest process) every `interval` seconds in a thread while it is open; `peak`
+    in MB.
 
     With `record`, the peak is also kept there under `label` (the larger of this and any earlier peak).
     """
@@ -94,7 +112,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append(rss_mb(self.pid))
+            self.samples.append(largest_rss_mb(self.pid))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -104,7 +122,7 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.samples.append(rss_mb(self.pid))
+        self.samples.append(largest_rss_mb(self.pid))
         if self.record is not None:
             self.record[self.label] = round(max(self.record.get(self.label, 0.0), self.peak), 1)
 
@@ -204,9 +222,10 @@ def genmill_server(name: str, workdir: Path, env: dict[str, str], *flags: str) -
     return Served(name, [*GENMILL, "serve", "--log-level", "warning", *flags], env, workdir)
 
 
-def bare_server(workdir: Path) -> Served:
-    argv = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--log-level", "warning", "--no-access-log"]
-    return Served("bare-fastapi", argv, {**os.environ}, workdir)
+def bare_server(workdir: Path, processes: int = 1) -> Served:
+    """The bare app with as many API processes as the genmill server it is the baseline of."""
+    argv = [sys.executable, "-m", "bench.bare_app", "--log-level", "warning", "--processes", str(processes)]
+    return Served("bare-fastapi" if processes == 1 else f"bare-fastapi-{processes}p", argv, {**os.environ}, workdir)
 
 
 def database_url(env: dict[str, str]) -> str:

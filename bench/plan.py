@@ -33,9 +33,12 @@ class Sizes:
     """Tasks created up front on each server, the ones gets are measured on."""
     backends: str
     """GENMILL_BACKENDS of the servers: empty (every built-in backend, as deployed) or "echo" (fast start-up)."""
+    processes: int = 1
+    """API processes of genmill on PostgreSQL (`genmill serve --processes`) and of its bare baseline; genmill on
+    SQLite runs one process (genmill.processes: its events do not cross processes), next to a one-process bare."""
 
     @staticmethod
-    def full(seed_large: int = 1_000_000, workers: int = 2) -> Sizes:
+    def full(seed_large: int = 1_000_000, workers: int = 2, processes: int = 1) -> Sizes:
         return Sizes(
             http_seconds=10,
             connections=64,
@@ -50,10 +53,11 @@ class Sizes:
             workers=workers,
             prepared_ids=200,
             backends="",
+            processes=processes,
         )
 
     @staticmethod
-    def quick(workers: int = 2) -> Sizes:
+    def quick(workers: int = 2, processes: int = 1) -> Sizes:
         return Sizes(
             http_seconds=1,
             connections=8,
@@ -68,6 +72,7 @@ class Sizes:
             workers=workers,
             prepared_ids=20,
             backends="echo",
+            processes=processes,
         )
 
 
@@ -85,6 +90,11 @@ class Context:
     def say(self, text: str) -> None:
         print(f"[bench {time.perf_counter() - self.began:6.1f}s] {text}", flush=True)
         self.log_lines.append(text)
+
+
+def processes_of(sizes: Sizes, engine: str) -> int:
+    """API processes of a genmill server on `engine` in this run (SQLite: always 1)."""
+    return sizes.processes if engine == "postgres" else 1
 
 
 def key_headers(key: str) -> dict[str, str]:

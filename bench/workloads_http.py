@@ -23,11 +23,11 @@ from bench.common import (
     database_url,
     genmill_env,
     genmill_server,
+    largest_rss_mb,
     postgres_database,
-    rss_mb,
     scratch_dir,
 )
-from bench.plan import Context, create_request, get_request, key_headers, ratio
+from bench.plan import Context, create_request, get_request, key_headers, processes_of, ratio
 from bench.seed import account_id_of, seed_tasks
 
 GET_CONNECTIONS = 8
@@ -72,65 +72,81 @@ async def _gets_while_creating(port: int, key: str, ids: list[str], rate: float,
     return {"create_rate": rate, "creates": creates.summary(), "gets": gets.summary()}
 
 
+def baseline_name(processes: int) -> str:
+    """The bare app's name in the results when it runs `processes` API processes."""
+    return "bare" if processes == 1 else f"bare-{processes}p"
+
+
 def create_and_get(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """Workload 1 and the first half of workload 4, on the bare app, genmill on SQLite and genmill on PostgreSQL.
 
-    The servers run side by side (idle ones cost nothing). While gets are measured, each genmill server is offered
-    the goal's create rate or half its own create throughput if lower (a load it sustains, so the gets measure
-    latency under load rather than a growing queue), and the bare app is measured at that same rate next to it.
+    Each genmill server is compared with the bare app running as many API processes as it does: genmill on
+    SQLite runs one process (genmill.processes), genmill on PostgreSQL `--processes N`, so the bare app runs once
+    with one process and, when N > 1, once more with N. The servers run side by side (idle ones cost nothing).
+    While gets are measured, each genmill server is offered the goal's create rate or half its own create
+    throughput if lower (a load it sustains, so the gets measure latency under load rather than a growing queue),
+    and its bare baseline is measured at that same rate next to it.
     """
+    engines = [("sqlite", "")]
     with ExitStack() as stack:
-        targets: list[tuple[str, Served, str]] = [("bare", bare_server(ctx.workdir), "bench-key")]
-        engines = [("sqlite", "")]
         if ctx.postgres:
             engines.append(("postgres", stack.enter_context(postgres_database())))
+        counts = sorted({processes_of(ctx.sizes, engine) for engine, _ in engines})
+        targets: list[tuple[str, Served, str]] = [
+            (baseline_name(n), bare_server(ctx.workdir, n), "bench-key") for n in counts
+        ]
+        baseline_of: dict[str, str] = {}
         for engine, url in engines:
             env = genmill_env(scratch_dir(ctx.workdir), url, ctx.sizes.backends)
             key = create_key(env)
-            targets.append((engine, genmill_server(f"genmill-{engine}-api", ctx.workdir, env, "--no-workers"), key))
+            processes = processes_of(ctx.sizes, engine)
+            flags = ("--no-workers", "--processes", str(processes))
+            targets.append((engine, genmill_server(f"genmill-{engine}-api", ctx.workdir, env, *flags), key))
+            baseline_of[engine] = baseline_name(processes)
         for _, server, _ in targets:  # start side by side, then wait for each
             stack.callback(server.stop)
             server.launch()
         for name, server, _ in targets:
             server.wait_ready()
-            if name != "bare":
+            if name in baseline_of:
                 announce_remote_worker(server)
-        idle = {name: round(rss_mb(server.pid), 1) for name, server, _ in targets}
+        idle = {name: round(largest_rss_mb(server.pid), 1) for name, server, _ in targets}
         ids = {name: _create_ids(server, key, ctx.sizes.prepared_ids) for name, server, key in targets}
         created = {name: _create_throughput(ctx, server, key) for name, server, key in targets}
-        bare, bare_key = targets[0][1], targets[0][2]
+        by_name = {name: (server, key) for name, server, key in targets}
         under_load: dict[str, Any] = {}
-        for name, server, key in targets[1:]:
+        for name, (server, key) in by_name.items():
+            if name not in baseline_of:
+                continue
+            bare, bare_key = by_name[baseline_of[name]]
             rate = round(min(ctx.sizes.create_rate_goal, LOAD_SHARE * created[name]["rps"]), 1)
             with bare.sample_rss("get_under_load"):
-                baseline = loadgen.run(_gets_while_creating(bare.port, bare_key, ids["bare"], rate, ctx))
+                baseline = loadgen.run(_gets_while_creating(bare.port, bare_key, ids[baseline_of[name]], rate, ctx))
             with server.sample_rss("get_under_load"):
                 measured = loadgen.run(_gets_while_creating(server.port, key, ids[name], rate, ctx))
             gets, base_gets = measured["gets"], baseline["gets"]
             under_load[name] = {
                 **measured,
                 "baseline": baseline,
+                "baseline_name": baseline_of[name],
                 "p50_ratio": ratio(gets["p50_ms"], base_gets["p50_ms"]),
                 "p99_ratio": ratio(gets["p99_ms"], base_gets["p99_ms"]),
             }
             ctx.say(f"get on {name} under {rate} creates/s: p50 {gets['p50_ms']} ms, p99 {gets['p99_ms']} ms")
         memory = {name: {"idle": idle[name], **server.peak_rss_mb} for name, server, _ in targets}
-    base = created["bare"]
-    create = {
-        "connections": ctx.sizes.connections,
-        "seconds": ctx.sizes.http_seconds,
-        "bare": created["bare"],
-        **{
-            name: {
-                **created[name],
-                "rps_ratio": ratio(created[name]["rps"], base["rps"]),
-                "p50_ratio": ratio(created[name]["p50_ms"], base["p50_ms"]),
-                "p99_ratio": ratio(created[name]["p99_ms"], base["p99_ms"]),
-            }
-            for name in created
-            if name != "bare"
-        },
-    }
+    create: dict[str, Any] = {"connections": ctx.sizes.connections, "seconds": ctx.sizes.http_seconds}
+    for count in counts:
+        create[baseline_name(count)] = {**created[baseline_name(count)], "processes": count}
+    for engine, base_name in baseline_of.items():
+        run, base = created[engine], created[base_name]
+        create[engine] = {
+            **run,
+            "processes": processes_of(ctx.sizes, engine),
+            "baseline": base_name,
+            "rps_ratio": ratio(run["rps"], base["rps"]),
+            "p50_ratio": ratio(run["p50_ms"], base["p50_ms"]),
+            "p99_ratio": ratio(run["p99_ms"], base["p99_ms"]),
+        }
     return create, {"under_load": under_load, "memory": memory}
 
 
@@ -159,7 +175,8 @@ def _growth_on(ctx: Context, engine: str, url: str) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     drawn: list[str] = []
     seeded = 0
-    with genmill_server(f"genmill-{engine}-growth", ctx.workdir, env, "--no-workers") as server:
+    flags = ("--no-workers", "--processes", str(processes_of(sizes, engine)))
+    with genmill_server(f"genmill-{engine}-growth", ctx.workdir, env, *flags) as server:
         for size in (sizes.seed_small, sizes.seed_large):
             started = time.perf_counter()
             ids = seed_tasks(db_url, account, size - seeded, offset=seeded)
@@ -196,7 +213,7 @@ def memory_echo_only(ctx: Context) -> dict[str, float]:
     key = create_key(env)
     with genmill_server("genmill-sqlite-echo-only", ctx.workdir, env, "--no-workers") as server:
         announce_remote_worker(server)
-        idle = round(rss_mb(server.pid), 1)
+        idle = round(largest_rss_mb(server.pid), 1)
         _create_throughput(ctx, server, key)
     return {"idle": idle, **server.peak_rss_mb}
 

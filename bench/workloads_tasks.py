@@ -20,7 +20,7 @@ from typing import Any
 from bench import loadgen
 from bench.common import REDIS_URL, ROOT, create_key, genmill_env, genmill_server, postgres_database, scratch_dir
 from bench.loadgen import percentile
-from bench.plan import Context, create_request, get_request, ratio
+from bench.plan import Context, create_request, get_request, processes_of, ratio
 
 WAIT = {"Prefer": "wait=60"}
 
@@ -91,7 +91,8 @@ def genmill_tasks(ctx: Context, engine: str, url: str, rate: float | None) -> di
     sizes = ctx.sizes
     env = genmill_env(scratch_dir(ctx.workdir), url, ctx.sizes.backends)
     key = create_key(env)
-    server = genmill_server(f"genmill-{engine}-workers", ctx.workdir, env, "--workers", str(sizes.workers))
+    flags = ("--workers", str(sizes.workers), "--processes", str(processes_of(sizes, engine)))
+    server = genmill_server(f"genmill-{engine}-workers", ctx.workdir, env, *flags)
     with server:
         with server.sample_rss("idle_dispatch"):
             idle = loadgen.run(_genmill_idle(server.port, key, sizes.dispatch_idle))
@@ -102,7 +103,7 @@ def genmill_tasks(ctx: Context, engine: str, url: str, rate: float | None) -> di
             loaded = loadgen.run(_genmill_under_load(server.port, key, load_rate, sizes.load_seconds))
     ctx.say(f"end to end on genmill-{engine}: {throughput['tasks_per_s']} tasks/s")
     return {
-        "end_to_end": throughput,
+        "end_to_end": {**throughput, "processes": processes_of(sizes, engine)},
         "dispatch": {"idle": latency_summary(idle), "under_load": {"rate": load_rate, **latency_summary(loaded)}},
         "memory": server.peak_rss_mb,
     }
