@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("create", "end_to_end", "dispatch", "get", "memory")
 
@@ -51,3 +53,24 @@ def test_the_store_calls_bench_runs_on_a_tiny_size() -> None:
     assert "claim_next_task + complete (70 tasks)" in run.stdout  # every queued task was claimed and completed
     for call in ("empty write transaction (baseline)", "authenticate", "tasks.create", "tasks.get"):
         assert call in run.stdout
+
+
+def test_the_scale_out_bench_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    """`python -m bench.scale --quick`: two API processes and one remote worker on PostgreSQL (skipped by the bench
+    itself, which says so, where PostgreSQL does not answer)."""
+    out, doc = tmp_path / "scale.json", tmp_path / "deploy.md"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--quick", "--out", str(out), "--doc", str(doc)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    if "[scale] skipped" in run.stdout:
+        pytest.skip(run.stdout.strip())
+    cells = json.loads(out.read_text())["cells"]
+    assert [(c["api_processes"], c["workers"]) for c in cells] == [(2, 1)]
+    assert cells[0]["completed"] == cells[0]["tasks"]  # every task ran through the remote worker
+    assert set(cells[0]["cpu_ms_per_task"]) == {"api", "workers", "postgres"}
+    assert "<!-- bench:scale:begin" in doc.read_text()
