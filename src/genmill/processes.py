@@ -31,6 +31,7 @@ single CPU however many threads wait on the database. So the server forks N copi
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -52,6 +53,9 @@ QUICK_DEATH_SECONDS = 5.0
 death (up to `MAX_RESTART_PAUSE`), so a process that cannot start does not spin a core."""
 
 MAX_RESTART_PAUSE = 5.0
+
+PORT_PATIENCE = 3.0
+"""How long `genmill serve` waits for its port to be free before it gives up (see `_free`)."""
 
 
 def cores() -> int:
@@ -79,9 +83,31 @@ def processes_problem(count: int, dialect: str) -> str | None:
     return None
 
 
+def _free(family: socket.AddressFamily, host: str, port: int, *, patience: float = PORT_PATIENCE) -> int:
+    """The port, once nothing listens on it (port 0: a free one). A server killed a moment ago may still have
+    processes closing their sockets (the kernel kills them with their supervisor), so this waits up to
+    `patience` seconds before it lets "Address already in use" through."""
+    deadline = time.monotonic() + patience
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                return int(probe.getsockname()[1])
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
+
+
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on the same address with SO_REUSEPORT (port 0: a free port chosen by the first)."""
+    """`count` listening sockets on the same address with SO_REUSEPORT (port 0: a free port).
+
+    SO_REUSEPORT would also let this server share a port with another server of the same user that set it,
+    silently splitting its traffic; so the address is first bound once without it, which fails as a plain
+    `bind` does ("Address already in use") when anything listens there (see `_free`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = _free(family, host, port)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):

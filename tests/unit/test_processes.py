@@ -57,3 +57,12 @@ def test_the_sockets_share_one_port_and_each_accepts_connections() -> None:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_a_port_another_server_listens_on_is_refused_not_shared() -> None:
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even one that would allow sharing
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        with pytest.raises(OSError):
+            listening_sockets("127.0.0.1", other.getsockname()[1], 2)
