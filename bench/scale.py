@@ -9,7 +9,8 @@ Per cell, with the same client (bench/loadgen.py, 32 connections):
 - end-to-end tasks/s: create `--tasks` echo tasks closed-loop, then read each back with `Prefer: wait`;
 - dispatch latency idle (one task at a time) and under load (open-loop at half the cell's own tasks/s):
   `output.started_at - meta.created_at`, both stamped by genmill on this machine's clock;
-- CPU milliseconds per task of the API processes, of the workers and of PostgreSQL (every `postgres` process),
+- CPU milliseconds per task of the API processes, of the workers and of PostgreSQL (the backends of the cell's
+  database),
   read from /proc around the end-to-end run. These are what the capacity model in docs/deploy.md divides by:
   on a 2-core machine the client, the API, the workers and PostgreSQL share the cores, so tasks/s does not
   grow with N and M here, while the CPU a task costs each part is what a larger deployment pays per task.
@@ -25,6 +26,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,28 +57,36 @@ CONNECTIONS = 32
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far (those gone are skipped)."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes so far (those gone are left out)."""
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the whole line)
-    return total / TICKS
+        used[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: fields 14 and 15 of the line
+    return used
 
 
-def postgres_pids() -> list[int]:
-    """Every process named `postgres` on this machine: the server, its background workers and its backends."""
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at the second (a process that started in
+    between counts whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def postgres_backends(database: str) -> list[int]:
+    """The PostgreSQL backends serving `database` (their command line names it). The server's shared
+    background processes (WAL writer, checkpointer) are left out: other databases on this machine use them."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found.append(int(entry.name))
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
+            if command.startswith("postgres:") and f" {database} " in command:
+                found.append(int(entry.name))
     return found
 
 
@@ -127,12 +137,18 @@ class Workers:
                 proc.wait(10)
 
 
-def _cell(port: int, key: str, server_pid: int, workers: Workers, args: argparse.Namespace) -> dict[str, Any]:
+def _cell(
+    port: int, key: str, server_pid: int, workers: Workers, database: str, args: argparse.Namespace
+) -> dict[str, Any]:
     idle = loadgen.run(_genmill_idle(port, key, args.idle))
-    parts = {"api": lambda: process_tree(server_pid), "workers": lambda: workers.pids, "postgres": postgres_pids}
+    parts: dict[str, Callable[[], list[int]]] = {
+        "api": lambda: process_tree(server_pid),
+        "workers": lambda: workers.pids,
+        "postgres": lambda: postgres_backends(database),
+    }
     before = {name: cpu_seconds(pids()) for name, pids in parts.items()}
     throughput = loadgen.run(_genmill_throughput(port, key, args.tasks, CONNECTIONS))
-    used = {name: cpu_seconds(pids()) - before[name] for name, pids in parts.items()}
+    used = {name: cpu_used(before[name], cpu_seconds(pids())) for name, pids in parts.items()}
     rate = round(max(1.0, throughput["tasks_per_s"] * 0.5), 1)
     loaded = loadgen.run(_genmill_under_load(port, key, rate, args.load_seconds))
     done = max(1, throughput["completed"])
@@ -173,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         cell = {
                             "api_processes": api,
                             "workers": count,
-                            **_cell(server.port, key, server.pid, workers, args),
+                            **_cell(server.port, key, server.pid, workers, sa.make_url(url).database or "", args),
                         }
                     finally:
                         workers.stop()
