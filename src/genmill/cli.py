@@ -72,29 +72,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _say(f"genmill serving on {where}")
         serve(app, host=settings.host, port=settings.port, log_level=args.log_level, limits=limits)
         return 0
-    return _serve_processes(settings, count, limits, args.log_level, where)
-
-
-def _serve_processes(settings: Settings, count: int, limits: Any, log_level: str, where: str) -> int:
-    """`count` API processes on one port (genmill.processes): migrate once, bind, fork; process 0 runs the
-    in-process workers, the reaper and the webhook dispatcher."""
-    import socket
-
-    from genmill.processes import Supervisor, listening_sockets
-    from genmill.store.migrate import upgrade
-
-    upgrade(settings.resolved_database_url())
-    sockets = listening_sockets(settings.host, settings.port, count)
-
-    def serve_one(index: int, sock: socket.socket) -> None:
-        from genmill.app import create_app
-        from genmill.httpserver import serve
-
-        app = create_app(settings, run_workers=index == 0, process_index=index)
-        serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])
+    from genmill.processes import serve_processes
 
     _say(f"genmill serving on {where} with {count} API processes")
-    return Supervisor(sockets, serve_one).run()
+    return serve_processes(settings, count, limits, args.log_level)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

@@ -41,6 +41,11 @@ import time
 import traceback
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from genmill.httpserver import ServerLimits
+    from genmill.settings import Settings
 
 log = logging.getLogger("genmill.processes")
 
@@ -240,3 +245,54 @@ class Supervisor:
     def _signal(pid: int, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
+
+
+def connections_needed(count: int) -> int:
+    """PostgreSQL connections `count` API processes may open at most: each one's pool and its LISTEN connection."""
+    from genmill.store.engine import POOL_OVERFLOW, POOL_SIZE
+
+    return count * (POOL_SIZE + POOL_OVERFLOW + 1)
+
+
+def check_connection_budget(url: str, count: int) -> None:
+    """Warn when `count` processes could open more connections than the server's `max_connections` allows (the
+    pools open connections only as load needs them, so this is a warning: under a heavy load some requests would
+    answer 503 with "too many clients")."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            allowed = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+    finally:
+        engine.dispose()
+    needed = connections_needed(count)
+    if needed > allowed:
+        log.warning(
+            "%d API processes may open up to %d PostgreSQL connections, more than its max_connections (%d), shared "
+            "with every other replica and worker host: lower --processes, raise max_connections or put PgBouncer in "
+            "front (docs/deploy.md)",
+            count,
+            needed,
+            allowed,
+        )
+
+
+def serve_processes(settings: Settings, count: int, limits: ServerLimits, log_level: str) -> int:
+    """`genmill serve --processes count` (count > 1, PostgreSQL): migrate once, check the connection budget,
+    bind, fork; process 0 runs the in-process workers, the reaper and the webhook dispatcher."""
+    from genmill.store.migrate import upgrade
+
+    url = settings.resolved_database_url()
+    upgrade(url)
+    check_connection_budget(url, count)
+    sockets = listening_sockets(settings.host, settings.port, count)
+
+    def serve_one(index: int, sock: socket.socket) -> None:
+        from genmill.app import create_app
+        from genmill.httpserver import serve
+
+        app = create_app(settings, run_workers=index == 0, process_index=index)
+        serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])
+
+    return Supervisor(sockets, serve_one).run()

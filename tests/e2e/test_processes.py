@@ -205,3 +205,19 @@ def test_kill_9_of_the_process_running_the_workers_loses_nothing_acknowledged(se
     assert len(acknowledged) > 10
     assert [t for t in acknowledged if rows.get(t) != "completed"] == []
     on_process(srv, 0).close()  # the new process 0 answers too
+
+
+def test_more_processes_than_the_database_has_connections_for_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    from genmill.processes import check_connection_budget, connections_needed
+
+    with temporary_database(prefix="genmill_procs_") as url:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            allowed = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+        engine.dispose()
+        fits = max(1, allowed // connections_needed(1))
+        with caplog.at_level("WARNING", logger="genmill.processes"):
+            check_connection_budget(url, fits)
+            assert caplog.records == []
+            check_connection_budget(url, fits + 1)
+    assert "more than its max_connections" in caplog.text
