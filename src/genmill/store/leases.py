@@ -19,13 +19,21 @@ import sqlalchemy as sa
 
 from genmill.domain.clock import SYSTEM_CLOCK, Clock
 from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
-from genmill.domain.records import PUBLIC_POOL, Claim, Task
+from genmill.domain.records import PUBLIC_POOL, Account, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import Conflict
 from genmill.store.base import Publisher, Queries, another_replica_sweeps
 from genmill.store.events import PROGRESS, STATUS, emit
 from genmill.store.mapping import to_task
-from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
+from genmill.store.pg_statements import claim_params, claim_statement
+from genmill.store.rows import (
+    MAX_LOG_LINES,
+    end_task,
+    lock_task_and_account,
+    promote_staged,
+    select_task,
+    update_task,
+)
 from genmill.store.tables import accounts, tasks
 
 SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
@@ -47,6 +55,7 @@ class SweepResult:
 
 
 MAX_CACHED_CLAIMS = 256
+CLAIMED = transition(TaskStatus.PENDING, TaskEvent.CLAIM)
 _PROCESSING_LOADS = (
     sa.select(tasks.c.account_id, sa.func.count())
     .where(tasks.c.status == TaskStatus.PROCESSING.value)
@@ -58,6 +67,7 @@ class LeaseStore(Queries):
     def __init__(self, engine: sa.Engine, publish: Publisher | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(engine, publish, clock=clock)
         self._claim_statements: dict[tuple[tuple[tuple[str, str], ...], str], sa.Select[Any]] = {}
+        self._pg_claims: dict[tuple[tuple[str, str], ...], sa.TextualSelect] = {}
 
     def claim_next_task(
         self,
@@ -81,17 +91,62 @@ class LeaseStore(Queries):
             return None
         now = self.clock.now()
         with self.tx() as conn:
-            loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
-            params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
-            row = conn.execute(self._claim_statement(caps, "idle" if loads else "any"), params).one_or_none()
-            for level in sorted(set(loads.values())) if row is None else ():
-                params["b_accounts"] = [account for account, load in loads.items() if load == level]
-                row = conn.execute(self._claim_statement(caps, "among"), params).one_or_none()
-                if row is not None:
-                    break
-            if row is None:
-                return None
-            return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+            return self._claim_next(conn, caps, worker_id, lease_seconds, pool, now)
+
+    def _claim_next(
+        self,
+        conn: sa.Connection,
+        caps: tuple[tuple[str, str], ...],
+        worker_id: str,
+        lease_seconds: float,
+        pool: str,
+        now: datetime,
+    ) -> Claim | None:
+        """`claim_next_task` inside the caller's transaction."""
+        if conn.dialect.name == "postgresql":
+            return self._claim_next_pg(conn, caps, worker_id, lease_seconds, pool, now)
+        loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
+        params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
+        row = conn.execute(self._claim_statement(caps, "idle" if loads else "any"), params).one_or_none()
+        for level in sorted(set(loads.values())) if row is None else ():
+            params["b_accounts"] = [account for account, load in loads.items() if load == level]
+            row = conn.execute(self._claim_statement(caps, "among"), params).one_or_none()
+            if row is not None:
+                break
+        if row is None:
+            return None
+        return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+
+    def _claim_next_pg(
+        self,
+        conn: sa.Connection,
+        caps: tuple[tuple[str, str], ...],
+        worker_id: str,
+        lease_seconds: float,
+        pool: str,
+        now: datetime,
+    ) -> Claim | None:
+        """The same choice and lease as the portable path, in one statement (`pg_statements.claim_statement`)."""
+        statement = self._pg_claims.get(caps)
+        if statement is None:
+            if len(self._pg_claims) >= MAX_CACHED_CLAIMS:
+                self._pg_claims.clear()
+            statement = self._pg_claims[caps] = claim_statement(caps)
+        params = claim_params(
+            caps,
+            status=CLAIMED.value,
+            lease_id=str(uuid.uuid4()),
+            lease_expires_at=lease_ends_at(now, lease_seconds),
+            worker_id=worker_id,
+            now=now,
+            pool=pool,
+        )
+        row = conn.execute(statement, params).one_or_none()
+        if row is None:
+            return None
+        leased = to_task(row)
+        assert leased.lease_id is not None and leased.lease_expires_at is not None
+        return Claim(emit(conn, leased.task_id, STATUS, now, task=leased), leased.lease_id, leased.lease_expires_at)
 
     def claim_task(self, task_id: str, worker_id: str, lease_seconds: float) -> Claim | None:
         """Lease one named pending task (None when it is not pending, e.g. staged at the concurrency limit).
@@ -193,7 +248,17 @@ class LeaseStore(Queries):
         return Claim(emit(conn, task.task_id, STATUS, now, task=leased), leased.lease_id, leased.lease_expires_at)
 
     def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:
-        task = select_task(conn, task_id, lock=True)
+        return self._check_lease(select_task(conn, task_id, lock=True), task_id, lease_id)
+
+    def _locked_lease_and_account(self, conn: sa.Connection, task_id: str, lease_id: str) -> tuple[Task, Account]:
+        """The leased task and its account, both locked, for a transaction that ends the task."""
+        locked = lock_task_and_account(conn, task_id)
+        task = self._check_lease(None if locked is None else locked[0], task_id, lease_id)
+        assert locked is not None
+        return task, locked[1]
+
+    @staticmethod
+    def _check_lease(task: Task | None, task_id: str, lease_id: str) -> Task:
         if task is None:
             raise Conflict(f"task {task_id} does not exist")
         if not holds_lease(task.status, task.lease_id, lease_id):
@@ -242,9 +307,16 @@ class LeaseStore(Queries):
         `usage_credits`, when the entry prices what the output used, is consumed (at most the frozen price) and the
         rest released, in this one transaction."""
         with self.tx() as conn:
-            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
+            task, account = self._locked_lease_and_account(conn, task_id, lease_id)
+            task = self._flush(conn, task, logs, detail)
             return end_task(
-                conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output, usage_credits=usage_credits
+                conn,
+                task,
+                TaskEvent.COMPLETE,
+                self.clock.now(),
+                output=output,
+                usage_credits=usage_credits,
+                account=account,
             )
 
     def fail(
@@ -258,8 +330,9 @@ class LeaseStore(Queries):
     ) -> list[str]:
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
-            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error)
+            task, account = self._locked_lease_and_account(conn, task_id, lease_id)
+            task = self._flush(conn, task, logs, detail)
+            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error, account=account)
 
     @staticmethod
     def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:

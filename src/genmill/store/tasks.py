@@ -23,10 +23,10 @@ from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
 from genmill.store.mapping import to_task
+from genmill.store.pg_statements import task_insert
 from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
 from genmill.store.tables import idempotency_keys, tasks
 
-_INSERT_TASK = sa.insert(tasks)
 _SELECT_OWN_TASK = sa.select(tasks).where(
     tasks.c.task_id == sa.bindparam("b_task_id"), tasks.c.account_id == sa.bindparam("b_account_id")
 )
@@ -150,8 +150,8 @@ class TaskStore(Queries):
             usage_type=new.usage_type,
         )
         row = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
-        conn.execute(_INSERT_TASK, {**row, "status": status.value, "updated_at": now})
-        return emit(conn, task_id, STATUS, now, task=task)
+        write = task_insert({**row, "status": status.value, "updated_at": now})
+        return emit(conn, task_id, STATUS, now, task=task, write=write)
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""
