@@ -88,6 +88,32 @@ def lock_task_and_account(conn: sa.Connection, task_id: str) -> tuple[Task, Acco
     return to_task(row), account
 
 
+LOCK_TASKS = (
+    sa.select(tasks)
+    .where(tasks.c.task_id.in_(sa.bindparam("b_task_ids", expanding=True)))
+    .order_by(tasks.c.task_id)
+    .with_for_update()
+)
+LOCK_ACCOUNTS = (
+    sa.select(accounts)
+    .where(accounts.c.account_id.in_(sa.bindparam("b_account_ids", expanding=True)))
+    .order_by(accounts.c.account_id)
+    .with_for_update()
+)
+
+
+def lock_batch(conn: sa.Connection, task_ids: list[str]) -> tuple[dict[str, Task], dict[str, Account]]:
+    """Several tasks and their accounts, locked by two statements: tasks, then accounts, each in key order, so
+    that two batches (or a batch and a single complete, which locks a task and then its account) cannot wait for
+    each other in a cycle."""
+    locked = {t.task_id: t for t in map(to_task, conn.execute(LOCK_TASKS, {"b_task_ids": sorted(task_ids)}))}
+    account_ids = sorted({t.account_id for t in locked.values()})
+    if not account_ids:
+        return locked, {}
+    rows = conn.execute(LOCK_ACCOUNTS, {"b_account_ids": account_ids})
+    return locked, {a.account_id: a for a in map(to_account, rows)}
+
+
 def lock_account(conn: sa.Connection, account_id: str) -> Account:
     row = conn.execute(LOCK_ACCOUNT, {"b_account_id": account_id}).one_or_none()
     if row is None:
@@ -166,6 +192,32 @@ def end_task(
     usage_credits: int | None = None,
     account: Account | None = None,
 ) -> list[str]:
+    """Finish a task; see `finish_task`, which also returns the account as this left it."""
+    return finish_task(
+        conn,
+        task,
+        event,
+        now,
+        output=output,
+        error=error,
+        log_line=log_line,
+        usage_credits=usage_credits,
+        account=account,
+    )[0]
+
+
+def finish_task(
+    conn: sa.Connection,
+    task: Task,
+    event: TaskEvent,
+    now: datetime,
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    log_line: str | None = None,
+    usage_credits: int | None = None,
+    account: Account | None = None,
+) -> tuple[list[str], Account]:
     """Finish a task (complete, fail or cancel) with its credit movement, in the caller's transaction.
 
     `genmill.domain.settlement.settle` decides the ending status, whether the frozen price is consumed or
@@ -208,5 +260,5 @@ def end_task(
     )
     emit(conn, task.task_id, STATUS, now, task=snapshot, write=task_update(task.task_id, values))
     if settlement.frees_slot:
-        return promote_staged(conn, task.account_id, now, account=account)
-    return []
+        return promote_staged(conn, task.account_id, now, account=account), account
+    return [], account
