@@ -4,13 +4,13 @@ choices, ledger rows and events as one call per task."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from tests.integration.test_store_tasks import CAPS, assert_reconciles, new_task
 
 from genmill.domain.states import TaskStatus
 from genmill.errors import Conflict
 from genmill.store import Store
 from genmill.store.leases import Completion
 from genmill.store.tables import ledger, task_events
-from tests.integration.test_store_tasks import CAPS, assert_reconciles, new_task
 
 
 def test_claim_many_takes_the_tasks_successive_claims_would_in_their_order(store: Store) -> None:
