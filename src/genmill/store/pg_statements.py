@@ -4,15 +4,15 @@ On PostgreSQL every statement is a network round trip, and each costs the server
 as much as the work it carries. The steps below do the same writes as the portable statements they replace
 (same rows, same ledger entries, same events, same lock order), but as one statement, with data-modifying CTEs:
 
-- the outbox event, its webhook delivery and the `pg_notify` that announces it (was two or three statements);
-- a ledger movement: the account's new buckets and the ledger entry (was two);
-- the claim: the next task by the fairness rule, chosen `FOR UPDATE SKIP LOCKED` and leased by the same
-  `UPDATE ... RETURNING` (was three: the processing loads, the next task, the lease).
+- the outbox event, its webhook delivery and the `pg_notify` that announces it, with the task row's own insert or
+  update (was three or four statements);
+- a ledger movement: the account's new buckets and the ledger entry (was two).
+
+The claim's one statement (the fair pick and the lease) is `genmill.store.claims.claim_statement`.
 
 Why statements rather than a server-side function: the decisions (settlement, admission, the ledger rules, the
 event's snapshot) stay in `genmill.domain` in Python, where both engines share them; a function would have to
-restate them in PL/pgSQL. Only the fairness order of the claim is written in SQL, and it is the same order the
-portable claim seeks (`LeaseStore.claim_next_task`): least-loaded account first, then priority, then age.
+restate them in PL/pgSQL.
 
 Reads that decide something under a lock (the account's active count after its row lock) stay separate
 statements: in READ COMMITTED a statement's snapshot is taken before it waits for a lock, so a count folded into
