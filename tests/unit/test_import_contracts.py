@@ -40,6 +40,7 @@ VIOLATIONS = [
     ("models/echo/backend.py", "import genmill.store", "backends and model families never reach"),
     ("backends/toolkit.py", "import genmill.models.flux.catalog", "shared backend code does not import"),
     ("models/echo/backend.py", "import genmill.models.flux.catalog", "model families are independent"),
+    ("client/core.py", "import genmill.domain.states", "the SDK and the CLI's client commands need only httpx"),
 ]
 
 
