@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be fetched")
     pull.set_defaults(func=cmd_models_pull)
     add_mcp_command(sub)
+    from genmill.cli_client import add_client_commands  # run, task: the SDK from a terminal
+
+    add_client_commands(sub)
     return parser
 
 
