@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from genmill.cli_admin import add_admin_commands
 from genmill.errors import GenmillError
-from genmill.logs import configure_logging, log_format_from_env, quiet_third_party
+from genmill.logs import configure_logging, filter_native_noise, log_format_from_env, quiet_third_party
 from genmill.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from genmill.app import create_app
     from genmill.httpserver import ServerLimits, serve
 
+    filter_native_noise()
     settings = _settings(args)
     app = create_app(settings)
     _say(f"genmill serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})")
@@ -183,6 +184,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from genmill.worker.http_transport import HttpTransport
     from genmill.worker.runtime import Worker
 
+    filter_native_noise()
     settings = Settings(device=args.device) if args.device else Settings()
     server = args.server or settings.server_url
     token = args.token or settings.worker_token

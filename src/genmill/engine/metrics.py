@@ -25,7 +25,6 @@ from prometheus_client.registry import Collector
 
 from genmill.domain.records import EventRef
 from genmill.domain.states import TaskStatus
-from genmill.errors import GenmillError
 from genmill.store import Store
 from genmill.worker.backendset import BackendSet
 
@@ -47,7 +46,8 @@ class DatabaseNumbers(Collector):
         up = GaugeMetricFamily("genmill_database_up", "1 when the database answered this scrape")
         try:
             families = list(self._read())
-        except GenmillError:
+        except Exception:  # unreachable, locked, or no schema: the scrape still answers, saying so
+            log.warning("metrics: the database could not be read", exc_info=True)
             up.add_metric([], 0)
             yield up
             return

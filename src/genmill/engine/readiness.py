@@ -55,7 +55,12 @@ class ReadinessCheck:
         if current != head:
             migrations = f"at {current or 'no revision'}, the package ships {head}"
             reasons.append(f"migrations not at head: database {migrations} (run `genmill db upgrade`)")
-        workers = self.local_workers() + self.store.ops.public_workers_seen(self.worker_seen)
+        try:
+            remote = self.store.ops.public_workers_seen(self.worker_seen)
+        except Exception as exc:  # e.g. a database without genmill's tables
+            remote = 0
+            reasons.append(f"workers unknown: {type(exc).__name__}: {exc}"[:300])
+        workers = self.local_workers() + remote
         if workers == 0:
             reasons.append("no worker serves the public pool (none in process, no remote public worker seen lately)")
         return Readiness(True, migrations, workers, reasons)
