@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from genmill.domain.records import EventRef
+from genmill.domain.records import EventRef, Task
 from genmill.domain.states import TaskStatus
 from genmill.store import Store
 from genmill.worker.backendset import BackendSet
@@ -155,18 +155,20 @@ class ServerMetrics:
         self.registry.register(ModelCacheNumbers(backend_sets))
 
     def observe(self, events: Iterable[EventRef]) -> None:
-        """Count the status changes of committed events and log one line per task transition. Never raises: a
-        metric must not fail the task whose commit it follows."""
-        for event in events:
-            if event.kind != "status":
-                continue
-            try:
-                self._observe(event)
-            except Exception:
-                log.debug("task %s: could not count transition to %s", event.task_id, event.status, exc_info=True)
+        """Count the status changes of committed events and log one line per task transition, reading the
+        commit's tasks in one query. Never raises: a metric must not fail the task whose commit it follows."""
+        changes = [event for event in events if event.kind == "status"]
+        if not changes:
+            return
+        try:
+            tasks = self.store.ops.tasks_by_id([event.task_id for event in changes])
+            for event in changes:
+                if event.task_id in tasks:
+                    self._observe(event, tasks[event.task_id])
+        except Exception:
+            log.warning("could not count %d task transitions", len(changes), exc_info=True)
 
-    def _observe(self, event: EventRef) -> None:
-        task = self.store.tasks.get_any(event.task_id)
+    def _observe(self, event: EventRef, task: Task) -> None:
         status = TaskStatus(event.status)
         self.transitions.labels(task.model, status.value).inc()
         log.info(
