@@ -167,6 +167,7 @@ class Runtime:
             concurrency=settings.webhook_concurrency,
             per_account=settings.webhook_account_concurrency,
             retry_scale=settings.webhook_retry_scale,
+            on_attempt=self.metrics.webhook_attempt,
         )
         self.workers = [self.make_worker(i) for i in range(settings.workers * len(self.backend_sets))]
         self.pool = WorkerPool(

@@ -44,7 +44,7 @@ NATIVE_NOISE = re.compile(
 """Native lines that say nothing an operator can act on: delegates created, absl not initialised, feedback
 tensors disabled (once per model load of MediaPipe's face and segmentation graphs)."""
 
-STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def quiet_third_party() -> None:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.integration.conftest import Api
+from tests.receiver import run_receiver
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -73,6 +75,23 @@ def test_metrics_move_when_a_task_runs(api: Api) -> None:
     assert value(ran, "genmill_credits_consumed_total", model=MODEL) == price
     assert value(ran, "genmill_ledger_credits_consumed_total") == price
     assert value(ran, "genmill_model_loads_total", backend=api.upscaler.name) == 1
+
+
+def test_webhook_outcomes_are_counted(api: Api) -> None:
+    with run_receiver() as rx:
+        rx.answers = [410]
+        body = {
+            **UPSCALE,
+            "input": {"image": base64.b64encode(png_bytes(4, 4)).decode(), "scale": 2},
+            "config": {"webhook_config": {"endpoint": rx.url}},
+        }
+        assert api.client.post("/api/v1/task", json=body, headers=api.h()).status_code == 200
+        deadline = time.monotonic() + 10
+        while api.runtime.store.webhooks.next_due_at() is not None and time.monotonic() < deadline:
+            api.runtime.webhooks.run_once()
+    found = samples(api)
+    assert value(found, "genmill_webhook_attempts_total", outcome="gone") == 1
+    assert value(found, "genmill_webhook_deliveries", state="gone") == 1
 
 
 def test_metrics_say_when_the_database_is_down(api: Api, tmp_path: Path) -> None:

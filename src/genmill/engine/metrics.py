@@ -3,8 +3,8 @@
 Two kinds of numbers (docs/operations.md lists each metric):
 - per process, counted as this process commits them: task transitions by model and status, the dispatch
   (created → claimed) and run (claimed → ended) latency histograms, credits consumed by tasks this process
-  ended, and model loads and unloads of its in-process workers. With several replicas, sum them across replicas;
-  they restart from zero with the process.
+  ended, webhook delivery attempts by outcome, and model loads and unloads of its in-process workers. With
+  several replicas, sum them across replicas; they restart from zero with the process.
 - from the database at each scrape, the same whichever replica answers: tasks by model and status, queue depth,
   workers seen, credits consumed in all, webhook deliveries by state. Do not sum these across replicas.
 
@@ -149,10 +149,20 @@ class ServerMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.webhook_attempts = Counter(
+            "genmill_webhook_attempts",
+            "Webhook delivery attempts made by this process, by outcome: delivered, pending (to be retried),"
+            " failed (a 4xx), gone (410), exhausted",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.registry.register(
             DatabaseNumbers(store, worker_seen_seconds=worker_seen_seconds, in_process_slots=in_process_slots)
         )
         self.registry.register(ModelCacheNumbers(backend_sets))
+
+    def webhook_attempt(self, outcome: str) -> None:
+        self.webhook_attempts.labels(outcome).inc()
 
     def observe(self, events: Iterable[EventRef]) -> None:
         """Count the status changes of committed events and log one line per task transition, reading the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,20 @@ def check(url: str) -> None:
     command.check(alembic_config(url))
 
 
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration this package ships (read once: the files do not change while the process runs)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def revisions(engine: Any) -> tuple[str | None, str | None]:
     """(the database's current revision, the newest the package ships): equal when migrations are at head."""
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
-    url = engine.url.render_as_string(hide_password=False)
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return current, head
+    return current, head_revision()
