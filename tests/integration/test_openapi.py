@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from tests.integration.openapi_admin import ADMIN_EXPECTED, ADMIN_NOT_PROVOKED, probe_the_admin_routes
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -69,22 +70,7 @@ EXPECTED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {400, 401, 413, 429},
     "GET /api/luma/v1/video/{task_id}": {400, 401, 404, 429},
     "GET /api/kling/v1/video/{task_id}": {400, 401, 404, 429},
-    "GET /readyz": set(),
-    "GET /admin/accounts": {400, 401, 403},
-    "POST /admin/accounts": {400, 401, 403, 413},
-    "GET /admin/accounts/{account_id}": {400, 401, 403, 404},
-    "PATCH /admin/accounts/{account_id}": {400, 401, 403, 404, 413},
-    "POST /admin/accounts/{account_id}/topups": {400, 401, 403, 404, 409, 413},
-    "GET /admin/accounts/{account_id}/keys": {400, 401, 403, 404},
-    "POST /admin/accounts/{account_id}/keys": {400, 401, 403, 404, 413},
-    "GET /admin/keys": {400, 401, 403},
-    "DELETE /admin/keys/{key_id}": {400, 401, 403, 404},
-    "GET /admin/worker-tokens": {400, 401, 403},
-    "POST /admin/worker-tokens": {400, 401, 403, 404, 413},
-    "DELETE /admin/worker-tokens/{token_id}": {400, 401, 403, 404},
-    "GET /admin/workers": {400, 401, 403},
-    "GET /admin/queue": {400, 401, 403},
-    "GET /admin/webhooks/failures": {400, 401, 403},
+    **ADMIN_EXPECTED,
 }
 """Every route and the error codes it answers; a new route must be added here (the test says so)."""
 
@@ -123,20 +109,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {RATE_LIMITED},
     "GET /api/luma/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
     "GET /api/kling/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
-    **{
-        route: {BOUNDARY_ONLY}
-        for route in (
-            "GET /admin/accounts",
-            "GET /admin/accounts/{account_id}",
-            "GET /admin/accounts/{account_id}/keys",
-            "GET /admin/keys",
-            "DELETE /admin/keys/{key_id}",
-            "GET /admin/worker-tokens",
-            "DELETE /admin/worker-tokens/{token_id}",
-            "GET /admin/workers",
-            "GET /admin/queue",
-        )
-    },
+    **ADMIN_NOT_PROVOKED,
 }
 """Documented codes this test does not provoke, and why."""
 
@@ -331,36 +304,6 @@ def probe_the_legacy_routes(probe: Probe) -> None:
         probe.call(extend, path, json={"prompt": "x", "creativity": "high"}, headers=probe.key_headers())
 
 
-def probe_the_admin_routes(probe: Probe) -> None:
-    """An operator token's unknown ids (404), bad bodies and parameters (400), a reused Idempotency-Key (409),
-    an oversized PATCH (413), and an account key or worker token in place of an operator token (403)."""
-    operator = probe.operator_headers()
-    account = f"/admin/accounts/{probe.poor_account_id}"
-    for route in ("GET /admin/accounts/{account_id}", "GET /admin/accounts/{account_id}/keys"):
-        probe.call(route, route.split(" ")[1].replace("{account_id}", "no-such-id"), headers=operator)
-    probe.call("PATCH /admin/accounts/{account_id}", "/admin/accounts/no-such-id", json={}, headers=operator)
-    probe.call("PATCH /admin/accounts/{account_id}", account, json={"max_concurrency": 0}, headers=operator)
-    probe.call("PATCH /admin/accounts/{account_id}", account, content=b"x" * (MAX_BODY + 1), headers=operator)
-    topups = "POST /admin/accounts/{account_id}/topups"
-    probe.call(topups, f"{account}/topups", json={"credits": 5}, headers={**operator, "Idempotency-Key": "t"})
-    probe.call(topups, f"{account}/topups", json={"credits": 6}, headers={**operator, "Idempotency-Key": "t"})
-    probe.call(
-        topups, "/admin/accounts/no-such-id/topups", json={"credits": 5}, headers={**operator, "Idempotency-Key": "u"}
-    )
-    probe.call(topups, f"{account}/topups", json={"credits": 5}, headers=operator)  # no Idempotency-Key: 400
-    keys = "POST /admin/accounts/{account_id}/keys"
-    probe.call(keys, "/admin/accounts/no-such-id/keys", json={}, headers=operator)
-    probe.call(keys, f"{account}/keys", json={"name": "x" * 201}, headers=operator)
-    probe.call("POST /admin/accounts", json={"name": ""}, headers=operator)
-    probe.call("POST /admin/worker-tokens", json={"account_id": "no-such-id"}, headers=operator)
-    probe.call("POST /admin/worker-tokens", json={"name": "x" * 201}, headers=operator)
-    probe.call("GET /admin/webhooks/failures", params={"limit": 0}, headers=operator)
-    for route in ("DELETE /admin/keys/{key_id}", "DELETE /admin/worker-tokens/{token_id}"):
-        probe.call(route, route.split(" ")[1].split("{")[0] + "no-such-id", headers=operator)
-    probe.call("GET /admin/accounts", headers={"Authorization": f"Bearer {probe.key}"})  # an API key: 403
-    probe.call("GET /readyz")
-
-
 def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> None:
     spec = probe.client.get("/openapi.json").json()
     routes = documented(spec)
@@ -370,7 +313,7 @@ def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> Non
     probe_the_files(probe)
     probe_the_worker_routes(probe)
     probe_the_legacy_routes(probe)
-    probe_the_admin_routes(probe)
+    probe_the_admin_routes(probe.call, probe.operator_headers(), probe.key, probe.poor_account_id, MAX_BODY)
     for route, codes in routes.items():
         assert codes == EXPECTED[route] | {DATABASE_DOWN}, route
         answered = probe.answered[route] - {200}
