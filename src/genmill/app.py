@@ -108,7 +108,6 @@ class Runtime:
             self.store,
             self.backend_sets,
             worker_slots=worker_slots,
-            devices=settings.devices(),
             worker_seen_seconds=settings.worker_seen_seconds,
         )
         self.readiness = ReadinessCheck(

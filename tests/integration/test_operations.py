@@ -22,6 +22,7 @@ from tests.receiver import run_receiver
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
+from genmill.backends.base import Resident
 from genmill.logs import JsonFormatter
 from genmill.settings import Settings
 from genmill.store import Store
@@ -50,7 +51,7 @@ def value(found: list[Sample], name: str, **labels: str) -> float:
     return matching[0]
 
 
-def test_metrics_move_when_a_task_runs(api: Api) -> None:
+def test_metrics_move_when_a_task_runs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     before = samples(api)
     assert value(before, "genmill_database_up") == 1
     assert not [s for s in before if s.name == "genmill_task_transitions_total"]
@@ -59,6 +60,8 @@ def test_metrics_move_when_a_task_runs(api: Api) -> None:
     assert value(queued, "genmill_queue_depth", model=MODEL, task_type="upscale", pool="public", status="pending") == 1
     assert value(queued, "genmill_task_transitions_total", model=MODEL, status="pending") == 1
     assert value(queued, "genmill_workers", kind="in_process", pool="public") == 1
+    resident = Resident("test:weights", "cpu", 1234)
+    monkeypatch.setattr(api.upscaler, "residents", lambda: [resident])
     assert api.run_worker()
     ran = samples(api)
     for status in ("pending", "processing", "completed"):
@@ -75,6 +78,7 @@ def test_metrics_move_when_a_task_runs(api: Api) -> None:
     assert value(ran, "genmill_credits_consumed_total", model=MODEL) == price
     assert value(ran, "genmill_ledger_credits_consumed_total") == price
     assert value(ran, "genmill_model_loads_total", backend=api.upscaler.name) == 1
+    assert value(ran, "genmill_model_memory_bytes", device="cpu") == 1234
 
 
 def test_webhook_outcomes_are_counted(api: Api) -> None:

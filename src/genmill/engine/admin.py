@@ -34,13 +34,11 @@ class Administration:
         backend_sets: list[BackendSet],
         *,
         worker_slots: int,
-        devices: list[str],
         worker_seen_seconds: float,
     ) -> None:
         self.store = store
         self.backend_sets = backend_sets
         self.worker_slots = worker_slots
-        self.devices = devices
         self.worker_seen = timedelta(seconds=worker_seen_seconds)
 
     # --- operators -----------------------------------------------------------------------------------------------
@@ -103,8 +101,8 @@ class Administration:
             for backends in self.backend_sets:
                 capabilities.update(backends.capabilities())
                 loaded.extend(backends.cache.loaded())
-                for device in self.devices:
-                    used[device] = used.get(device, 0) + backends.cache.used(device)
+                for device, nbytes in backends.cache.used_by_device().items():
+                    used[device] = used.get(device, 0) + nbytes
         return InProcessWorkers(self.worker_slots, sorted(capabilities), loaded, used)
 
     def queue(self) -> list[QueueDepth]:

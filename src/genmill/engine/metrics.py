@@ -91,7 +91,8 @@ class DatabaseNumbers(Collector):
 
 
 class ModelCacheNumbers(Collector):
-    """Loads and unloads of this process's model caches (every load is a cold start someone waited for)."""
+    """Loads, unloads and memory held of this process's model caches (every load is a cold start someone waited
+    for)."""
 
     def __init__(self, backend_sets: list[BackendSet]) -> None:
         self.backend_sets = backend_sets
@@ -114,7 +115,16 @@ class ModelCacheNumbers(Collector):
             loads.add_metric([name], count)
         for name, count in sorted(unload_counts.items()):
             unloads.add_metric([name], count)
-        yield from (loads, unloads)
+        memory = GaugeMetricFamily(
+            "genmill_model_memory_bytes", "Bytes this process's loaded models hold, per device", labels=["device"]
+        )
+        held: dict[str, int] = {}
+        for backends in self.backend_sets:
+            for device, nbytes in backends.cache.used_by_device().items():
+                held[device] = held.get(device, 0) + nbytes
+        for device, nbytes in sorted(held.items()):
+            memory.add_metric([device], nbytes)
+        yield from (loads, unloads, memory)
 
 
 class ServerMetrics:

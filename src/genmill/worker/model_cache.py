@@ -103,6 +103,15 @@ class ModelCache:
         with self._lock:
             return sum(r.nbytes for r in self._held().values() if r.device == device)
 
+    def used_by_device(self) -> dict[str, int]:
+        """Bytes the loaded backends hold on each device they use (the operator's view of `used`)."""
+        held: dict[str, int] = {}
+        with self._lock:
+            for resident in self._held().values():
+                device = normalize_device(resident.device)
+                held[device] = held.get(device, 0) + resident.nbytes
+        return held
+
     # --- loading -------------------------------------------------------------------------------------------------
 
     @contextmanager
