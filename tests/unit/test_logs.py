@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from genmill.cli import main
 from genmill.logs import JsonFormatter, log_format_from_env, quiet_third_party, request_id
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 FILTERED_PROCESS = """
 import logging, os, sys
+from genmill.cli import main
 from genmill.logs import configure_logging, filter_native_noise, quiet_third_party
 quiet_third_party()
 configure_logging("text")
@@ -68,6 +70,7 @@ def test_the_log_format_setting_is_text_or_json(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("GENMILL_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="GENMILL_LOG_FORMAT"):
         log_format_from_env()
+    assert main(["accounts", "list"]) == 2  # the command says so instead of a traceback
 
 
 def test_quieting_keeps_an_operators_own_setting(monkeypatch: pytest.MonkeyPatch) -> None:
