@@ -1,4 +1,4 @@
-"""The `genmill` command: serve, keys, accounts, models (and models pull), db.
+"""The `genmill` command: serve, keys, accounts, models (and models pull), db, workers, admin.
 
 Commands that print a secret print it alone on the last line of stdout so scripts can capture it with
 `tail -n 1`; everything else a command says goes to stderr.
@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genmill.cli_admin import add_admin_commands
 from genmill.errors import GenmillError
+from genmill.logs import configure_logging, filter_native_noise, log_format_from_env, quiet_third_party
 from genmill.mcp_server import add_mcp_command
 from genmill.settings import Settings
 
@@ -49,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from genmill.app import create_app
     from genmill.httpserver import ServerLimits, serve
 
+    filter_native_noise()
     settings = _settings(args)
     app = create_app(settings)
     _say(f"genmill serving on http://{settings.host}:{settings.port} (data in {settings.data_dir})")
@@ -182,6 +185,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from genmill.worker.http_transport import HttpTransport
     from genmill.worker.runtime import Worker
 
+    filter_native_noise()
     settings = Settings(device=args.device) if args.device else Settings()
     server = args.server or settings.server_url
     token = args.token or settings.worker_token
@@ -346,12 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     from genmill.cli_client import add_client_commands  # run, task: the SDK from a terminal
 
     add_client_commands(sub)
+    add_admin_commands(sub, with_data, lambda args: _store(_settings(args)))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet_third_party()  # before any model library is imported
+    try:
+        configure_logging(log_format_from_env())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
