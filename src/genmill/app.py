@@ -15,8 +15,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, legacy, models, tasks, webhooks, workers
+from genmill.api import account, files, legacy, models, price, tasks, webhooks, workers
 from genmill.api.boundary import BoundaryCheck
+from genmill.api.dashboard import routes as dashboard
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
@@ -262,6 +263,8 @@ def create_app(
         app.include_router(router)
     for router in legacy.ROUTERS:
         app.include_router(router)
+    app.include_router(price.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
