@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import uvicorn
 from tests.browser.dashboard import LiveServer
+from tests.browser.mesh import TetrahedronMesh
 from tests.support import PillowUpscale
 
 from genmill.app import Runtime, create_app
@@ -55,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path_factory.mktemp("dashboard"), public_url=url, workers=1)
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler, *tts_backends()])
+    runtime = Runtime(settings, backends=[upscaler, TetrahedronMesh(), *tts_backends()])
     account = runtime.store.accounts.create_account("dashboard-user", credits=CREDITS)
     key, _ = runtime.store.accounts.create_key(account.account_id)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))

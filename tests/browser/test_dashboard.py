@@ -121,3 +121,40 @@ def test_a_tts_output_plays_in_the_audio_player(page: Any, server: LiveServer, a
     page.wait_for_function("a => a.currentTime > 0", arg=audio)
     assert audio.evaluate("a => a.duration") > 1.0
     shot(page, artifacts, "07-tts-audio")
+
+
+def test_a_glb_output_is_shown_in_the_3d_viewer(page: Any, server: LiveServer, artifacts: Path) -> None:
+    task = api(
+        server,
+        "POST",
+        "/api/v1/task",
+        headers={"Prefer": "wait=30"},
+        json={"model": "Qubico/trellis", "task_type": "text-to-3d", "input": {"prompt": "a tetrahedron"}},
+    )
+    assert task["status"] == "completed", task
+    sign_in(page, server.url, server.key)
+    page.goto(f"{server.url}/dashboard/#/task/{task['task_id']}")
+    viewer = page.wait_for_selector("#task-detail model-viewer.output-model")
+    page.wait_for_function("v => v.loaded === true", arg=viewer)  # the vendored viewer fetched and parsed the GLB
+    assert viewer.get_attribute("src") == task["output"]["model_file"]
+    shot(page, artifacts, "08-glb-viewer")
+
+
+def test_the_credits_page_shows_the_balance_and_a_usage_chart(page: Any, server: LiveServer, artifacts: Path) -> None:
+    task = api(
+        server,
+        "POST",
+        "/api/v1/task",
+        headers={"Prefer": "wait=30"},
+        json={"model": "Qubico/trellis", "task_type": "text-to-3d", "input": {"prompt": "for the chart"}},
+    )
+    assert task["status"] == "completed", task
+    sign_in(page, server.url, server.key)
+    page.click("nav a[href='#/credits']")
+    page.wait_for_selector("#usage-chart")
+    pack = api(server, "GET", "/account/info")["credit_pack_info"]
+    assert page.inner_text("#credits-available") == f"{pack['available_credits']:,} credits"
+    assert page.inner_text("#credits-used") == f"{pack['used_credits']:,} credits"
+    drawn = page.eval_on_selector_all("#usage-chart rect.bar", "bars => bars.map(b => Number(b.dataset.value))")
+    assert sum(drawn) == pack["used_credits"]  # every completed task's consumed credits, in one bar or another
+    shot(page, artifacts, "09-credits")

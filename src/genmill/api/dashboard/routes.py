@@ -3,7 +3,9 @@
 The dashboard is a small vanilla-JS application of static files in `static/`: nothing is rendered on the server
 with user data, so there is no template to escape; the scripts build the page with DOM text nodes only. Every
 answer carries a CSP that allows scripts and styles from this origin alone (no inline script, no eval), so a task
-output or a model's text that slipped markup into the page still could not run anything. Task outputs are shown
+output or a model's text that slipped markup into the page still could not run anything. Two narrow allowances
+serve the vendored 3D viewer: `'wasm-unsafe-eval'` lets it compile its WebAssembly mesh decoder (it does not allow
+JavaScript's eval), and one inline style is allowed by its hash. Task outputs are shown
 by their URLs (`/files/...` is served with its own sandboxing CSP and nosniff, api/files.py).
 """
 
@@ -30,12 +32,17 @@ CONTENT_TYPES = {
 }
 
 
+MODEL_VIEWER_STYLE = "'sha256-PXtZZkJMMyc18o/DN1ZEFOJ2qEGq95IQbVaJFMOXOb0='"
+"""The one inline <style> the vendored 3D viewer (model-viewer.min.js) writes, allowed by its hash alone."""
+
+
 def csp(output_origin: str) -> str:
     """Scripts, styles and API calls from this origin only; images, audio, video and 3D models also from where the
     outputs are served (GENMILL_PUBLIC_URL may name another host than the one the browser used)."""
     media = f"'self' blob: data: {output_origin}".strip()
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; "
+        f"style-src 'self' {MODEL_VIEWER_STYLE}; "
         f"img-src {media}; media-src {media}; connect-src 'self' blob: {output_origin}".strip()
         + "; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
     )
