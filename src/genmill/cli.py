@@ -1,4 +1,4 @@
-"""The `genmill` command: serve, keys, accounts, models (and models pull), db.
+"""The `genmill` command: serve, keys, accounts, models (and models pull), db, workers, admin.
 
 Commands that print a secret print it alone on the last line of stdout so scripts can capture it with
 `tail -n 1`; everything else a command says goes to stderr.
@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genmill.cli_admin import add_admin_commands
 from genmill.errors import GenmillError
+from genmill.logs import configure_logging, log_format_from_env, quiet_third_party
 from genmill.settings import Settings
 
 if TYPE_CHECKING:
@@ -341,12 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--token", default=None, help="Hugging Face token for gated repositories (env HF_TOKEN)")
     pull.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be fetched")
     pull.set_defaults(func=cmd_models_pull)
+    add_admin_commands(sub, with_data, lambda args: _store(_settings(args)))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet_third_party()  # before any model library is imported
+    configure_logging(log_format_from_env())
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -240,6 +240,7 @@ def serve(app: Any, *, host: str, port: int, log_level: str, limits: ServerLimit
         port=port,
         log_level=log_level,
         access_log=False,
+        log_config=None,  # uvicorn logs through the root handler genmill.logs set up (text or JSON)
         http=guarded_protocol(default_protocol(), guard),
         ws="none",
         timeout_keep_alive=limits.keep_alive_seconds,

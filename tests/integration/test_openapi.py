@@ -70,6 +70,22 @@ EXPECTED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {400, 401, 413, 429},
     "GET /api/luma/v1/video/{task_id}": {400, 401, 404, 429},
     "GET /api/kling/v1/video/{task_id}": {400, 401, 404, 429},
+    "GET /readyz": set(),
+    "GET /admin/accounts": {400, 401, 403},
+    "POST /admin/accounts": {400, 401, 403, 413},
+    "GET /admin/accounts/{account_id}": {400, 401, 403, 404},
+    "PATCH /admin/accounts/{account_id}": {400, 401, 403, 404, 413},
+    "POST /admin/accounts/{account_id}/topups": {400, 401, 403, 404, 409, 413},
+    "GET /admin/accounts/{account_id}/keys": {400, 401, 403, 404},
+    "POST /admin/accounts/{account_id}/keys": {400, 401, 403, 404, 413},
+    "GET /admin/keys": {400, 401, 403},
+    "DELETE /admin/keys/{key_id}": {400, 401, 403, 404},
+    "GET /admin/worker-tokens": {400, 401, 403},
+    "POST /admin/worker-tokens": {400, 401, 403, 404, 413},
+    "DELETE /admin/worker-tokens/{token_id}": {400, 401, 403, 404},
+    "GET /admin/workers": {400, 401, 403},
+    "GET /admin/queue": {400, 401, 403},
+    "GET /admin/webhooks/failures": {400, 401, 403},
 }
 """Every route and the error codes it answers; a new route must be added here (the test says so)."""
 
@@ -109,6 +125,20 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {RATE_LIMITED},
     "GET /api/luma/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
     "GET /api/kling/v1/video/{task_id}": {BOUNDARY_ONLY, RATE_LIMITED},
+    **{
+        route: {BOUNDARY_ONLY}
+        for route in (
+            "GET /admin/accounts",
+            "GET /admin/accounts/{account_id}",
+            "GET /admin/accounts/{account_id}/keys",
+            "GET /admin/keys",
+            "DELETE /admin/keys/{key_id}",
+            "GET /admin/worker-tokens",
+            "DELETE /admin/worker-tokens/{token_id}",
+            "GET /admin/workers",
+            "GET /admin/queue",
+        )
+    },
 }
 """Documented codes this test does not provoke, and why."""
 
@@ -121,6 +151,7 @@ class Probe:
     poor_key: str
     poor_account_id: str
     worker_token: str
+    operator_token: str
     answered: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     def call(self, route: str, path: str | None = None, **kwargs: Any) -> int:
@@ -135,6 +166,9 @@ class Probe:
 
     def worker_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.worker_token}"}
+
+    def operator_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.operator_token}"}
 
 
 @pytest.fixture
@@ -153,8 +187,9 @@ def probe(tmp_path: Path) -> Iterator[Probe]:
     poor = runtime.store.accounts.create_account("poor", credits=0)
     poor_key, _ = runtime.store.accounts.create_key(poor.account_id)
     worker_token, _ = runtime.store.workers.create_token("probe")
+    operator_token, _ = runtime.store.operators.create_token("probe")
     with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
-        yield Probe(client, runtime, key, poor_key, poor.account_id, worker_token)
+        yield Probe(client, runtime, key, poor_key, poor.account_id, worker_token, operator_token)
     runtime.store.close()
 
 
@@ -176,6 +211,8 @@ def probe_every_route_generically(probe: Probe, routes: list[str]) -> None:
         path = route.split(" ", 1)[1]
         path = path.replace("{task_id}", "no-such-task").replace("{delivery_id}", "no-such-delivery")
         path = path.replace("{key}", "outputs/none/none.png")
+        for name in ("{account_id}", "{key_id}", "{token_id}"):
+            path = path.replace(name, "no-such-id")
         probe.call(route, path)
         probe.call(route, path, headers={"X-API-Key": "wrong", "Authorization": "Bearer wrong"})
         authorised = {**probe.key_headers(), **probe.worker_headers()}
@@ -296,6 +333,36 @@ def probe_the_legacy_routes(probe: Probe) -> None:
         probe.call(extend, path, json={"prompt": "x", "creativity": "high"}, headers=probe.key_headers())
 
 
+def probe_the_admin_routes(probe: Probe) -> None:
+    """An operator token's unknown ids (404), bad bodies and parameters (400), a reused Idempotency-Key (409),
+    an oversized PATCH (413), and an account key or worker token in place of an operator token (403)."""
+    operator = probe.operator_headers()
+    account = f"/admin/accounts/{probe.poor_account_id}"
+    for route in ("GET /admin/accounts/{account_id}", "GET /admin/accounts/{account_id}/keys"):
+        probe.call(route, route.split(" ")[1].replace("{account_id}", "no-such-id"), headers=operator)
+    probe.call("PATCH /admin/accounts/{account_id}", "/admin/accounts/no-such-id", json={}, headers=operator)
+    probe.call("PATCH /admin/accounts/{account_id}", account, json={"max_concurrency": 0}, headers=operator)
+    probe.call("PATCH /admin/accounts/{account_id}", account, content=b"x" * (MAX_BODY + 1), headers=operator)
+    topups = "POST /admin/accounts/{account_id}/topups"
+    probe.call(topups, f"{account}/topups", json={"credits": 5}, headers={**operator, "Idempotency-Key": "t"})
+    probe.call(topups, f"{account}/topups", json={"credits": 6}, headers={**operator, "Idempotency-Key": "t"})
+    probe.call(
+        topups, "/admin/accounts/no-such-id/topups", json={"credits": 5}, headers={**operator, "Idempotency-Key": "u"}
+    )
+    probe.call(topups, f"{account}/topups", json={"credits": 5}, headers=operator)  # no Idempotency-Key: 400
+    keys = "POST /admin/accounts/{account_id}/keys"
+    probe.call(keys, "/admin/accounts/no-such-id/keys", json={}, headers=operator)
+    probe.call(keys, f"{account}/keys", json={"name": "x" * 201}, headers=operator)
+    probe.call("POST /admin/accounts", json={"name": ""}, headers=operator)
+    probe.call("POST /admin/worker-tokens", json={"account_id": "no-such-id"}, headers=operator)
+    probe.call("POST /admin/worker-tokens", json={"name": "x" * 201}, headers=operator)
+    probe.call("GET /admin/webhooks/failures", params={"limit": 0}, headers=operator)
+    for route in ("DELETE /admin/keys/{key_id}", "DELETE /admin/worker-tokens/{token_id}"):
+        probe.call(route, route.split(" ")[1].split("{")[0] + "no-such-id", headers=operator)
+    probe.call("GET /admin/accounts", headers={"Authorization": f"Bearer {probe.key}"})  # an API key: 403
+    probe.call("GET /readyz")
+
+
 def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> None:
     spec = probe.client.get("/openapi.json").json()
     routes = documented(spec)
@@ -305,6 +372,7 @@ def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> Non
     probe_the_files(probe)
     probe_the_worker_routes(probe)
     probe_the_legacy_routes(probe)
+    probe_the_admin_routes(probe)
     for route, codes in routes.items():
         assert codes == EXPECTED[route] | {DATABASE_DOWN}, route
         answered = probe.answered[route] - {200}
@@ -337,12 +405,15 @@ def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
         "description": schemes["APIKey"]["description"],
     }
     assert schemes["WorkerToken"]["type"] == "http" and schemes["WorkerToken"]["scheme"] == "bearer"
+    assert schemes["OperatorToken"]["type"] == "http" and schemes["OperatorToken"]["scheme"] == "bearer"
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             route = f"{method.upper()} {path}"
             security = operation.get("security")
             if path.startswith("/api/v1/workers/"):
                 assert security == [{"WorkerToken": []}], route
+            elif path.startswith("/admin/"):
+                assert security == [{"OperatorToken": []}], route
             elif {400, 401} <= EXPECTED[route]:
                 assert security == [{"APIKey": []}], route
             else:

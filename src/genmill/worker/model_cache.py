@@ -74,6 +74,8 @@ class ModelCache:
         self._holds: dict[str, list[Resident]] = {}
         self._in_use: dict[str, int] = {}
         self.load_counts: dict[str, int] = {}
+        self.unload_counts: dict[str, int] = {}
+        """Unloads per backend (evicted for the memory budget or after running out of memory), for /metrics."""
 
     # --- budgets -------------------------------------------------------------------------------------------------
 
@@ -195,6 +197,7 @@ class ModelCache:
             except Exception:  # a failing unload must not stop the load that needs the room
                 log.exception("unloading backend %s failed", victim.name)
             devices.add(normalize_device(victim.device))
+            self.unload_counts[victim.name] = self.unload_counts.get(victim.name, 0) + 1
             log.info("unloaded backend %s (%s, %s)", victim.name, victim.device, reason)
         for device in sorted(devices):
             self._release(device)
