@@ -15,7 +15,8 @@ function renderSignIn(target) {
   const form = h("form", { id: "sign-in", class: "sign-in" },
     h("h1", {}, "Sign in"),
     h("p", {}, "Paste an API key of your account. It is kept in this tab only and sent as the X-API-Key header."),
-    h("label", { for: "api-key" }, "API key "), key, " ", h("button", { type: "submit" }, "Sign in"), error);
+    h("label", { for: "api-key" }, "API key "), key, " ", h("button", { type: "submit" }, "Sign in"), error,
+    h("p", {}, "Operators: ", h("a", { href: "#/operator" }, "sign in with an operator token"), "."));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     session.key = key.value.trim();
@@ -49,8 +50,8 @@ async function route() {
   const [path, query] = (location.hash.slice(1) || "/tasks").split("?");
   const params = new URLSearchParams(query || "");
   const signedIn = Boolean(session.key);
-  document.getElementById("nav").hidden = !signedIn;
-  document.getElementById("sign-out").hidden = !signedIn;
+  document.getElementById("nav").hidden = !signedIn && !session.adminToken;
+  document.getElementById("sign-out").hidden = !signedIn && !session.adminToken;
   if (path === "/operator") {
     await guard(renderOperator(target, signal, params), target);
     return;

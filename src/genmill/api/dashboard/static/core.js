@@ -45,8 +45,8 @@ export class ApiError extends Error {
 }
 
 // Calls the API with the account's key (or the operator token with `admin: true`); answers the envelope's data.
-export async function api(path, { method = "GET", body, admin = false, signal } = {}) {
-  const headers = { Accept: "application/json" };
+export async function api(path, { method = "GET", body, admin = false, signal, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (admin) headers.Authorization = `Bearer ${session.adminToken}`;
   else headers["X-API-Key"] = session.key;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -59,7 +59,8 @@ export async function api(path, { method = "GET", body, admin = false, signal } 
     const message = (parsed && (parsed.message || parsed.detail)) || `HTTP ${response.status}`;
     throw new ApiError(response.status, typeof message === "string" ? message : JSON.stringify(message), parsed && parsed.detail);
   }
-  return parsed && "data" in parsed ? parsed.data : parsed;
+  // The unified API answers an envelope; the admin API answers its objects as they are.
+  return parsed && !Array.isArray(parsed) && "code" in parsed && "data" in parsed ? parsed.data : parsed;
 }
 
 // Follows a task's Server-Sent Events (GET /api/v1/task/{id}/events) with fetch, since EventSource cannot send
