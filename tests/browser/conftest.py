@@ -24,6 +24,7 @@ from tests.support import PillowUpscale
 
 from genmill.app import Runtime, create_app
 from genmill.backends.base import Backend
+from genmill.models.echo.backend import EchoBackend
 from genmill.settings import Settings
 
 CHROMIUM = os.environ.get("GENMILL_CHROMIUM", "/usr/bin/chromium")
@@ -54,9 +55,12 @@ def tts_backends() -> list[Backend]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path_factory.mktemp("dashboard"), public_url=url, workers=1)
+    # Heartbeats carry a running task's progress to the server: frequent ones let a test watch it move.
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("dashboard"), public_url=url, workers=1, heartbeat_seconds=0.25
+    )
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler, TetrahedronMesh(), *tts_backends()])
+    runtime = Runtime(settings, backends=[upscaler, EchoBackend(), TetrahedronMesh(), *tts_backends()])
     account = runtime.store.accounts.create_account("dashboard-user", credits=CREDITS)
     key, _ = runtime.store.accounts.create_key(account.account_id)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
