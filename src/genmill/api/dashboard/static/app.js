@@ -9,6 +9,13 @@ import { renderTask, renderTasks } from "./tasks.js";
 const main = () => document.getElementById("main");
 let current = null;
 
+// Shows `hash`: a new fragment routes through "hashchange", the same one is drawn again here (never both, or the
+// second drawing would replace a page the user had started to use).
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
 function renderSignIn(target) {
   const key = h("input", { type: "password", id: "api-key", name: "api_key", autocomplete: "off", required: true, size: "40" });
   const error = h("p", { class: "error", id: "sign-in-error" });
@@ -22,8 +29,7 @@ function renderSignIn(target) {
     session.key = key.value.trim();
     try {
       await api("/account/info");
-      location.hash = "#/tasks";
-      route();
+      go("#/tasks");
     } catch (failure) {
       session.key = "";
       error.textContent = failure.status === 401 ? "That key was not accepted." : failure.message;
@@ -87,8 +93,7 @@ async function guard(page, target) {
 document.getElementById("sign-out").addEventListener("click", () => {
   session.key = "";
   session.adminToken = "";
-  location.hash = "#/tasks";
-  route();
+  go("#/tasks");
 });
 window.addEventListener("hashchange", route);
 route();
