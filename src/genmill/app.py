@@ -17,8 +17,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, admin, files, legacy, models, openai, ops, tasks, webhooks, workers
+from genmill.api import account, admin, files, legacy, models, openai, ops, price, tasks, webhooks, workers
 from genmill.api.boundary import BoundaryCheck
+from genmill.api.dashboard import routes as dashboard
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
@@ -343,6 +344,8 @@ def create_app(
     for router in legacy.ROUTERS:
         app.include_router(router)
     ops.install_docs(app)
+    app.include_router(price.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:

@@ -50,6 +50,7 @@ EXPECTED: dict[str, set[int]] = {
     "GET /account/active_tasks": {400, 401, 429},
     "GET /api/open/tasks/histories": {400, 401, 429},
     "POST /api/ephemeral_resource": {400, 401, 413, 429},
+    "POST /api/v1/price": {400, 401, 413, 429},
     "GET /files/{key}": {404, 410},
     "GET /api/v1/models": set(),
     "GET /healthz": set(),
@@ -102,6 +103,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "DELETE /api/v1/tasks": {RATE_LIMITED},
     "GET /api/open/tasks/histories": {RATE_LIMITED},
     "POST /api/ephemeral_resource": {RATE_LIMITED},
+    "POST /api/v1/price": {RATE_LIMITED},  # the reads bucket, as every keyed route (test_limits.py)
     # The probe's server serves no legacy family's entries, so a legacy create stops at the serving check (400)
     # before pricing; tests/integration/test_legacy_api.py provokes their 402.
     **{f"POST {path}": {402, 403, RATE_LIMITED} for path in LEGACY_CREATES},
