@@ -23,13 +23,6 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         yield running
 
 
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    path.write_bytes(png_bytes(8, 6))
-    return path
-
-
 def test_run_prints_the_saved_paths_and_shows_progress_on_stderr(
     server: Server, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
