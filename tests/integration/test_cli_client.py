@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.client_servers import MODEL, Server, direct, free_port
+from tests.integration.client_servers import MODEL, Server, direct
+from tests.loopback import free_port
 from tests.support import png_bytes
 
 from genmill.cli import main

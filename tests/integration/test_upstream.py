@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
+from tests.integration.client_servers import serve
 from tests.support import AlwaysFails, PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -73,25 +71,9 @@ class Front:
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Upstream]:
     """A second genmill on a real loopback port with one in-process worker."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path / "upstream", public_url=url, workers=1, allow_private_urls=True)
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler, AlwaysFails()])
-    account = runtime.store.accounts.create_account("operator", credits=10**9)
-    key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Upstream(url, key, runtime, upscaler)
-    upscaler.gate.set()
-    server.should_exit = True
-    thread.join(10)
-    runtime.store.close()
+    with serve(tmp_path / "upstream", [upscaler, AlwaysFails()], upscaler) as server:
+        yield Upstream(server.url, server.key, server.runtime, upscaler)
 
 
 def make_backend(upstream: Upstream, **overrides: Any) -> UpstreamBackend:

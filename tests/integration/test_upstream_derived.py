@@ -9,8 +9,6 @@ upstream id, so the upstream works on its own copy of the origin.
 from __future__ import annotations
 
 import base64
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
+from tests.loopback import free_port, run_uvicorn
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -94,9 +92,7 @@ class Front:
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Upstream]:
     """A second genmill on a real loopback port with one in-process worker; its store's clock can be stepped."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path / "upstream", public_url=url, workers=1, allow_private_urls=True)
     database = settings.resolved_database_url()
@@ -106,15 +102,9 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     runtime = Runtime(settings, backends=[EchoBackend(), upscaler], store=Store.from_url(database, clock=clock))
     account = runtime.store.accounts.create_account("operator", credits=10**9)
     key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Upstream(url, key, runtime, clock, upscaler)
-    upscaler.gate.set()
-    server.should_exit = True
-    thread.join(10)
+    with run_uvicorn(create_app(settings, runtime=runtime), port):
+        yield Upstream(url, key, runtime, clock, upscaler)
+        upscaler.gate.set()
     runtime.store.close()
 
 
