@@ -124,13 +124,11 @@ def backend_for(backends: dict[str, Backend], task_type: str) -> Backend:
     return backend
 
 
-def origin_context(
-    origin: tuple[str, dict[str, Any], dict[str, Any], MemoryRunContext], task_id: str = "origin-1"
-) -> MemoryRunContext:
+def origin_context(origin: tuple[str, dict[str, Any], dict[str, Any], MemoryRunContext]) -> MemoryRunContext:
     """A follow-up's context: `origin` is (task_type, input, output, its context), whose saved files the new task
     may read as a worker's would."""
     kind, origin_input, origin_output, origin_ctx = origin
-    record = OriginTask(task_id, "midjourney", kind, origin_input, origin_output, None, datetime.now(UTC))
+    record = OriginTask("origin-1", "midjourney", kind, origin_input, origin_output, None, datetime.now(UTC))
     files = {url: InputFile(saved.data, saved.content_type) for url, saved in origin_ctx.outputs.items()}
     return MemoryRunContext(origin=record, files=files)
 
@@ -266,9 +264,7 @@ def test_upscale_past_the_refine_limit_is_lanczos_of_the_chosen_image(
         "midjourney-flux", models_dir, shared=FluxShared(device="cpu"), settings=lanczos_only
     )
     _, _, grid_output, grid_ctx = imagined
-    ctx = origin_context(imagined, task_id="o")
-    inputs = entry("upscale").input_model.model_validate({"origin_task_id": "o", "index": "4"})
-    output = backend.run(entry("upscale"), inputs, ctx)
+    output, ctx = run({"lanczos": backend}, "upscale", origin=imagined, origin_task_id="origin-1", index="4")
     chosen = img(grid_ctx, grid_output["image_urls"][3])
     big = img(ctx, output["image_url"])
     assert big.size == (chosen.width * 2, chosen.height * 2)
@@ -415,9 +411,7 @@ def test_large_origins_are_painted_at_the_canvas_limit(
         "midjourney-flux-fill", models_dir, shared=FluxShared(device="cpu"), settings=limited
     )
     _, _, origin_output, origin_ctx = upscaled
-    ctx = origin_context(upscaled, task_id="o")
-    inputs = entry("pan").input_model.model_validate({"origin_task_id": "o", "direction": "up"})
-    output = backend.run(entry("pan"), inputs, ctx)
+    output, ctx = run({"limited": backend}, "pan", origin=upscaled, origin_task_id="origin-1", direction="up")
     width, height = img(ctx, output["image_urls"][0]).size
     source = img(origin_ctx, origin_output["image_url"])
     assert width * height <= 4096 and abs(width / height - source.width / (source.height * 1.5)) < 0.05
