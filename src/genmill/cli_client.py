@@ -178,33 +178,29 @@ def cmd_task_watch(args: argparse.Namespace, console: Console) -> int:
         return _follow(client, args.task_id, args, console)
 
 
+FAILURES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (UsageError, EXIT_USAGE, "error: {exc}"),
+    (WaitTimeout, EXIT_TIMEOUT, "error: {exc}; `genmill task watch {exc.task.task_id}` follows it again"),
+    (ServerError, EXIT_UNREACHABLE, "error: the server failed: {exc}"),
+    (APIError, EXIT_REFUSED, "error: {exc}"),
+    (GenmillClientError, EXIT_UNREACHABLE, "error: {exc}"),
+    (OSError, EXIT_USAGE, "error: {exc}"),
+    (KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted: the task goes on on the server (genmill task watch ID)"),
+)
+"""What a client command's failure prints and its exit code; the first kind that matches wins (a ServerError is
+an APIError, a WaitTimeout a GenmillClientError)."""
+
+
 def run_command(handler: Callable[[argparse.Namespace, Console], int], args: argparse.Namespace) -> int:
     """Run a client command, mapping what can go wrong onto the documented exit codes."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request on the user's terminal
     console = Console(stderr=True, soft_wrap=True)  # a long message stays one line for grep and logs
     try:
         return handler(args, console)
-    except UsageError as exc:
-        console.print(f"error: {exc}", markup=False)
-        return EXIT_USAGE
-    except WaitTimeout as exc:
-        console.print(f"error: {exc}; `genmill task watch {exc.task.task_id}` follows it again", markup=False)
-        return EXIT_TIMEOUT
-    except ServerError as exc:
-        console.print(f"error: the server failed: {exc}", markup=False)
-        return EXIT_UNREACHABLE
-    except APIError as exc:
-        console.print(f"error: {exc}", markup=False)
-        return EXIT_REFUSED
-    except GenmillClientError as exc:
-        console.print(f"error: {exc}", markup=False)
-        return EXIT_UNREACHABLE
-    except OSError as exc:
-        console.print(f"error: {exc}", markup=False)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        console.print("interrupted: the task goes on on the server (genmill task watch ID)", markup=False)
-        return EXIT_INTERRUPTED
+    except tuple(kind for kind, _, _ in FAILURES) as exc:
+        code, message = next((code, message) for kind, code, message in FAILURES if isinstance(exc, kind))
+        console.print(message.format(exc=exc), markup=False)
+        return code
 
 
 def _bind(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace, Console], int]) -> None:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.client_servers import MODEL, Server, direct, free_port
+from tests.integration.client_servers import MODEL, Server, direct
+from tests.loopback import free_port
 from tests.support import png_bytes
 
 from genmill.cli import main
@@ -21,13 +22,6 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
         monkeypatch.setenv("GENMILL_URL", running.url)
         monkeypatch.setenv("GENMILL_API_KEY", running.key)
         yield running
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    path.write_bytes(png_bytes(8, 6))
-    return path
 
 
 def test_run_prints_the_saved_paths_and_shows_progress_on_stderr(
