@@ -89,11 +89,18 @@ def test_the_task_list_filters_by_status(page: Any, server: LiveServer, photo: P
         headers={"Prefer": "wait=30"},
         json={"model": "Qubico/image-toolkit", "task_type": "upscale", "input": {"image": server.url + "/nowhere.png"}},
     )
+    assert done["status"] == "failed", done
     sign_in(page, server.url, server.key)
     page.select_option("#filter-status", "failed")
     page.click("#task-filters button[type=submit]")
     page.wait_for_selector(f"[data-task-id='{done['task_id']}']")
-    statuses = page.eval_on_selector_all("#task-list .task-card", "cards => cards.map(c => c.dataset.status)")
+    # The list may be drawn again by a live update: read it once it is drawn, in the page, in one step.
+    statuses = page.wait_for_function(
+        """() => {
+            const cards = [...document.querySelectorAll('#task-list .task-card')];
+            return cards.length ? cards.map(c => c.dataset.status) : null;
+        }"""
+    ).json_value()
     assert statuses and set(statuses) == {"failed"}
     shot(page, artifacts, "06-filtered-failed")
 
