@@ -77,7 +77,9 @@ class Runtime:
         if store is None:
             url = settings.resolved_database_url()
             upgrade(url)
-            store = Store.from_url(url, max_staged_per_account=settings.max_staged_per_account)
+            store = Store.from_url(
+                url, max_staged_per_account=settings.max_staged_per_account, group_commit=settings.group_commit
+            )
         self.store = store
         self.blobs = blobs if blobs is not None else build_blob_store(settings)
         self.catalog = (

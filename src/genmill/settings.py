@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Cap on one decoded ephemeral upload.")
     max_request_bytes: int = Field(32 * 1024 * 1024, description="Cap on any request body.")
     max_staged_per_account: int = 50
+    group_commit: bool = Field(
+        True,
+        description="Creates that arrive while another create commits share the next transaction and its commit "
+        "(each caller still answered only after its own task committed); false: one transaction per create.",
+    )
 
     # Limits on connections and use (docs/deploy.md "Limits"). Rates and streams are per server process.
     keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this.")

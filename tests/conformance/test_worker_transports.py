@@ -241,6 +241,32 @@ def test_completing_consumes_what_the_output_used_and_releases_the_rest(deployme
     assert store.ledger_balances(deployment.account.account_id) == balances
 
 
+def test_a_batchs_results_are_completed_together_and_a_lost_lease_refused_alone(deployment: Deployment) -> None:
+    first, second, third = (deployment.create() for _ in range(3))
+    seat = deployment.worker()
+    claims = [claimed(seat), claimed(seat), claimed(seat)]
+    assert [c.task.task_id for c in claims] == [first.task_id, second.task_id, third.task_id]
+    stale = dataclasses.replace(claims[1], lease_id="not-the-lease")
+    outcomes = seat.transport.complete_many(
+        [
+            (claims[0], {"image_url": "a"}, ["one"], None),
+            (stale, {"image_url": "b"}, [], None),
+            (claims[2], {"image_url": "c", "frames": 2}, [], {"step": 1}),
+        ]
+    )
+    assert outcomes[0] is None and outcomes[2] is None and isinstance(outcomes[1], Conflict)
+    done = deployment.stored(first.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.output == {"image_url": "a"} and "one" in done.logs
+    assert done.consumed_credits == first.price
+    metered = deployment.stored(third.task_id)
+    assert metered.status is TaskStatus.COMPLETED and metered.consumed_credits == 2 and metered.detail == {"step": 1}
+    assert deployment.stored(second.task_id).status is TaskStatus.PROCESSING
+    store = deployment.runtime.store.accounts
+    balances = store.get(deployment.account.account_id).balances
+    assert (balances.used, balances.frozen) == (first.price + 2, second.price)
+    assert store.ledger_balances(deployment.account.account_id) == balances
+
+
 def test_failing_releases_the_credits(deployment: Deployment) -> None:
     task = deployment.create()
     seat = deployment.worker()

@@ -111,6 +111,7 @@ def test_compatible_tasks_run_as_one_batch_and_settle_one_by_one(runtime: Runtim
     assert all("ran in a batch of 4 tasks" in t.logs for t in done[:4])
     assert len({t.output["image_url"] for t in done[:4] if t.output}) == 4  # each stored its own output
     assert all(t.consumed_credits == t.price for t in done[:4])  # each billed on its own
+    assert len({t.ended_at for t in done[:4]}) == 1  # ... in one transaction (complete_many: one commit)
     assert runtime.store.tasks.get(account.account_id, other[0].task_id).status is TaskStatus.PENDING
     while worker.run_once():
         pass

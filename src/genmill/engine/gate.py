@@ -31,6 +31,7 @@ from genmill.engine.usage import usage_credits
 from genmill.errors import Conflict, InvalidRequest, NotFound
 from genmill.storage.files import FileService
 from genmill.store import Store
+from genmill.store.leases import Completion
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,27 @@ class WorkerGate:
         task = self.leased(worker, task_id, lease_id)
         usage = usage_credits(self.catalog, task, output)
         self.store.leases.complete(task_id, lease_id, output, logs=logs, detail=detail, usage_credits=usage)
+
+    def complete_many(
+        self, worker: WorkerIdentity, done: list[tuple[str, str, dict[str, Any], list[str], dict[str, Any] | None]]
+    ) -> list[Exception | None]:
+        """`complete` for several tasks (task id, lease id, output, logs, detail), billed in one transaction; for
+        each, None or the error that refused it (a lease not current), which leaves it as it was."""
+        outcomes: list[Exception | None] = [None] * len(done)
+        completions: list[Completion] = []
+        sent: list[int] = []
+        for i, (task_id, lease_id, output, logs, detail) in enumerate(done):
+            try:
+                task = self.leased(worker, task_id, lease_id)
+            except (Conflict, NotFound) as refused:
+                outcomes[i] = refused
+                continue
+            usage = usage_credits(self.catalog, task, output)
+            completions.append(Completion(task_id, lease_id, output, logs, detail, usage))
+            sent.append(i)
+        for i, outcome in zip(sent, self.store.leases.complete_many(completions), strict=True):
+            outcomes[i] = outcome if isinstance(outcome, Exception) else None
+        return outcomes
 
     def fail(
         self,

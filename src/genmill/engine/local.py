@@ -14,6 +14,7 @@ from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import PUBLIC_POOL, Claim, InputFile
 from genmill.domain.serving import Entry
 from genmill.engine.gate import WorkerGate, WorkerIdentity
+from genmill.worker.transport import Done
 from genmill.worker.wakeup import Wakeup
 
 
@@ -45,6 +46,11 @@ class LocalTransport:
 
     def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         self.gate.complete(self._as(), claim.task.task_id, claim.lease_id, output, logs, detail)
+
+    def complete_many(self, done: list[Done]) -> list[Exception | None]:
+        """The batch's results, billed in one transaction."""
+        items = [(c.task.task_id, c.lease_id, output, logs, detail) for c, output, logs, detail in done]
+        return self.gate.complete_many(self._as(), items)
 
     def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         self.gate.fail(self._as(), claim.task.task_id, claim.lease_id, error, logs, detail)

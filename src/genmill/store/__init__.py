@@ -23,14 +23,24 @@ class Store:
     """The composition of the query modules over one engine.
 
     `clock` gives every query its `now` (real UTC by default); a test passes a `ManualClock` and advances it to
-    expire a lease or bring a webhook retry due, instead of sleeping.
+    expire a lease or bring a webhook retry due, instead of sleeping. `group_commit` lets concurrent creates
+    share a transaction and its commit (`genmill.store.group_commit`).
     """
 
-    def __init__(self, engine: sa.Engine, *, max_staged_per_account: int = 50, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        max_staged_per_account: int = 50,
+        clock: Clock = SYSTEM_CLOCK,
+        group_commit: bool = False,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.accounts = AccountStore(engine, clock=clock)
-        self.tasks = TaskStore(engine, max_staged_per_account=max_staged_per_account, clock=clock)
+        self.tasks = TaskStore(
+            engine, max_staged_per_account=max_staged_per_account, clock=clock, group_commit=group_commit
+        )
         self.leases = LeaseStore(engine, clock=clock)
         self.blobs = BlobIndex(engine, clock=clock)
         self.events = EventLog(engine, clock=clock)
@@ -46,8 +56,12 @@ class Store:
             queries.publish = publish
 
     @classmethod
-    def from_url(cls, url: str, *, max_staged_per_account: int = 50, clock: Clock = SYSTEM_CLOCK) -> Store:
-        return cls(create_engine(url), max_staged_per_account=max_staged_per_account, clock=clock)
+    def from_url(
+        cls, url: str, *, max_staged_per_account: int = 50, clock: Clock = SYSTEM_CLOCK, group_commit: bool = False
+    ) -> Store:
+        return cls(
+            create_engine(url), max_staged_per_account=max_staged_per_account, clock=clock, group_commit=group_commit
+        )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -13,9 +13,20 @@ from genmill.domain.records import EventRef, StoredEvent, Task
 from genmill.domain.wire import task_public
 from genmill.store.base import PENDING_EVENTS, Queries
 from genmill.store.mapping import to_task
+from genmill.store.pg_statements import NOTIFY_CHANNEL, Write, execute_write, insert_event
 from genmill.store.tables import task_events, tasks, webhook_attempts, webhook_deliveries
 
-NOTIFY_CHANNEL = "genmill_events"
+__all__ = [
+    "MAX_EVENT_ID",
+    "NOTIFY_CHANNEL",
+    "PROGRESS",
+    "SELECT_TASK",
+    "STATUS",
+    "EventLog",
+    "decode_ref",
+    "emit",
+    "encode_ref",
+]
 STATUS = "status"
 PROGRESS = "progress"
 MAX_EVENT_ID = 2**31 - 1
@@ -26,53 +37,56 @@ read, whatever 64-bit `Last-Event-ID` the API let through."""
 SELECT_TASK = sa.select(tasks).where(tasks.c.task_id == sa.bindparam("b_task_id"))
 _INSERT_EVENT = sa.insert(task_events)
 _INSERT_DELIVERY = sa.insert(webhook_deliveries)
-_NOTIFY = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, sa.bindparam("b_payload")))
 
 
-def emit(conn: sa.Connection, task_id: str, kind: str, now: datetime, *, task: Task | None = None) -> Task:
+def emit(
+    conn: sa.Connection, task_id: str, kind: str, now: datetime, *, task: Task | None = None, write: Write | None = None
+) -> Task:
     """Snapshot the task as GET shows it now, append the event, and queue a webhook delivery if configured.
 
     `task` is the task as this transaction has just written it, when the caller knows it exactly (it saves
     reading the row back); otherwise the row is read. Returns the task as it was snapshotted, so a caller that
-    needs it again does not read it a second time.
+    needs it again does not read it a second time. `write`, the task row's own insert or update, is executed
+    first; on PostgreSQL in the same statement as the event.
     """
     if task is None:
         task = to_task(conn.execute(SELECT_TASK, {"b_task_id": task_id}).one())
-    result = conn.execute(
-        _INSERT_EVENT,
-        {
-            "task_id": task.task_id,
-            "account_id": task.account_id,
-            "kind": kind,
-            "status": task.status.value,
-            "snapshot": task_public(task),
-            "created_at": now,
-        },
-    )
-    key = result.inserted_primary_key
-    assert key is not None
-    event_id = int(key[0])
+    values = {
+        "task_id": task.task_id,
+        "account_id": task.account_id,
+        "kind": kind,
+        "status": task.status.value,
+        "snapshot": task_public(task),
+        "created_at": now,
+    }
     endpoint = str(((task.config or {}).get("webhook_config") or {}).get("endpoint") or "")
-    if endpoint:
-        conn.execute(
-            _INSERT_DELIVERY,
-            {
-                "delivery_id": f"msg_{uuid.uuid4().hex}",
-                "event_id": event_id,
-                "task_id": task.task_id,
-                "account_id": task.account_id,
-                "endpoint": endpoint,
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            },
-        )
-    ref = EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, bool(endpoint))
-    conn.info.setdefault(PENDING_EVENTS, []).append(ref)
+    delivery = {"delivery_id": f"msg_{uuid.uuid4().hex}", "endpoint": endpoint} if endpoint else None
     if conn.dialect.name == "postgresql":
-        # Delivered by PostgreSQL at commit, to every replica listening (see genmill.store.notify).
-        conn.execute(_NOTIFY, {"b_payload": encode_ref(ref)})
+        # One round trip: the event, its delivery and the pg_notify PostgreSQL delivers at commit to every
+        # replica listening (see genmill.store.notify and genmill.store.pg_statements).
+        event_id = insert_event(conn, values, delivery, write=write)
+    else:
+        if write is not None:
+            execute_write(conn, write)
+        key = conn.execute(_INSERT_EVENT, values).inserted_primary_key
+        assert key is not None
+        event_id = int(key[0])
+        if delivery is not None:
+            conn.execute(
+                _INSERT_DELIVERY,
+                {
+                    **delivery,
+                    "event_id": event_id,
+                    "task_id": task.task_id,
+                    "account_id": task.account_id,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                },
+            )
+    ref = EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, delivery is not None)
+    conn.info.setdefault(PENDING_EVENTS, []).append(ref)
     return task
 
 

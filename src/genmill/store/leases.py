@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from genmill.domain.clock import SYSTEM_CLOCK, Clock
-from genmill.domain.leases import expire_lease, holds_lease, lease_ends_at
-from genmill.domain.records import PUBLIC_POOL, Claim, Task
+from genmill.domain.leases import holds_lease, lease_ends_at
+from genmill.domain.records import PUBLIC_POOL, Account, Claim, Task
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import Conflict
-from genmill.store.base import Publisher, Queries, another_replica_sweeps
+from genmill.store.base import Publisher, Queries
+from genmill.store.claims import claim_params, pg_claim, portable_claim
 from genmill.store.events import PROGRESS, STATUS, emit
 from genmill.store.mapping import to_task
-from genmill.store.rows import MAX_LOG_LINES, end_task, promote_staged, select_task, update_task
-from genmill.store.tables import accounts, tasks
-
-SWEEP_LOCK_KEY = 0x67656E6D  # one replica sweeps at a time (PostgreSQL advisory lock)
-
+from genmill.store.rows import (
+    MAX_LOG_LINES,
+    end_task,
+    finish_task,
+    lock_batch,
+    lock_task_and_account,
+    select_task,
+    update_task,
+)
+from genmill.store.sweep import SWEEP_LOCK_KEY as SWEEP_LOCK_KEY
+from genmill.store.sweep import SweepResult, sweep_expired
+from genmill.store.tables import tasks
 
 MAX_LOG_LINE = 500
 
@@ -39,14 +47,7 @@ def clip(lines: list[str]) -> list[str]:
     return [str(line)[:MAX_LOG_LINE] for line in lines[-MAX_LOG_LINES:]]
 
 
-@dataclass
-class SweepResult:
-    requeued: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    promoted: list[str] = field(default_factory=list)
-
-
-MAX_CACHED_CLAIMS = 256
+CLAIMED = transition(TaskStatus.PENDING, TaskEvent.CLAIM)
 _PROCESSING_LOADS = (
     sa.select(tasks.c.account_id, sa.func.count())
     .where(tasks.c.status == TaskStatus.PROCESSING.value)
@@ -54,10 +55,21 @@ _PROCESSING_LOADS = (
 )
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One task's result for `LeaseStore.complete_many`: what `complete` takes."""
+
+    task_id: str
+    lease_id: str
+    output: dict[str, Any]
+    logs: list[str] | None = None
+    detail: dict[str, Any] | None = None
+    usage_credits: int | None = None
+
+
 class LeaseStore(Queries):
     def __init__(self, engine: sa.Engine, publish: Publisher | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(engine, publish, clock=clock)
-        self._claim_statements: dict[tuple[tuple[tuple[str, str], ...], str], sa.Select[Any]] = {}
 
     def claim_next_task(
         self,
@@ -81,17 +93,116 @@ class LeaseStore(Queries):
             return None
         now = self.clock.now()
         with self.tx() as conn:
-            loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
-            params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
-            row = conn.execute(self._claim_statement(caps, "idle" if loads else "any"), params).one_or_none()
-            for level in sorted(set(loads.values())) if row is None else ():
-                params["b_accounts"] = [account for account, load in loads.items() if load == level]
-                row = conn.execute(self._claim_statement(caps, "among"), params).one_or_none()
-                if row is not None:
+            return self._claim_next(conn, caps, worker_id, lease_seconds, pool, now)
+
+    def _claim_next(
+        self,
+        conn: sa.Connection,
+        caps: tuple[tuple[str, str], ...],
+        worker_id: str,
+        lease_seconds: float,
+        pool: str,
+        now: datetime,
+    ) -> Claim | None:
+        """`claim_next_task` inside the caller's transaction."""
+        if conn.dialect.name == "postgresql":
+            return self._claim_next_pg(conn, caps, worker_id, lease_seconds, pool, now)
+        loads: dict[str, int] = {account: int(n) for account, n in conn.execute(_PROCESSING_LOADS)}
+        params: dict[str, Any] = {"b_pool": pool, "b_accounts": list(loads)}
+        row = conn.execute(portable_claim(caps, "idle" if loads else "any"), params).one_or_none()
+        for level in sorted(set(loads.values())) if row is None else ():
+            params["b_accounts"] = [account for account, load in loads.items() if load == level]
+            row = conn.execute(portable_claim(caps, "among"), params).one_or_none()
+            if row is not None:
+                break
+        if row is None:
+            return None
+        return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+
+    def _claim_next_pg(
+        self,
+        conn: sa.Connection,
+        caps: tuple[tuple[str, str], ...],
+        worker_id: str,
+        lease_seconds: float,
+        pool: str,
+        now: datetime,
+    ) -> Claim | None:
+        """The same choice and lease as the portable path, in one statement (`pg_statements.claim_statement`)."""
+        statement = pg_claim(caps)
+        params = claim_params(
+            caps,
+            status=CLAIMED.value,
+            lease_id=str(uuid.uuid4()),
+            lease_expires_at=lease_ends_at(now, lease_seconds),
+            worker_id=worker_id,
+            now=now,
+            pool=pool,
+        )
+        row = conn.execute(statement, params).one_or_none()
+        if row is None:
+            return None
+        leased = to_task(row)
+        assert leased.lease_id is not None and leased.lease_expires_at is not None
+        return Claim(emit(conn, leased.task_id, STATUS, now, task=leased), leased.lease_id, leased.lease_expires_at)
+
+    def claim_many(
+        self,
+        worker_id: str,
+        capabilities: Iterable[tuple[str, str]],
+        lease_seconds: float,
+        limit: int,
+        *,
+        pool: str = PUBLIC_POOL,
+    ) -> list[Claim]:
+        """Lease up to `limit` tasks in one transaction: the tasks, in the order, that `limit` calls of
+        `claim_next_task` would lease (each pick sees the loads the previous ones made), for one commit instead
+        of `limit`. Each claim is a lease of its own, heartbeated, completed or expired alone."""
+        caps = tuple(sorted(set(capabilities)))
+        if not caps or limit <= 0:
+            return []
+        now = self.clock.now()
+        claims: list[Claim] = []
+        with self.tx() as conn:
+            while len(claims) < limit:
+                claim = self._claim_next(conn, caps, worker_id, lease_seconds, pool, now)
+                if claim is None:
                     break
-            if row is None:
-                return None
-            return self._lease(conn, to_task(row), worker_id, lease_seconds, now)
+                claims.append(claim)
+        return claims
+
+    def complete_many(self, completions: Sequence[Completion]) -> list[list[str] | Conflict]:
+        """Complete and bill several leased tasks in one transaction; for each, in order, the promoted staged
+        task ids (as `complete` returns) or the `Conflict` that refused it (a lease no longer held, the task
+        named twice), which leaves that task as it was and the others unaffected.
+
+        Every ledger row, event and promotion is the one `complete` would write; only the commit is shared."""
+        now = self.clock.now()
+        outcomes: list[list[str] | Conflict] = []
+        with self.tx() as conn:
+            locked, accounts_by_id = lock_batch(conn, [c.task_id for c in completions])
+            seen: set[str] = set()
+            for done in completions:
+                try:
+                    if done.task_id in seen:
+                        raise Conflict(f"task {done.task_id} is completed twice in one batch")
+                    seen.add(done.task_id)
+                    task = self._check_lease(locked.get(done.task_id), done.task_id, done.lease_id)
+                except Conflict as refused:
+                    outcomes.append(refused)
+                    continue
+                task = self._flush(conn, task, done.logs, done.detail)
+                promoted, accounts_by_id[task.account_id] = finish_task(
+                    conn,
+                    task,
+                    TaskEvent.COMPLETE,
+                    now,
+                    output=done.output,
+                    usage_credits=done.usage_credits,
+                    account=accounts_by_id[task.account_id],
+                )
+                outcomes.append(promoted)
+        return outcomes
 
     def claim_task(self, task_id: str, worker_id: str, lease_seconds: float) -> Claim | None:
         """Lease one named pending task (None when it is not pending, e.g. staged at the concurrency limit).
@@ -104,31 +215,6 @@ class LeaseStore(Queries):
             if task is None or task.status is not TaskStatus.PENDING:
                 return None
             return self._lease(conn, task, worker_id, lease_seconds, now)
-
-    def _claim_statement(self, caps: tuple[tuple[str, str], ...], accounts: str) -> sa.Select[Any]:
-        """The next-task query for one capability set, built once and reused (building costs more than running).
-
-        `accounts` is "any", "idle" (not among `b_accounts`) or "among" (`b_accounts` only).
-        """
-        key = (caps, accounts)
-        statement = self._claim_statements.get(key)
-        if statement is None:
-            can_run = sa.or_(*(sa.and_(tasks.c.model == m, tasks.c.task_type == t) for m, t in caps))
-            statement = sa.select(tasks).where(
-                tasks.c.status == TaskStatus.PENDING.value, tasks.c.pool == sa.bindparam("b_pool"), can_run
-            )
-            if accounts != "any":
-                chosen = tasks.c.account_id.in_(sa.bindparam("b_accounts", expanding=True))
-                statement = statement.where(chosen if accounts == "among" else sa.not_(chosen))
-            statement = (
-                statement.order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if len(self._claim_statements) >= MAX_CACHED_CLAIMS:
-                self._claim_statements.clear()
-            self._claim_statements[key] = statement
-        return statement
 
     def claim_matching(
         self,
@@ -193,7 +279,17 @@ class LeaseStore(Queries):
         return Claim(emit(conn, task.task_id, STATUS, now, task=leased), leased.lease_id, leased.lease_expires_at)
 
     def _locked_lease(self, conn: sa.Connection, task_id: str, lease_id: str) -> Task:
-        task = select_task(conn, task_id, lock=True)
+        return self._check_lease(select_task(conn, task_id, lock=True), task_id, lease_id)
+
+    def _locked_lease_and_account(self, conn: sa.Connection, task_id: str, lease_id: str) -> tuple[Task, Account]:
+        """The leased task and its account, both locked, for a transaction that ends the task."""
+        locked = lock_task_and_account(conn, task_id)
+        task = self._check_lease(None if locked is None else locked[0], task_id, lease_id)
+        assert locked is not None
+        return task, locked[1]
+
+    @staticmethod
+    def _check_lease(task: Task | None, task_id: str, lease_id: str) -> Task:
         if task is None:
             raise Conflict(f"task {task_id} does not exist")
         if not holds_lease(task.status, task.lease_id, lease_id):
@@ -242,9 +338,16 @@ class LeaseStore(Queries):
         `usage_credits`, when the entry prices what the output used, is consumed (at most the frozen price) and the
         rest released, in this one transaction."""
         with self.tx() as conn:
-            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
+            task, account = self._locked_lease_and_account(conn, task_id, lease_id)
+            task = self._flush(conn, task, logs, detail)
             return end_task(
-                conn, task, TaskEvent.COMPLETE, self.clock.now(), output=output, usage_credits=usage_credits
+                conn,
+                task,
+                TaskEvent.COMPLETE,
+                self.clock.now(),
+                output=output,
+                usage_credits=usage_credits,
+                account=account,
             )
 
     def fail(
@@ -258,8 +361,9 @@ class LeaseStore(Queries):
     ) -> list[str]:
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
-            task = self._flush(conn, self._locked_lease(conn, task_id, lease_id), logs, detail)
-            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error)
+            task, account = self._locked_lease_and_account(conn, task_id, lease_id)
+            task = self._flush(conn, task, logs, detail)
+            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error, account=account)
 
     @staticmethod
     def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
@@ -279,46 +383,5 @@ class LeaseStore(Queries):
 
         Also promotes staged tasks of any account with free slots, repairing promotions a crash may have missed.
         """
-        now = self.clock.now()
-        result = SweepResult()
         with self.tx() as conn:
-            if another_replica_sweeps(conn, SWEEP_LOCK_KEY):
-                return result  # another replica is sweeping right now
-            rows = conn.execute(
-                sa.select(tasks)
-                .where(tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.lease_expires_at < now)
-                .order_by(tasks.c.lease_expires_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row in rows:
-                task = to_task(row)
-                expiry = expire_lease(task.status, task.attempts, task.max_attempts, task.worker_id)
-                if expiry.failure is not None:
-                    error = expiry.failure.to_error()
-                    result.promoted += end_task(conn, task, expiry.event, now, error=error, log_line=expiry.log_line)
-                    result.failed.append(task.task_id)
-                    continue
-                conn.execute(
-                    sa.update(tasks)
-                    .where(tasks.c.task_id == task.task_id)
-                    .values(
-                        status=expiry.status.value,
-                        lease_id=None,
-                        lease_expires_at=None,
-                        worker_id=None,
-                        logs=([*task.logs, expiry.log_line])[-MAX_LOG_LINES:],
-                        updated_at=now,
-                    )
-                )
-                emit(conn, task.task_id, STATUS, now)
-                result.requeued.append(task.task_id)
-            staged_accounts = (
-                conn.execute(sa.select(tasks.c.account_id).where(tasks.c.status == TaskStatus.STAGED.value).distinct())
-                .scalars()
-                .all()
-            )
-            for account_id in staged_accounts:
-                if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first():
-                    result.promoted += promote_staged(conn, account_id, now)
-        return result
+            return sweep_expired(conn, self.clock.now(), limit)

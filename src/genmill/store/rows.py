@@ -15,13 +15,14 @@ import sqlalchemy as sa
 
 from genmill.domain import ledger as credit_rules
 from genmill.domain.admission import free_slots
-from genmill.domain.ledger import LedgerEntry, LedgerKind
+from genmill.domain.ledger import Balances, LedgerEntry, LedgerKind
 from genmill.domain.records import Account, Task
 from genmill.domain.settlement import settle
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import NotFound
 from genmill.store.events import SELECT_TASK, STATUS, emit
 from genmill.store.mapping import to_account, to_task
+from genmill.store.pg_statements import LEDGER_MOVEMENT, task_update
 from genmill.store.tables import accounts, ledger, tasks
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.PROCESSING.value)
@@ -58,6 +59,61 @@ STAGED_OF_ACCOUNT = (
 )
 
 
+LOCK_TASK_AND_ACCOUNT = (
+    sa.select(tasks, *(column.label(f"account_{column.name}") for column in accounts.c))
+    .join_from(tasks, accounts, tasks.c.account_id == accounts.c.account_id)
+    .where(tasks.c.task_id == sa.bindparam("b_task_id"))
+    .with_for_update()
+)
+"""The task and its account, both locked (the task's row first, as `select_task` then `lock_account` would)."""
+
+
+def lock_task_and_account(conn: sa.Connection, task_id: str) -> tuple[Task, Account] | None:
+    """The task and its account row, locked by one statement (one round trip instead of two).
+
+    A lock wait re-reads the rows it waited for, so the account's buckets are the ones committed last."""
+    row = conn.execute(LOCK_TASK_AND_ACCOUNT, {"b_task_id": task_id}).one_or_none()
+    if row is None:
+        return None
+    m = row._mapping
+    account = Account(
+        account_id=m["account_account_id"],
+        name=m["account_name"],
+        plan=m["account_plan"],
+        is_enabled=m["account_is_enabled"],
+        max_concurrency=m["account_max_concurrency"],
+        balances=Balances(m["account_available_credits"], m["account_frozen_credits"], m["account_used_credits"]),
+        created_at=m["account_created_at"],
+    )
+    return to_task(row), account
+
+
+LOCK_TASKS = (
+    sa.select(tasks)
+    .where(tasks.c.task_id.in_(sa.bindparam("b_task_ids", expanding=True)))
+    .order_by(tasks.c.task_id)
+    .with_for_update()
+)
+LOCK_ACCOUNTS = (
+    sa.select(accounts)
+    .where(accounts.c.account_id.in_(sa.bindparam("b_account_ids", expanding=True)))
+    .order_by(accounts.c.account_id)
+    .with_for_update()
+)
+
+
+def lock_batch(conn: sa.Connection, task_ids: list[str]) -> tuple[dict[str, Task], dict[str, Account]]:
+    """Several tasks and their accounts, locked by two statements: tasks, then accounts, each in key order, so
+    that two batches (or a batch and a single complete, which locks a task and then its account) cannot wait for
+    each other in a cycle."""
+    locked = {t.task_id: t for t in map(to_task, conn.execute(LOCK_TASKS, {"b_task_ids": sorted(task_ids)}))}
+    account_ids = sorted({t.account_id for t in locked.values()})
+    if not account_ids:
+        return locked, {}
+    rows = conn.execute(LOCK_ACCOUNTS, {"b_account_ids": account_ids})
+    return locked, {a.account_id: a for a in map(to_account, rows)}
+
+
 def lock_account(conn: sa.Connection, account_id: str) -> Account:
     row = conn.execute(LOCK_ACCOUNT, {"b_account_id": account_id}).one_or_none()
     if row is None:
@@ -79,19 +135,24 @@ def move_credits(
 ) -> Account:
     """Apply one ledger rule to a locked account: update its buckets and append the ledger entry."""
     balances = credit_rules.apply(account.balances, LedgerEntry(kind, amount, task_id))
-    conn.execute(
-        UPDATE_BALANCES,
-        {
-            "b_account_id": account.account_id,
-            "b_available": balances.available,
-            "b_frozen": balances.frozen,
-            "b_used": balances.used,
-        },
-    )
-    conn.execute(
-        INSERT_LEDGER,
-        {"account_id": account.account_id, "task_id": task_id, "kind": kind.value, "amount": amount, "created_at": now},
-    )
+    buckets = {
+        "b_account_id": account.account_id,
+        "b_available": balances.available,
+        "b_frozen": balances.frozen,
+        "b_used": balances.used,
+    }
+    entry = {
+        "account_id": account.account_id,
+        "task_id": task_id,
+        "kind": kind.value,
+        "amount": amount,
+        "created_at": now,
+    }
+    if conn.dialect.name == "postgresql":  # one round trip for both (genmill.store.pg_statements)
+        conn.execute(LEDGER_MOVEMENT, {**buckets, **{f"l_{name}": value for name, value in entry.items()}})
+    else:
+        conn.execute(UPDATE_BALANCES, buckets)
+        conn.execute(INSERT_LEDGER, entry)
     return Account(**{**account.__dict__, "balances": balances})
 
 
@@ -129,16 +190,44 @@ def end_task(
     error: dict[str, Any] | None = None,
     log_line: str | None = None,
     usage_credits: int | None = None,
+    account: Account | None = None,
 ) -> list[str]:
+    """Finish a task; see `finish_task`, which also returns the account as this left it."""
+    return finish_task(
+        conn,
+        task,
+        event,
+        now,
+        output=output,
+        error=error,
+        log_line=log_line,
+        usage_credits=usage_credits,
+        account=account,
+    )[0]
+
+
+def finish_task(
+    conn: sa.Connection,
+    task: Task,
+    event: TaskEvent,
+    now: datetime,
+    *,
+    output: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    log_line: str | None = None,
+    usage_credits: int | None = None,
+    account: Account | None = None,
+) -> tuple[list[str], Account]:
     """Finish a task (complete, fail or cancel) with its credit movement, in the caller's transaction.
 
     `genmill.domain.settlement.settle` decides the ending status, whether the frozen price is consumed or
     released (or, with `usage_credits`, how much of it is consumed and how much released), and whether a
     concurrency slot frees (then staged tasks of the account are promoted here too). Returns promoted ids.
+    `account` is the task's account row when the caller has locked it already (`lock_task_and_account`).
     """
     settlement = settle(task.status, event, task.frozen_credits, task.task_id, usage_credits=usage_credits)
     new_status = settlement.status
-    account = lock_account(conn, task.account_id)
+    account = account or lock_account(conn, task.account_id)
     for entry in settlement.entries:
         account = move_credits(conn, account, entry.kind, entry.amount, task.task_id, now)
     consumed = settlement.consumed
@@ -157,7 +246,6 @@ def end_task(
         values["output"] = output
     if error is not None:
         values["error"] = error
-    update_task(conn, task.task_id, values)
     snapshot = dataclasses.replace(
         task,
         status=new_status,
@@ -170,7 +258,7 @@ def end_task(
         output=output if output is not None else task.output,
         error=error if error is not None else task.error,
     )
-    emit(conn, task.task_id, STATUS, now, task=snapshot)
+    emit(conn, task.task_id, STATUS, now, task=snapshot, write=task_update(task.task_id, values))
     if settlement.frees_slot:
-        return promote_staged(conn, task.account_id, now, account=account)
-    return []
+        return promote_staged(conn, task.account_id, now, account=account), account
+    return [], account

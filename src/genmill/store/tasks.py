@@ -22,11 +22,12 @@ from genmill.domain.states import LIVE, TaskEvent, TaskStatus, cancel_refusal
 from genmill.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
+from genmill.store.group_commit import GroupCommit
 from genmill.store.mapping import to_task
+from genmill.store.pg_statements import task_insert
 from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
 from genmill.store.tables import idempotency_keys, tasks
 
-_INSERT_TASK = sa.insert(tasks)
 _SELECT_OWN_TASK = sa.select(tasks).where(
     tasks.c.task_id == sa.bindparam("b_task_id"), tasks.c.account_id == sa.bindparam("b_account_id")
 )
@@ -48,9 +49,12 @@ class TaskStore(Queries):
         max_staged_per_account: int = 50,
         publish: Publisher | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        group_commit: bool = False,
     ) -> None:
         super().__init__(engine, publish, clock=clock)
         self.max_staged = max_staged_per_account
+        self.group_commit = GroupCommit(self.tx, self._create_in) if group_commit else None
+        """With `group_commit`, concurrent creates share transactions (`genmill.store.group_commit`)."""
 
     def create(self, new: NewTask, *, idempotency: Idempotency | None = None) -> tuple[Task, bool]:
         """Insert the task as pending (or staged at the concurrency limit) and freeze its price.
@@ -59,28 +63,34 @@ class TaskStore(Queries):
         first one made (and `True`), and a different request under the same key is a 409. The account row lock
         taken first serialises creates of one account, so two racing repeats cannot both insert.
         """
-        now = self.clock.now()
+        if self.group_commit is not None:
+            return self.group_commit.create(new, idempotency)
         with self.tx() as conn:
-            account = lock_account(conn, new.account_id)
-            if not account.is_enabled:
-                raise Forbidden("this account is disabled")
-            if idempotency is not None:
-                existing = self._replay(conn, new.account_id, idempotency, now)
-                if existing is not None:
-                    return existing, True
-            task = self._insert(conn, new, account, now)
-            task_id = task.task_id
-            if idempotency is not None:
-                conn.execute(
-                    sa.insert(idempotency_keys).values(
-                        account_id=new.account_id,
-                        key=idempotency.key,
-                        request_hash=idempotency.request_hash,
-                        task_id=task_id,
-                        created_at=now,
-                        expires_at=now + idempotency.ttl,
-                    )
+            return self._create_in(conn, new, idempotency)
+
+    def _create_in(self, conn: sa.Connection, new: NewTask, idempotency: Idempotency | None) -> tuple[Task, bool]:
+        """`create` inside the caller's transaction. Every refusal is raised before this create writes anything
+        (group commit relies on it: a refused create leaves the shared transaction as it found it)."""
+        now = self.clock.now()
+        account = lock_account(conn, new.account_id)
+        if not account.is_enabled:
+            raise Forbidden("this account is disabled")
+        if idempotency is not None:
+            existing = self._replay(conn, new.account_id, idempotency, now)
+            if existing is not None:
+                return existing, True
+        task = self._insert(conn, new, account, now)
+        if idempotency is not None:
+            conn.execute(
+                sa.insert(idempotency_keys).values(
+                    account_id=new.account_id,
+                    key=idempotency.key,
+                    request_hash=idempotency.request_hash,
+                    task_id=task.task_id,
+                    created_at=now,
+                    expires_at=now + idempotency.ttl,
                 )
+            )
         return task, False
 
     def replay(self, account_id: str, idempotency: Idempotency) -> Task | None:
@@ -150,8 +160,8 @@ class TaskStore(Queries):
             usage_type=new.usage_type,
         )
         row = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
-        conn.execute(_INSERT_TASK, {**row, "status": status.value, "updated_at": now})
-        return emit(conn, task_id, STATUS, now, task=task)
+        write = task_insert({**row, "status": status.value, "updated_at": now})
+        return emit(conn, task_id, STATUS, now, task=task, write=write)
 
     def get(self, account_id: str, task_id: str) -> Task:
         """The task if it belongs to the account; otherwise NotFound (never reveal another account's task)."""

@@ -21,6 +21,7 @@ from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import Claim, InputFile
 from genmill.errors import BackendError, Conflict, FetchError, GenmillError, Unauthorized
 from genmill.worker.protocol import ClaimMoreResponse, ClaimResponse, HeartbeatResponse, OutputStored, RegisterResponse
+from genmill.worker.transport import Done
 
 log = logging.getLogger("genmill.worker")
 RETRYABLE = (httpx.TransportError,)
@@ -99,6 +100,17 @@ class HttpTransport:
     def complete(self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "output": output, "logs": logs, "detail": detail}
         self._post(f"/tasks/{claim.task.task_id}/complete", retries=8, json=scrub_json(body))
+
+    def complete_many(self, done: list[Done]) -> list[Exception | None]:
+        """One request per task: the HTTP worker protocol has no batch call (yet)."""
+        outcomes: list[Exception | None] = []
+        for claim, output, logs, detail in done:
+            try:
+                self.complete(claim, output, logs, detail)
+                outcomes.append(None)
+            except Exception as failed:  # this one's error; the others are still sent
+                outcomes.append(failed)
+        return outcomes
 
     def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None:
         body = {"lease_id": claim.lease_id, "error": error, "logs": logs, "detail": detail}

@@ -23,7 +23,7 @@ from genmill.domain.validation import describe_validation_error
 from genmill.errors import BackendError, Conflict, GenmillError, Unauthorized
 from genmill.worker.backendset import BackendSet, served_by_json
 from genmill.worker.heartbeats import Heartbeats
-from genmill.worker.transport import WorkerTransport
+from genmill.worker.transport import Done, WorkerTransport
 
 log = logging.getLogger("genmill.worker")
 
@@ -187,8 +187,33 @@ class Worker:
             for c, ctx in zip(claims, ctxs, strict=True):
                 beating.enter_context(self.heartbeats.watch(c, ctx, first_beat=FIRST_BEAT_SECONDS))
             results = self._run_backend(entry, backend, claims, ctxs)
+        # A batch's successful results are recorded together (one transaction in-process); the rest one by one.
+        together: list[tuple[Claim, TaskContext, dict[str, Any]]] = []
         for c, ctx, result in zip(claims, ctxs, results, strict=True):
-            self._settle(c, ctx, result)
+            if len(claims) > 1 and not isinstance(result, Exception) and not ctx.lost.is_set():
+                together.append((c, ctx, result))
+            else:
+                self._settle(c, ctx, result)
+        if together:
+            self._complete_together(together)
+
+    def _complete_together(self, together: list[tuple[Claim, TaskContext, dict[str, Any]]]) -> None:
+        """Record several results in one call; each refusal (a lease lost) or failure is logged as `_settle` logs
+        it, and leaves that task to its lease's expiry."""
+        done: list[Done] = [(c, output, *ctx.drain()) for c, ctx, output in together]
+        try:
+            outcomes = self.transport.complete_many(done)
+        except Exception as failed:
+            outcomes = [failed] * len(done)
+        for (claim, _, _), outcome in zip(together, outcomes, strict=True):
+            if isinstance(outcome, Conflict):
+                log.warning("task %s: lease expired before the result was recorded", claim.task.task_id)
+            elif outcome is not None:
+                log.error(
+                    "task %s: could not record the result; the task will be retried",
+                    claim.task.task_id,
+                    exc_info=outcome,
+                )
 
     def _run_backend(
         self, entry: CatalogEntry, backend: Backend, claims: list[Claim], ctxs: list[TaskContext]

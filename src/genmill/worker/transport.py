@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from genmill.domain.catalog import CatalogEntry
 from genmill.domain.records import Claim, InputFile
 
+Done = tuple[Claim, dict[str, Any], list[str], dict[str, Any] | None]
+"""A completed task for `complete_many`: the claim, its output, its last logs and detail."""
+
 
 class WorkerTransport(Protocol):
     def claim(self, worker_id: str, capabilities: Iterable[tuple[str, str]], lease_seconds: float) -> Claim | None: ...
@@ -28,6 +31,11 @@ class WorkerTransport(Protocol):
     def complete(
         self, claim: Claim, output: dict[str, Any], logs: list[str], detail: dict[str, Any] | None
     ) -> None: ...
+
+    def complete_many(self, done: list[Done]) -> list[Exception | None]:
+        """Complete several leased tasks (a batch's results), in one transaction where the transport can; for each,
+        None or the error that refused or failed it (`genmill.errors.Conflict` when its lease was lost), the others
+        unaffected. Raises when none could be recorded (the database unavailable for the one transaction)."""
 
     def fail(self, claim: Claim, error: dict[str, Any], logs: list[str], detail: dict[str, Any] | None) -> None: ...
 

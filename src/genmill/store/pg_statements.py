@@ -1,0 +1,180 @@
+"""PostgreSQL forms of the hot steps: several statements of the task path folded into one round trip each.
+
+On PostgreSQL every statement is a network round trip, and each costs the server, psycopg and SQLAlchemy about
+as much as the work it carries. The steps below do the same writes as the portable statements they replace
+(same rows, same ledger entries, same events, same lock order), but as one statement, with data-modifying CTEs:
+
+- the outbox event, its webhook delivery and the `pg_notify` that announces it, with the task row's own insert or
+  update (was three or four statements);
+- a ledger movement: the account's new buckets and the ledger entry (was two).
+
+The claim's one statement (the fair pick and the lease) is `genmill.store.claims.claim_statement`.
+
+Why statements rather than a server-side function: the decisions (settlement, admission, the ledger rules, the
+event's snapshot) stay in `genmill.domain` in Python, where both engines share them; a function would have to
+restate them in PL/pgSQL.
+
+Reads that decide something under a lock (the account's active count after its row lock) stay separate
+statements: in READ COMMITTED a statement's snapshot is taken before it waits for a lock, so a count folded into
+the locking statement could miss a create that committed while it waited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from genmill.store.tables import accounts, ledger, task_events, tasks, webhook_deliveries
+
+NOTIFY_CHANNEL = "genmill_events"
+
+_EVENT_COLUMNS = ("task_id", "account_id", "kind", "status", "snapshot", "created_at")
+
+
+def _event_statement(with_delivery: bool) -> sa.Select[Any]:
+    """Insert the event (and its webhook delivery), announce it with `pg_notify`, and return its id.
+
+    The notification's payload is the same JSON array `genmill.store.events.encode_ref` writes."""
+    event = (
+        sa.insert(task_events)
+        .values({name: sa.bindparam(f"e_{name}", type_=task_events.c[name].type) for name in _EVENT_COLUMNS})
+        .returning(task_events.c.event_id, task_events.c.task_id, task_events.c.account_id)
+        .cte("ev")
+    )
+    ref = sa.func.json_build_array(
+        event.c.event_id,
+        event.c.task_id,
+        event.c.account_id,
+        sa.cast(sa.bindparam("e_status", type_=sa.String), sa.Text),
+        sa.cast(sa.bindparam("e_kind", type_=sa.String), sa.Text),
+        sa.true() if with_delivery else sa.false(),
+    )
+    statement = sa.select(event.c.event_id, sa.func.pg_notify(NOTIFY_CHANNEL, sa.cast(ref, sa.Text))).select_from(event)
+    if with_delivery:
+        delivery = (
+            sa.insert(webhook_deliveries)
+            .from_select(
+                [
+                    "delivery_id",
+                    "event_id",
+                    "task_id",
+                    "account_id",
+                    "endpoint",
+                    "state",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                ],
+                sa.select(
+                    sa.bindparam("d_delivery_id", type_=sa.String),
+                    event.c.event_id,
+                    event.c.task_id,
+                    event.c.account_id,
+                    sa.bindparam("d_endpoint", type_=sa.String),
+                    sa.literal("pending"),
+                    sa.literal(0),
+                    sa.bindparam("e_created_at", type_=task_events.c.created_at.type),
+                    sa.bindparam("e_created_at", type_=task_events.c.created_at.type),
+                ),
+            )
+            .cte("dl")
+        )
+        statement = statement.add_cte(delivery)
+    return statement
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write the event's statement carries as one more data-modifying CTE, so that it costs no round trip of
+    its own: the task row the event announces (its insert, or the update that ends it).
+
+    `shape` names the statement's form (it keys the cache); `params` are its bound values, whose names must not
+    clash with the event's (`e_`, `d_`): `task_insert` and `task_update` use `i_` and `u_`."""
+
+    shape: tuple[str, ...]
+    params: dict[str, Any]
+
+
+def task_insert(row: dict[str, Any]) -> Write:
+    return Write(("insert", *sorted(row)), {f"i_{name}": value for name, value in row.items()})
+
+
+def task_update(task_id: str, values: dict[str, Any]) -> Write:
+    params = {f"u_{name}": value for name, value in values.items()}
+    return Write(("update", *sorted(values)), {**params, "u_task_id_key": task_id})
+
+
+def _write_statement(shape: tuple[str, ...]) -> sa.Insert | sa.Update:
+    kind, *names = shape
+    if kind == "insert":
+        return sa.insert(tasks).values({n: sa.bindparam(f"i_{n}", type_=tasks.c[n].type) for n in names})
+    return (
+        sa.update(tasks)
+        .where(tasks.c.task_id == sa.bindparam("u_task_id_key", type_=tasks.c.task_id.type))
+        .values({n: sa.bindparam(f"u_{n}", type_=tasks.c[n].type) for n in names})
+    )
+
+
+MAX_CACHED_SHAPES = 256
+_events: dict[tuple[bool, tuple[str, ...] | None], sa.Select[Any]] = {}
+_writes: dict[tuple[str, ...], sa.Insert | sa.Update] = {}
+
+
+def execute_write(conn: sa.Connection, write: Write) -> None:
+    """`write` as a statement of its own (SQLite, which has no data-modifying CTEs)."""
+    statement = _writes.get(write.shape)
+    if statement is None:
+        if len(_writes) >= MAX_CACHED_SHAPES:
+            _writes.clear()
+        statement = _writes[write.shape] = _write_statement(write.shape)
+    conn.execute(statement, write.params)
+
+
+def insert_event(
+    conn: sa.Connection, values: dict[str, Any], delivery: dict[str, Any] | None, *, write: Write | None = None
+) -> int:
+    """Append one outbox event (and its delivery), with `write` if given, and notify the listeners at commit, in
+    one statement; returns the event id.
+
+    `values` are the `task_events` columns; `delivery` the delivery id and endpoint, when there is one."""
+    key = (delivery is not None, None if write is None else write.shape)
+    statement = _events.get(key)
+    if statement is None:
+        statement = _event_statement(with_delivery=delivery is not None)
+        if write is not None:
+            statement = statement.add_cte(_write_statement(write.shape).cte("w"))
+        if len(_events) >= MAX_CACHED_SHAPES:
+            _events.clear()
+        _events[key] = statement
+    params = {f"e_{name}": values[name] for name in _EVENT_COLUMNS}
+    if delivery is not None:
+        params |= {"d_delivery_id": delivery["delivery_id"], "d_endpoint": delivery["endpoint"]}
+    if write is not None:
+        params |= write.params
+    return int(conn.execute(statement, params).scalar_one())
+
+
+_BALANCES = (
+    sa.update(accounts)
+    .where(accounts.c.account_id == sa.bindparam("b_account_id"))
+    .values(
+        available_credits=sa.bindparam("b_available"),
+        frozen_credits=sa.bindparam("b_frozen"),
+        used_credits=sa.bindparam("b_used"),
+    )
+    .cte("balances")
+)
+LEDGER_MOVEMENT = (
+    sa.insert(ledger)
+    .values(
+        account_id=sa.bindparam("l_account_id", type_=ledger.c.account_id.type),
+        task_id=sa.bindparam("l_task_id", type_=ledger.c.task_id.type),
+        kind=sa.bindparam("l_kind", type_=ledger.c.kind.type),
+        amount=sa.bindparam("l_amount", type_=ledger.c.amount.type),
+        created_at=sa.bindparam("l_created_at", type_=ledger.c.created_at.type),
+    )
+    .add_cte(_BALANCES)
+)
+"""The account's new buckets and the ledger entry that moved them, in one statement."""
