@@ -51,7 +51,7 @@ def tts_backends() -> list[Backend]:
     return [piper] if piper.availability().ok else []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -82,8 +82,10 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Playwright's sync API runs an event loop in this thread while it is open: it is closed when the browser
+    tests of a module end (module scope), so that later tests can run their own loops (asyncio.run)."""
     if not Path(CHROMIUM).exists():
         message = f"no Chromium at {CHROMIUM} (set GENMILL_CHROMIUM; .ci/run installs Debian's chromium)"
         if os.environ.get("CI"):  # CI installs the browser: a missing one is a broken install, not a reason to skip
