@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from genmill.backends.base import Availability, Backend, RunContext
-from genmill.domain.catalog import CatalogEntry, TaskInput
+from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.records import NewTask
 from genmill.errors import BackendError
 from genmill.store import Store
@@ -23,6 +23,13 @@ def png_bytes(width: int, height: int, color: tuple[int, int, int] = (200, 40, 9
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def catalog_entry(catalog: Catalog, model: str, task_type: str) -> CatalogEntry:
+    """The entry for (model, task_type), failing the test, naming the pair, where the catalog lacks it."""
+    found = catalog.get(model, task_type)
+    assert found is not None, f"{model}/{task_type} missing"
+    return found
 
 
 class PillowUpscale(Backend):

@@ -17,27 +17,33 @@ from typing import Any
 from fastapi import FastAPI
 
 from genmill import __version__
-from genmill.api import account, files, legacy, models, openai, tasks, webhooks, workers
+from genmill.api import account, admin, files, legacy, models, openai, ops, price, tasks, webhooks, workers
 from genmill.api.boundary import BoundaryCheck
+from genmill.api.dashboard import routes as dashboard
 from genmill.api.deps import Services
 from genmill.api.envelope import ok
 from genmill.api.errors import install_error_handlers
 from genmill.api.keycache import KeyCache
 from genmill.api.limits import BodySizeLimit
 from genmill.api.openapi import install_openapi
+from genmill.api.request_ids import RequestIds
 from genmill.api.streams import TaskFeeds
 from genmill.backends.base import Backend
 from genmill.bus import EventBus
 from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
 from genmill.domain.quotas import Rate
-from genmill.domain.records import PUBLIC_POOL
+from genmill.domain.records import PUBLIC_POOL, EventRef
 from genmill.engine import Accounts, LocalTransport, ServedEntries, TaskEngine, WorkerGate
+from genmill.engine.admin import Administration
 from genmill.engine.chat import ChatEngine, ChatModel
 from genmill.engine.images import ImageEngine, ImageModel
 from genmill.engine.inline import InlineTasks
 from genmill.engine.inputs import InputResolver
+from genmill.engine.metrics import ServerMetrics
 from genmill.engine.quotas import Quotas, QuotaSettings
+from genmill.engine.readiness import ReadinessCheck
+from genmill.logs import quiet_third_party
 from genmill.models.llm.catalog import prompt_token_bound
 from genmill.net.fetch import GuardedFetcher
 from genmill.settings import Settings
@@ -107,7 +113,23 @@ class Runtime:
         )
         self.inputs = InputResolver(self.files, self.fetcher, max_bytes=settings.max_input_bytes)
         self.bus = EventBus()
-        self.store.set_publisher(self.bus.publish)
+        worker_slots = settings.workers * len(self.backend_sets)
+        self.metrics = ServerMetrics(
+            self.store,
+            self.backend_sets,
+            worker_seen_seconds=settings.worker_seen_seconds,
+            in_process_slots=worker_slots,
+        )
+        self.store.set_publisher(self.publish)
+        self.admin = Administration(
+            self.store,
+            self.backend_sets,
+            worker_slots=worker_slots,
+            worker_seen_seconds=settings.worker_seen_seconds,
+        )
+        self.readiness = ReadinessCheck(
+            self.store, self.backend_sets, worker_slots=worker_slots, worker_seen_seconds=settings.worker_seen_seconds
+        )
         self.listener = (
             PgListener(self.store.engine.url.render_as_string(hide_password=False), self.bus.publish)
             if self.store.engine.dialect.name == "postgresql"
@@ -161,6 +183,7 @@ class Runtime:
             concurrency=settings.webhook_concurrency,
             per_account=settings.webhook_account_concurrency,
             retry_scale=settings.webhook_retry_scale,
+            on_attempt=self.metrics.webhook_attempt,
         )
         self.inline = InlineTasks(
             self.store,
@@ -196,6 +219,11 @@ class Runtime:
             self.wakeup,
             reaper_seconds=settings.reaper_seconds,
         )
+
+    def publish(self, events: list[EventRef]) -> None:
+        """Committed events of this process: counted and logged (`ServerMetrics.observe`), then fanned out."""
+        self.metrics.observe(events)
+        self.bus.publish(events)
 
     def _discover(self, settings: Settings) -> list[list[Backend]]:
         """The backends of each device in GENMILL_DEVICE. An API-only replica runs no model: it does not even
@@ -279,6 +307,7 @@ def create_app(
 ) -> FastAPI:
     """The API. `run_workers`: this process runs the in-process workers, the reaper and the webhook dispatcher
     (with `genmill serve --processes N`, process 0 only); `process_index` is what `/healthz` says answered."""
+    quiet_third_party()
     settings = settings or (runtime.settings if runtime else Settings())
     rt = runtime or Runtime(settings, **parts)
 
@@ -304,23 +333,24 @@ def create_app(
         version=__version__,
         description="A self-hostable server for generative-AI tasks that speaks the PiAPI/Qubico Unified API.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets by ops.install_docs, never from a CDN
+        redoc_url=None,
     )
     app.state.services = rt.services()
     app.state.runtime = rt
+    app.state.admin = rt.admin
+    app.state.readiness = rt.readiness
+    app.state.metrics = rt.metrics
     install_error_handlers(app)
     install_openapi(app)
-    for router in (
-        tasks.router,
-        webhooks.router,
-        account.router,
-        files.router,
-        models.router,
-        workers.router,
-        openai.router,
-    ):
+    routers = (tasks.router, webhooks.router, account.router, files.router, models.router, workers.router)
+    for router in (*routers, openai.router, admin.router, ops.router):
         app.include_router(router)
     for router in legacy.ROUTERS:
         app.include_router(router)
+    ops.install_docs(app)
+    app.include_router(price.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and backend availability")
     def healthz() -> dict[str, Any]:
@@ -333,4 +363,5 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         overrides={("/api/v1/workers/tasks/", "/outputs"): workers.MAX_OUTPUT_BYTES},
     )
+    app.add_middleware(RequestIds)  # outermost: every answer, a refused one too, carries its X-Request-ID
     return app

@@ -1,4 +1,4 @@
-"""The `genmill` command: serve, keys, accounts, models (and models pull), db.
+"""The `genmill` command: serve, keys, accounts, models (and models pull), db, workers, admin.
 
 Commands that print a secret print it alone on the last line of stdout so scripts can capture it with
 `tail -n 1`; everything else a command says goes to stderr.
@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genmill.cli_admin import add_admin_commands
 from genmill.errors import GenmillError
+from genmill.logs import configure_logging, filter_native_noise, log_format_from_env, quiet_third_party
 from genmill.mcp_server import add_mcp_command
 from genmill.settings import Settings
 
@@ -68,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from genmill.app import create_app
         from genmill.httpserver import serve
 
+        filter_native_noise()
         app = create_app(settings)
         _say(f"genmill serving on {where}")
         serve(app, host=settings.host, port=settings.port, log_level=args.log_level, limits=limits)
@@ -75,7 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from genmill.processes import serve_processes
 
     _say(f"genmill serving on {where} with {count} API processes")
-    return serve_processes(settings, count, limits, args.log_level)
+    # Each API process filters its own native noise (filter_native_noise starts a thread, and the supervisor
+    # forks only while it has none).
+    return serve_processes(settings, count, limits, args.log_level, before_serving=filter_native_noise)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -199,6 +204,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from genmill.worker.http_transport import HttpTransport
     from genmill.worker.runtime import Worker
 
+    filter_native_noise()
     settings = Settings(device=args.device) if args.device else Settings()
     server = args.server or settings.server_url
     token = args.token or settings.worker_token
@@ -366,12 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be fetched")
     pull.set_defaults(func=cmd_models_pull)
     add_mcp_command(sub)
+    from genmill.cli_client import add_client_commands  # run, task: the SDK from a terminal
+
+    add_client_commands(sub)
+    add_admin_commands(sub, with_data, lambda args: _store(_settings(args)))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    quiet_third_party()  # before any model library is imported
+    try:
+        configure_logging(log_format_from_env())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -250,6 +250,7 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=False,
+        log_config=None,  # uvicorn logs through the root handler genmill.logs set up (text or JSON)
         http=guarded_protocol(default_protocol(), guard),
         ws="none",
         timeout_keep_alive=limits.keep_alive_seconds,

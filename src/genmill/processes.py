@@ -278,9 +278,17 @@ def check_connection_budget(url: str, count: int) -> None:
         )
 
 
-def serve_processes(settings: Settings, count: int, limits: ServerLimits, log_level: str) -> int:
+def serve_processes(
+    settings: Settings,
+    count: int,
+    limits: ServerLimits,
+    log_level: str,
+    *,
+    before_serving: Callable[[], None] = lambda: None,
+) -> int:
     """`genmill serve --processes count` (count > 1, PostgreSQL): migrate once, check the connection budget,
-    bind, fork; process 0 runs the in-process workers, the reaper and the webhook dispatcher."""
+    bind, fork; process 0 runs the in-process workers, the reaper and the webhook dispatcher. `before_serving`
+    runs first thing in each API process (set-up that starts threads, which must not exist at a fork)."""
     from genmill.store.migrate import upgrade
 
     url = settings.resolved_database_url()
@@ -292,6 +300,7 @@ def serve_processes(settings: Settings, count: int, limits: ServerLimits, log_le
         from genmill.app import create_app
         from genmill.httpserver import serve
 
+        before_serving()
         app = create_app(settings, run_workers=index == 0, process_index=index)
         serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])
 

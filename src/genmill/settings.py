@@ -116,6 +116,10 @@ class Settings(BaseSettings):
         10.0, ge=0, description="How long a process trusts a checked API key before checking it again (0: always)."
     )
     allow_private_urls: bool = Field(False, description="Let input URLs reach private/loopback addresses.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Log lines as text, or one JSON object per line with the request id (read by `genmill` at start).",
+    )
     fetch_timeout: float = Field(
         20.0, gt=0, description="Total seconds for one input download: lookup, connect, headers and body together."
     )

@@ -124,6 +124,15 @@ def backend_for(backends: dict[str, Backend], task_type: str) -> Backend:
     return backend
 
 
+def origin_context(origin: tuple[str, dict[str, Any], dict[str, Any], MemoryRunContext]) -> MemoryRunContext:
+    """A follow-up's context: `origin` is (task_type, input, output, its context), whose saved files the new task
+    may read as a worker's would."""
+    kind, origin_input, origin_output, origin_ctx = origin
+    record = OriginTask("origin-1", "midjourney", kind, origin_input, origin_output, None, datetime.now(UTC))
+    files = {url: InputFile(saved.data, saved.content_type) for url, saved in origin_ctx.outputs.items()}
+    return MemoryRunContext(origin=record, files=files)
+
+
 def run(
     backends: dict[str, Backend],
     task_type: str,
@@ -131,16 +140,9 @@ def run(
     origin: tuple[str, dict[str, Any], dict[str, Any], MemoryRunContext] | None = None,
     **fields: Any,
 ) -> tuple[dict[str, Any], MemoryRunContext]:
-    """Validate `fields` with the catalog's input model and run the task; `origin` is (task_type, input, output,
-    its context), whose saved files the new task may read as a worker's would."""
+    """Validate `fields` with the catalog's input model and run the task, a follow-up of `origin` if given."""
     inputs = entry(task_type).input_model.model_validate(fields)
-    if origin is None:
-        ctx = MemoryRunContext()
-    else:
-        kind, origin_input, origin_output, origin_ctx = origin
-        record = OriginTask("origin-1", "midjourney", kind, origin_input, origin_output, None, datetime.now(UTC))
-        files = {url: InputFile(saved.data, saved.content_type) for url, saved in origin_ctx.outputs.items()}
-        ctx = MemoryRunContext(origin=record, files=files)
+    ctx = MemoryRunContext() if origin is None else origin_context(origin)
     started = time.perf_counter()
     output = backend_for(backends, task_type).run(entry(task_type), inputs, ctx)
     print(f"\nmidjourney {task_type}: {time.perf_counter() - started:.2f}s")
@@ -262,11 +264,7 @@ def test_upscale_past_the_refine_limit_is_lanczos_of_the_chosen_image(
         "midjourney-flux", models_dir, shared=FluxShared(device="cpu"), settings=lanczos_only
     )
     _, _, grid_output, grid_ctx = imagined
-    files = {url: InputFile(saved.data, saved.content_type) for url, saved in grid_ctx.outputs.items()}
-    origin = OriginTask("o", "midjourney", "imagine", imagined[1], grid_output, None, datetime.now(UTC))
-    ctx = MemoryRunContext(origin=origin, files=files)
-    inputs = entry("upscale").input_model.model_validate({"origin_task_id": "o", "index": "4"})
-    output = backend.run(entry("upscale"), inputs, ctx)
+    output, ctx = run({"lanczos": backend}, "upscale", origin=imagined, origin_task_id="origin-1", index="4")
     chosen = img(grid_ctx, grid_output["image_urls"][3])
     big = img(ctx, output["image_url"])
     assert big.size == (chosen.width * 2, chosen.height * 2)
@@ -412,12 +410,8 @@ def test_large_origins_are_painted_at_the_canvas_limit(
     backend = MidjourneyFluxBackend(
         "midjourney-flux-fill", models_dir, shared=FluxShared(device="cpu"), settings=limited
     )
-    _, origin_input, origin_output, origin_ctx = upscaled
-    files = {url: InputFile(saved.data, saved.content_type) for url, saved in origin_ctx.outputs.items()}
-    origin = OriginTask("o", "midjourney", "upscale", origin_input, origin_output, None, datetime.now(UTC))
-    ctx = MemoryRunContext(origin=origin, files=files)
-    inputs = entry("pan").input_model.model_validate({"origin_task_id": "o", "direction": "up"})
-    output = backend.run(entry("pan"), inputs, ctx)
+    _, _, origin_output, origin_ctx = upscaled
+    output, ctx = run({"limited": backend}, "pan", origin=upscaled, origin_task_id="origin-1", direction="up")
     width, height = img(ctx, output["image_urls"][0]).size
     source = img(origin_ctx, origin_output["image_url"])
     assert width * height <= 4096 and abs(width / height - source.width / (source.height * 1.5)) < 0.05

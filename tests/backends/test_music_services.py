@@ -24,7 +24,7 @@ pytest.importorskip("imageio_ffmpeg")
 import torch
 from fastapi.testclient import TestClient
 from tests.backends.fake_chat_server import FakeChatServer, fake_chat_server
-from tests.backends.test_ace_step import save_tiny_ace_step
+from tests.backends.test_ace_step import RATE, save_tiny_ace_step
 from tests.backends.wav import read_wav
 
 from genmill.app import Runtime, create_app
@@ -50,7 +50,6 @@ pytestmark = [
 ]
 
 CATALOG = build_catalog()
-RATE = 4000
 SECONDS = {UDIO: 4.0, SUNO: 5.0}
 LYRICS_MODEL = "qwen2.5:7b-instruct"
 WRITTEN = "[Verse]\nEgrets rise on silver wings\n[Chorus]\nOver paddy fields the morning sings"

@@ -48,7 +48,7 @@ def test_killed_server_task_is_requeued_and_billed_once(server: Server) -> None:
     server.wait_for(key, task_id, ("processing",))
     server.kill()
 
-    server.start()
+    server.start(port=server.port)  # where it was: the task's input names its stored upload by this server's URL
     done = server.wait_for(key, task_id)
     assert done["status"] == "completed", (done["error"], done["logs"])
     assert any("lease expired on attempt 1" in line for line in done["logs"]), done["logs"]

@@ -14,19 +14,16 @@ from __future__ import annotations
 import json
 import json as jsonlib
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers")
@@ -37,6 +34,7 @@ from tests.backends.test_flux import build_models
 from tests.backends.test_midjourney import SMALL
 from tests.backends.test_video_services import SEGMENT
 from tests.backends.tiny_chat import save_tiny_chat_model
+from tests.loopback import free_port, run_uvicorn
 
 from genmill.app import Runtime, create_app
 from genmill.backends.base import Backend
@@ -63,34 +61,18 @@ class Server:
     url: str
     key: str
     runtime: Runtime
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.runtime.store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(data_dir: Path, backends: list[Backend], **settings: Any) -> Server:
-    port = _free_port()
+@contextmanager
+def _serve(data_dir: Path, backends: list[Backend], **settings: Any) -> Iterator[Server]:
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = Settings(data_dir=data_dir, public_url=url, workers=1, allow_private_urls=True, **settings)
     runtime = Runtime(config, backends=backends)
     account = runtime.store.accounts.create_account("piapi-cli user", credits=CREDITS)
     key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return Server(url, key, runtime, server, thread)
+    with closing(runtime.store), run_uvicorn(create_app(config, runtime=runtime), port, stop_timeout=15):
+        yield Server(url, key, runtime)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +91,13 @@ def upstream(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         *midjourney_backends(models_dir, shared=FluxShared(device="cpu"), settings=SMALL),
         WanServiceBackend(SERVICES[0], models_dir, shared=VideoShared(device="cpu"), geometry=SEGMENT),
     ]
-    server = _serve(
+    with _serve(
         tmp_path_factory.mktemp("upstream"),
         backends,
         stand_ins="midjourney,kling-wan,gpt-4o-mini",
         llm_models=jsonlib.dumps({CHAT_MODEL: {"path": str(models_dir / "tiny-chat")}}),
-    )
-    yield server
-    server.stop()
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +114,10 @@ def front(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         local_url="",
     )
     chat = {CHAT_MODEL: {"base_url": f"{upstream.url}/v1", "api_key": upstream.key}}
-    server = _serve(data_dir, [forward], llm_models=jsonlib.dumps(chat))
-    forward.local_url = server.url
-    yield server
-    forward.unload()
-    server.stop()
+    with _serve(data_dir, [forward], llm_models=jsonlib.dumps(chat)) as server:
+        forward.local_url = server.url
+        yield server
+        forward.unload()
 
 
 def piapi_cli(front: Server, *args: str) -> subprocess.CompletedProcess[str]:

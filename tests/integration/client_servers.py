@@ -5,15 +5,12 @@ provider as well."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
+from tests.loopback import free_port, run_uvicorn
 from tests.support import AlwaysFails, PillowUpscale
 
 from genmill.app import Runtime, create_app
@@ -35,12 +32,6 @@ class Server:
     """The upscaler that really runs the tasks (on the upstream when forwarding): its `gate` holds them."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(data_dir: Path, backends: list[Backend], upscaler: PillowUpscale, url: str | None = None) -> Iterator[Server]:
     """A genmill with one in-process worker on a loopback port, and an account with a key."""
@@ -50,18 +41,11 @@ def serve(data_dir: Path, backends: list[Backend], upscaler: PillowUpscale, url:
     runtime = Runtime(settings, backends=backends)
     account = runtime.store.accounts.create_account("sdk", credits=CREDITS)
     key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield Server(url, key, account.account_id, runtime, upscaler)
-    finally:
-        upscaler.gate.set()
-        server.should_exit = True
-        thread.join(10)
-        runtime.store.close()
+    with closing(runtime.store), run_uvicorn(create_app(settings, runtime=runtime), port):
+        try:
+            yield Server(url, key, account.account_id, runtime, upscaler)
+        finally:
+            upscaler.gate.set()
 
 
 @contextmanager

@@ -39,28 +39,41 @@ def fault_answer(request: httpx.Request, fault: Fault) -> httpx.Response | None:
     return None
 
 
+def answer_lost(request: httpx.Request) -> httpx.ReadError:
+    return httpx.ReadError("connection reset after the request was handled (injected)", request=request)
+
+
 @dataclass
-class Recording(httpx.BaseTransport):
+class Recorder:
+    """What the sync and the async transports share: the requests seen, and the fault each one gets."""
+
     rule: Rule = no_faults
     requests: list[httpx.Request] = field(default_factory=list)
-    inner: httpx.HTTPTransport = field(default_factory=httpx.HTTPTransport)
 
     def paths(self, method: str = "GET") -> list[str]:
         return [r.url.path for r in self.requests if r.method == method]
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def record(self, request: httpx.Request) -> tuple[Fault | None, httpx.Response | None]:
+        """Record `request`; its fault, and the answer that replaces the server's when the fault is one."""
         index = len(self.requests)
         self.requests.append(request)
         fault = self.rule(request, index)
-        if fault is not None:
-            answer = fault_answer(request, fault)
-            if answer is not None:
-                return answer
+        return fault, fault_answer(request, fault) if fault is not None else None
+
+
+@dataclass
+class Recording(Recorder, httpx.BaseTransport):
+    inner: httpx.HTTPTransport = field(default_factory=httpx.HTTPTransport)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        fault, answer = self.record(request)
+        if answer is not None:
+            return answer
         response = self.inner.handle_request(request)
         if fault is Fault.LOSE_ANSWER:
             response.read()
             response.close()
-            raise httpx.ReadError("connection reset after the request was handled (injected)", request=request)
+            raise answer_lost(request)
         return response
 
     def close(self) -> None:
@@ -68,27 +81,18 @@ class Recording(httpx.BaseTransport):
 
 
 @dataclass
-class AsyncRecording(httpx.AsyncBaseTransport):
-    rule: Rule = no_faults
-    requests: list[httpx.Request] = field(default_factory=list)
+class AsyncRecording(Recorder, httpx.AsyncBaseTransport):
     inner: httpx.AsyncHTTPTransport = field(default_factory=httpx.AsyncHTTPTransport)
 
-    def paths(self, method: str = "GET") -> list[str]:
-        return [r.url.path for r in self.requests if r.method == method]
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = len(self.requests)
-        self.requests.append(request)
-        fault = self.rule(request, index)
-        if fault is not None:
-            answer = fault_answer(request, fault)
-            if answer is not None:
-                return answer
+        fault, answer = self.record(request)
+        if answer is not None:
+            return answer
         response = await self.inner.handle_async_request(request)
         if fault is Fault.LOSE_ANSWER:
             await response.aread()
             await response.aclose()
-            raise httpx.ReadError("connection reset after the request was handled (injected)", request=request)
+            raise answer_lost(request)
         return response
 
     async def aclose(self) -> None:

@@ -1,4 +1,6 @@
-"""An app on a real SQLite file, driven through real HTTP requests in-process (ASGI), workers stepped by hand."""
+"""An app on a real SQLite file, driven through real HTTP requests in-process (ASGI), workers stepped by hand
+(`api`); and for the SDK's and the CLI's tests, real servers on loopback (`server` directly and forwarding,
+`plain` directly only) and a small PNG to send them (`photo`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.support import AlwaysFails, Missing, PillowUpscale
+from tests.integration.client_servers import Server, direct, forwarding
+from tests.support import AlwaysFails, Missing, PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
 from genmill.settings import Settings
@@ -49,3 +52,22 @@ def api(tmp_path: Path) -> Iterator[Api]:
     with TestClient(app) as client:
         yield Api(client, runtime, key, key2, account.account_id, upscaler)
     runtime.store.close()
+
+
+@pytest.fixture(params=["direct", "forwarding"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    with (direct if request.param == "direct" else forwarding)(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[Server]:
+    with direct(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    path.write_bytes(png_bytes(8, 6))
+    return path

@@ -145,6 +145,15 @@ class Legacy:
         info = self.http.get("/account/info", headers=self.headers(key)).json()["data"]
         return dict(info["credit_pack_info"])
 
+    def refusal(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a body that must be refused: the 400 answer's JSON, once it is seen that no credit moved."""
+        before = self.credits()
+        answer = self.http.post(path, json=body, headers=self.headers())
+        assert answer.status_code == 400, (path, body.keys(), answer.text)
+        assert self.credits() == before
+        refused: dict[str, Any] = answer.json()
+        return refused
+
     def run_worker(self) -> None:
         assert self.runtime.workers[0].run_once()
 

@@ -4,18 +4,15 @@ account with credits and a poor one: what the OpenAI-compatible API tests drive 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from tests.integration.openai_upstream import FakeUpstream
+from tests.loopback import free_port, run_uvicorn
 
 from genmill.app import Runtime, create_app
 from genmill.settings import Settings
@@ -46,13 +43,6 @@ class Chat:
         return account.balances.available, account.balances.frozen, account.balances.used
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve_chat_api(
     tmp_path: Path, upstream: FakeUpstream, models: dict[str, Any], *, credits: int, **settings: Any
@@ -71,15 +61,5 @@ def serve_chat_api(
     poor = runtime.store.accounts.create_account("poor", credits=POOR_CREDITS)
     poor_key, _ = runtime.store.accounts.create_key(poor.account_id)
     app = create_app(config, runtime=runtime, run_workers=False)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        with httpx.Client(timeout=30) as http:
-            yield Chat(f"http://127.0.0.1:{port}", key, poor_key, account.account_id, runtime, upstream, http)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        runtime.store.close()
+    with closing(runtime.store), run_uvicorn(app, port), httpx.Client(timeout=30) as http:
+        yield Chat(f"http://127.0.0.1:{port}", key, poor_key, account.account_id, runtime, upstream, http)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from tests.integration.client_servers import MODEL, Server, direct, forwarding
+from tests.integration.client_servers import MODEL, Server
 from tests.integration.client_transports import Fault, Recording
 from tests.receiver import run_receiver
 from tests.support import png_bytes
@@ -31,25 +30,6 @@ from genmill.client import (
     WebhookVerificationError,
     verify_webhook,
 )
-
-
-@pytest.fixture(params=["direct", "forwarding"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    with (direct if request.param == "direct" else forwarding)(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Iterator[Server]:
-    with direct(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    path.write_bytes(png_bytes(8, 6))
-    return path
 
 
 def release_after(server: Server, seconds: float) -> threading.Timer:

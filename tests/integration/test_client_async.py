@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from tests.integration.client_servers import MODEL, Server, direct, forwarding
+from tests.integration.client_servers import MODEL, Server
 from tests.integration.client_transports import AsyncRecording, Fault
-from tests.support import png_bytes
 
 from genmill.client import (
     AsyncClient,
@@ -26,25 +24,6 @@ from genmill.client import (
     TaskStatus,
     WaitTimeout,
 )
-
-
-@pytest.fixture(params=["direct", "forwarding"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    with (direct if request.param == "direct" else forwarding)(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Iterator[Server]:
-    with direct(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def photo(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    path.write_bytes(png_bytes(8, 6))
-    return path
 
 
 def test_run_uploads_waits_and_downloads(server: Server, photo: Path, tmp_path: Path) -> None:

@@ -133,13 +133,9 @@ def test_cancel_multi_fetch_and_other_accounts(legacy: Legacy) -> None:
 def test_bad_bodies_are_refused_naming_the_field_with_no_credit_moved(
     legacy: Legacy, path: str, body: dict[str, Any], field: str
 ) -> None:
-    before = legacy.credits()
-    answer = legacy.http.post(path, json=body, headers=legacy.headers())
-    assert answer.status_code == 400, answer.text
-    refusal = answer.json()
+    refusal = legacy.refusal(path, body)
     assert refusal["status"] == "failed" and refusal["code"] == 400 and field in refusal["message"], refusal
     assert "input." not in refusal["message"]
-    assert legacy.credits() == before
 
 
 def test_keys_and_credits_are_checked_as_for_the_unified_create(legacy: Legacy) -> None:
@@ -159,9 +155,6 @@ def test_keys_and_credits_are_checked_as_for_the_unified_create(legacy: Legacy) 
 def test_a_follow_up_on_another_accounts_task_is_refused_like_the_unified_one(legacy: Legacy) -> None:
     theirs = legacy.http.post("/mj/v2/imagine", json={"prompt": "x"}, headers=legacy.headers(legacy.other_key))
     origin = theirs.json()["task_id"]
-    before = legacy.credits()
-    answer = legacy.http.post("/mj/v2/upscale", json={"origin_task_id": origin, "index": "1"}, headers=legacy.headers())
-    refusal = answer.json()
-    assert answer.status_code == 400 and refusal["status"] == "failed"
+    refusal = legacy.refusal("/mj/v2/upscale", {"origin_task_id": origin, "index": "1"})
+    assert refusal["status"] == "failed"
     assert refusal["message"] == f"origin_task_id: no task {origin} found for this account"
-    assert legacy.credits() == before

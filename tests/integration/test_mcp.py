@@ -15,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -27,19 +26,18 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from PIL import Image
+from tests.integration.client_servers import serve
+from tests.loopback import free_port
 from tests.support import PillowUpscale, png_bytes
 
-from genmill.app import Runtime, create_app
 from genmill.backends.base import Availability, Backend, RunContext
 from genmill.domain.catalog import CatalogEntry, TaskInput
 from genmill.mcp_server.connection import ClientGenmillConnection, GenmillAPIError
-from genmill.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 UPSCALE_PRICE = 20_000  # the image toolkit's upscale, docs/credits.md
@@ -83,31 +81,11 @@ class Genmill:
     tmp: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def genmill(tmp_path: Path) -> Iterator[Genmill]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path / "server", public_url=url, workers=1, allow_private_urls=True)
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler, ToneSpeaker()])
-    account = runtime.store.accounts.create_account("agent", credits=10_000_000)
-    key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Genmill(url, key, upscaler, tmp_path)
-    upscaler.gate.set()
-    server.should_exit = True
-    thread.join(10)
-    runtime.store.close()
+    with serve(tmp_path / "server", [upscaler, ToneSpeaker()], upscaler) as server:
+        yield Genmill(server.url, server.key, upscaler, tmp_path)
 
 
 def mcp_env(url: str, key: str) -> dict[str, str]:

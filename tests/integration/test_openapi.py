@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from tests.integration.openapi_admin import ADMIN_EXPECTED, ADMIN_NOT_PROVOKED, probe_the_admin_routes
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -49,6 +50,7 @@ EXPECTED: dict[str, set[int]] = {
     "GET /account/active_tasks": {400, 401, 429},
     "GET /api/open/tasks/histories": {400, 401, 429},
     "POST /api/ephemeral_resource": {400, 401, 413, 429},
+    "POST /api/v1/price": {400, 401, 413, 429},
     "GET /files/{key}": {404, 410},
     "GET /api/v1/models": set(),
     "GET /healthz": set(),
@@ -73,6 +75,7 @@ EXPECTED: dict[str, set[int]] = {
     "POST /mj/v2/multi_fetch": {400, 401, 413, 429},
     "GET /api/luma/v1/video/{task_id}": {400, 401, 404, 429},
     "GET /api/kling/v1/video/{task_id}": {400, 401, 404, 429},
+    **ADMIN_EXPECTED,
 }
 """Every route and the error codes it answers; a new route must be added here (the test says so)."""
 
@@ -100,6 +103,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "DELETE /api/v1/tasks": {RATE_LIMITED},
     "GET /api/open/tasks/histories": {RATE_LIMITED},
     "POST /api/ephemeral_resource": {RATE_LIMITED},
+    "POST /api/v1/price": {RATE_LIMITED},  # the reads bucket, as every keyed route (test_limits.py)
     # The probe's server serves no legacy family's entries, so a legacy create stops at the serving check (400)
     # before pricing; tests/integration/test_legacy_api.py provokes their 402.
     **{f"POST {path}": {402, 403, RATE_LIMITED} for path in LEGACY_CREATES},
@@ -116,6 +120,7 @@ NOT_PROVOKED: dict[str, set[int]] = {
     "POST /v1/images/generations": {402, 502, RATE_LIMITED},
     "GET /v1/models": {BOUNDARY_ONLY, RATE_LIMITED},
     "GET /v1/models/{model}": {BOUNDARY_ONLY, RATE_LIMITED},
+    **ADMIN_NOT_PROVOKED,
 }
 """Documented codes this test does not provoke, and why."""
 
@@ -128,6 +133,7 @@ class Probe:
     poor_key: str
     poor_account_id: str
     worker_token: str
+    operator_token: str
     answered: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     def call(self, route: str, path: str | None = None, **kwargs: Any) -> int:
@@ -142,6 +148,9 @@ class Probe:
 
     def worker_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.worker_token}"}
+
+    def operator_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.operator_token}"}
 
 
 @pytest.fixture
@@ -160,8 +169,9 @@ def probe(tmp_path: Path) -> Iterator[Probe]:
     poor = runtime.store.accounts.create_account("poor", credits=0)
     poor_key, _ = runtime.store.accounts.create_key(poor.account_id)
     worker_token, _ = runtime.store.workers.create_token("probe")
+    operator_token, _ = runtime.store.operators.create_token("probe")
     with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
-        yield Probe(client, runtime, key, poor_key, poor.account_id, worker_token)
+        yield Probe(client, runtime, key, poor_key, poor.account_id, worker_token, operator_token)
     runtime.store.close()
 
 
@@ -183,6 +193,8 @@ def probe_every_route_generically(probe: Probe, routes: list[str]) -> None:
         path = route.split(" ", 1)[1]
         path = path.replace("{task_id}", "no-such-task").replace("{delivery_id}", "no-such-delivery")
         path = path.replace("{key}", "outputs/none/none.png")
+        for name in ("{account_id}", "{key_id}", "{token_id}"):
+            path = path.replace(name, "no-such-id")
         probe.call(route, path)
         probe.call(route, path, headers={"X-API-Key": "wrong", "Authorization": "Bearer wrong"})
         authorised = {**probe.key_headers(), **probe.worker_headers()}
@@ -316,6 +328,7 @@ def test_every_route_documents_exactly_the_codes_it_answers(probe: Probe) -> Non
     probe_the_files(probe)
     probe_the_worker_routes(probe)
     probe_the_legacy_routes(probe)
+    probe_the_admin_routes(probe.call, probe.operator_headers(), probe.key, probe.poor_account_id, MAX_BODY)
     for route, codes in routes.items():
         assert codes == EXPECTED[route] | {DATABASE_DOWN}, route
         answered = probe.answered[route] - {200}
@@ -350,6 +363,7 @@ def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
         "description": schemes["APIKey"]["description"],
     }
     assert schemes["WorkerToken"]["type"] == "http" and schemes["WorkerToken"]["scheme"] == "bearer"
+    assert schemes["OperatorToken"]["type"] == "http" and schemes["OperatorToken"]["scheme"] == "bearer"
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             route = f"{method.upper()} {path}"
@@ -358,6 +372,8 @@ def test_the_security_schemes_are_those_the_server_checks(probe: Probe) -> None:
                 assert security == [{"WorkerToken": []}], route
             elif path.startswith("/v1/"):  # OpenAI's bearer key, or PiAPI's header
                 assert security == [{"BearerKey": []}, {"APIKey": []}], route
+            elif path.startswith("/admin/"):
+                assert security == [{"OperatorToken": []}], route
             elif {400, 401} <= EXPECTED[route]:
                 assert security == [{"APIKey": []}], route
             else:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi.testclient import TestClient
 from PIL import Image
+from tests.integration.client_servers import serve
+from tests.integration.upstream_front import Front, serve_front
 from tests.support import AlwaysFails, PillowUpscale, png_bytes
 
-from genmill.app import Runtime, create_app
+from genmill.app import Runtime
 from genmill.backends.registry import upstream_backends
 from genmill.backends.upstream import UpstreamBackend, parse_upstream_models
 from genmill.catalog import build_catalog
@@ -50,48 +48,12 @@ class Upstream:
         return dict(r.json()["data"])
 
 
-@dataclass
-class Front:
-    client: TestClient
-    runtime: Runtime
-    key: str
-
-    def create(self, entry: tuple[str, str], **inputs: Any) -> str:
-        body = {"model": entry[0], "task_type": entry[1], "input": inputs}
-        r = self.client.post("/api/v1/task", headers={"X-API-Key": self.key}, json=body)
-        assert r.status_code == 200, r.text
-        return str(r.json()["data"]["task_id"])
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        return dict(self.client.get(f"/api/v1/task/{task_id}", headers={"X-API-Key": self.key}).json()["data"])
-
-    def credits(self) -> dict[str, Any]:
-        r = self.client.get("/account/info", headers={"X-API-Key": self.key})
-        return dict(r.json()["data"]["credit_pack_info"])
-
-
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Upstream]:
     """A second genmill on a real loopback port with one in-process worker."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path / "upstream", public_url=url, workers=1, allow_private_urls=True)
     upscaler = PillowUpscale()
-    runtime = Runtime(settings, backends=[upscaler, AlwaysFails()])
-    account = runtime.store.accounts.create_account("operator", credits=10**9)
-    key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Upstream(url, key, runtime, upscaler)
-    upscaler.gate.set()
-    server.should_exit = True
-    thread.join(10)
-    runtime.store.close()
+    with serve(tmp_path / "upstream", [upscaler, AlwaysFails()], upscaler) as server:
+        yield Upstream(server.url, server.key, server.runtime, upscaler)
 
 
 def make_backend(upstream: Upstream, **overrides: Any) -> UpstreamBackend:
@@ -111,15 +73,8 @@ def make_backend(upstream: Upstream, **overrides: Any) -> UpstreamBackend:
 @pytest.fixture
 def front(tmp_path: Path, upstream: Upstream) -> Iterator[Front]:
     """The server clients talk to: it runs nothing itself and forwards every task to `upstream`."""
-    settings = Settings(data_dir=tmp_path / "front", public_url="http://testserver", workers=1)
-    backend = make_backend(upstream)
-    runtime = Runtime(settings, backends=[backend])
-    account = runtime.store.accounts.create_account("client", credits=10_000_000)
-    key, _ = runtime.store.accounts.create_key(account.account_id)
-    with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
-        yield Front(client, runtime, key)
-    backend.unload()
-    runtime.store.close()
+    with serve_front(tmp_path / "front", make_backend(upstream), 10_000_000) as front:
+        yield front
 
 
 def test_forwarded_upscale_completes_and_its_output_is_stored_here(front: Front, upstream: Upstream) -> None:
@@ -158,8 +113,7 @@ def test_forwarded_upscale_completes_and_its_output_is_stored_here(front: Front,
 
 def test_a_task_the_upstream_refuses_fails_here_without_charging(front: Front) -> None:
     task_id = front.create(NOT_SERVED_UPSTREAM, image=base64.b64encode(png_bytes(4, 4)).decode(), prompt="person")
-    assert front.runtime.workers[0].run_once()
-    failed = front.task(task_id)
+    failed = front.run(task_id)
     assert failed["status"] == "failed"
     assert failed["error"]["message"].startswith("the upstream provider refused to create the task")
     assert "no worker" in failed["error"]["raw_message"]  # the upstream's own 400 message
@@ -169,8 +123,7 @@ def test_a_task_the_upstream_refuses_fails_here_without_charging(front: Front) -
 
 def test_an_upstream_task_failure_fails_here_with_its_message(front: Front) -> None:
     task_id = front.create(FAILS_UPSTREAM, image=base64.b64encode(png_bytes(4, 4)).decode())
-    assert front.runtime.workers[0].run_once()
-    failed = front.task(task_id)
+    failed = front.run(task_id)
     assert failed["status"] == "failed"
     assert failed["error"]["message"] == (
         "the upstream provider failed the task: the segmentation model rejected the image"

@@ -9,8 +9,6 @@ upstream id, so the upstream works on its own copy of the origin.
 from __future__ import annotations
 
 import base64
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from fastapi.testclient import TestClient
+from tests.integration.upstream_front import Front, serve_front
+from tests.loopback import free_port, run_uvicorn
 from tests.support import PillowUpscale, png_bytes
 
 from genmill.app import Runtime, create_app
@@ -69,34 +67,10 @@ class Upstream:
             return int(conn.execute(sa.text("SELECT count(*) FROM tasks")).scalar_one())
 
 
-@dataclass
-class Front:
-    client: TestClient
-    runtime: Runtime
-    key: str
-
-    def create(self, entry: tuple[str, str], **inputs: Any) -> str:
-        body = {"model": entry[0], "task_type": entry[1], "input": inputs}
-        r = self.client.post("/api/v1/task", headers={"X-API-Key": self.key}, json=body)
-        assert r.status_code == 200, r.text
-        return str(r.json()["data"]["task_id"])
-
-    def run(self, task_id: str) -> dict[str, Any]:
-        assert self.runtime.workers[0].run_once()
-        r = self.client.get(f"/api/v1/task/{task_id}", headers={"X-API-Key": self.key})
-        return dict(r.json()["data"])
-
-    def credits(self) -> dict[str, Any]:
-        r = self.client.get("/account/info", headers={"X-API-Key": self.key})
-        return dict(r.json()["data"]["credit_pack_info"])
-
-
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Upstream]:
     """A second genmill on a real loopback port with one in-process worker; its store's clock can be stepped."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(data_dir=tmp_path / "upstream", public_url=url, workers=1, allow_private_urls=True)
     database = settings.resolved_database_url()
@@ -106,15 +80,9 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     runtime = Runtime(settings, backends=[EchoBackend(), upscaler], store=Store.from_url(database, clock=clock))
     account = runtime.store.accounts.create_account("operator", credits=10**9)
     key, _ = runtime.store.accounts.create_key(account.account_id)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield Upstream(url, key, runtime, clock, upscaler)
-    upscaler.gate.set()
-    server.should_exit = True
-    thread.join(10)
+    with run_uvicorn(create_app(settings, runtime=runtime), port):
+        yield Upstream(url, key, runtime, clock, upscaler)
+        upscaler.gate.set()
     runtime.store.close()
 
 
@@ -133,17 +101,8 @@ def make_backend(upstream: Upstream) -> UpstreamBackend:
 @pytest.fixture
 def front(tmp_path: Path, upstream: Upstream) -> Iterator[Front]:
     """The server clients talk to: it forwards every echo task to `upstream` and runs nothing itself."""
-    settings = Settings(
-        data_dir=tmp_path / "front", public_url="http://testserver", workers=1, echo_price_credits=PRICE
-    )
-    backend = make_backend(upstream)
-    runtime = Runtime(settings, backends=[backend])
-    account = runtime.store.accounts.create_account("client", credits=CREDITS)
-    key, _ = runtime.store.accounts.create_key(account.account_id)
-    with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
-        yield Front(client, runtime, key)
-    backend.unload()
-    runtime.store.close()
+    with serve_front(tmp_path / "front", make_backend(upstream), CREDITS, echo_price_credits=PRICE) as front:
+        yield front
 
 
 def forwarded_origin(front: Front) -> tuple[str, str]:

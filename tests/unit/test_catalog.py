@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from pydantic import ValidationError
+from tests.support import catalog_entry
 
 from genmill.catalog import all_entries, build_catalog
 from genmill.domain.catalog import (
@@ -17,7 +18,6 @@ from genmill.domain.catalog import (
     IMAGE_RETENTION,
     VIDEO_RETENTION,
     Catalog,
-    CatalogEntry,
     TaskInput,
     usd,
 )
@@ -159,20 +159,9 @@ VIDEO_MODELS = {
 }
 
 
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return build_catalog()
-
-
-def entry(catalog: Catalog, model: str, task_type: str) -> CatalogEntry:
-    found = catalog.get(model, task_type)
-    assert found is not None, f"{model}/{task_type} missing"
-    return found
-
-
 def validate(catalog: Catalog, model: str, task_type: str, **overrides: Any) -> TaskInput:
     data = {**MINIMAL_INPUTS[(model, task_type)], **overrides}
-    return entry(catalog, model, task_type).input_model.model_validate(data)
+    return catalog_entry(catalog, model, task_type).input_model.model_validate(data)
 
 
 def rejects(catalog: Catalog, model: str, task_type: str, **overrides: Any) -> ValidationError:
@@ -186,7 +175,7 @@ def error_locs(error: ValidationError) -> list[tuple[int | str, ...]]:
 
 
 def price(catalog: Catalog, model: str, task_type: str, **overrides: Any) -> int:
-    return entry(catalog, model, task_type).price_of(validate(catalog, model, task_type, **overrides))
+    return catalog_entry(catalog, model, task_type).price_of(validate(catalog, model, task_type, **overrides))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -225,7 +214,7 @@ def test_build_catalog_returns_a_fresh_catalog_and_modules_do_not_overlap() -> N
 
 @pytest.mark.parametrize("key", sorted(MINIMAL_INPUTS), ids="/".join)
 def test_entry_shape(catalog: Catalog, key: tuple[str, str]) -> None:
-    e = entry(catalog, *key)
+    e = catalog_entry(catalog, *key)
     assert issubclass(e.input_model, TaskInput)
     assert e.family == FAMILIES[e.model]
     assert e.family == e.family.lower() and e.family
@@ -237,7 +226,7 @@ def test_entry_shape(catalog: Catalog, key: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("key", sorted(MINIMAL_INPUTS), ids="/".join)
 def test_minimal_input_is_accepted_defaults_echoed_and_priced(catalog: Catalog, key: tuple[str, str]) -> None:
-    e = entry(catalog, *key)
+    e = catalog_entry(catalog, *key)
     inputs = e.input_model.model_validate(MINIMAL_INPUTS[key])
     dumped = inputs.model_dump()
     assert set(e.input_model.model_fields) <= set(dumped)
@@ -248,7 +237,7 @@ def test_minimal_input_is_accepted_defaults_echoed_and_priced(catalog: Catalog, 
 
 @pytest.mark.parametrize("key", sorted(MINIMAL_INPUTS), ids="/".join)
 def test_required_fields_are_enforced(catalog: Catalog, key: tuple[str, str]) -> None:
-    e = entry(catalog, *key)
+    e = catalog_entry(catalog, *key)
     required = [name for name, info in e.input_model.model_fields.items() if info.is_required()]
     for name in required:
         data = {k: v for k, v in MINIMAL_INPUTS[key].items() if k != name}
@@ -274,11 +263,11 @@ def test_retention(catalog: Catalog) -> None:
 
 
 def test_generated_input_fields(catalog: Catalog) -> None:
-    assert entry(catalog, "Qubico/image-toolkit", "upscale").generated_input_fields == ("image",)
-    assert entry(catalog, "Qubico/flux1-dev-advanced", "redux-variation").generated_input_fields == ("image",)
+    assert catalog_entry(catalog, "Qubico/image-toolkit", "upscale").generated_input_fields == ("image",)
+    assert catalog_entry(catalog, "Qubico/flux1-dev-advanced", "redux-variation").generated_input_fields == ("image",)
     for model in FLUX_MODELS:
-        assert entry(catalog, model, "img2img").generated_input_fields == ("image",)
-        assert entry(catalog, model, "txt2img").generated_input_fields == ()
+        assert catalog_entry(catalog, model, "img2img").generated_input_fields == ("image",)
+        assert catalog_entry(catalog, model, "txt2img").generated_input_fields == ()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -657,7 +646,7 @@ def test_hunyuan(catalog: Catalog) -> None:
 
 
 def test_hug_video(catalog: Catalog) -> None:
-    e = entry(catalog, "Qubico/hug-video", "image_to_video")
+    e = catalog_entry(catalog, "Qubico/hug-video", "image_to_video")
     assert e.family == "hug-video"
     assert e.retention == timedelta(days=1)
     assert validate(catalog, "Qubico/hug-video", "image_to_video").model_dump() == {"image_url": IMG}

@@ -41,6 +41,7 @@ VIOLATIONS = [
     ("backends/toolkit.py", "import genmill.models.flux.catalog", "shared backend code does not import"),
     ("models/echo/backend.py", "import genmill.models.flux.catalog", "model families are independent"),
     ("mcp_server/outputs.py", "import genmill.store", "the MCP server is a client of the HTTP API"),
+    ("client/core.py", "import genmill.domain.states", "the SDK and the CLI's client commands need only httpx"),
 ]
 
 

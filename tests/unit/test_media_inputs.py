@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from tests.support import png_bytes
 
-from genmill.catalog import build_catalog
 from genmill.domain.catalog import Catalog
 from genmill.domain.media_inputs import inline_media, is_inline, replace_at
 
@@ -16,11 +15,6 @@ PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
 DATA_URI = "data:image/png;base64," + PNG_B64
 URL = "https://example.com/a.png"
 REAL_PNG = "data:image/png;base64," + base64.b64encode(png_bytes(4, 4)).decode()
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return build_catalog()
 
 
 def found(catalog: Catalog, model: str, task_type: str, raw: dict[str, Any]) -> list[tuple[str, str]]:

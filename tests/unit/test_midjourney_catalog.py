@@ -22,11 +22,6 @@ TASK_TYPES = ("imagine", "upscale", "variation", "reroll", "describe", "seed", "
 IMG = "https://example.com/cat.png"
 
 
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return build_catalog()
-
-
 def entry(catalog: Catalog, task_type: str) -> CatalogEntry:
     found = catalog.get("midjourney", task_type)
     assert found is not None, task_type

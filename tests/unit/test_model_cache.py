@@ -94,6 +94,9 @@ def test_eviction_is_least_recently_used_across_backends_and_keeps_shared_parts(
     # then dev, whose transformer only it holds; the encoders stay because fill needs them
     assert journal[-3:] == ["unload wan21-t2v-1.3b", "unload flux1-dev", "load flux1-dev-fill"]
     assert models.used("cuda:0") == 31 * GIB and models.loaded() == ["flux1-dev-fill"]
+    assert models.used_by_device() == {"cuda:0": 31 * GIB}  # what GET /admin/workers and /metrics report
+    assert models.unload_counts == {"wan21-t2v-1.3b": 1, "flux1-dev": 1}
+    assert models.load_counts == {"flux1-dev": 1, "wan21-t2v-1.3b": 1, "flux1-dev-fill": 1}
 
 
 def test_a_running_model_is_never_evicted_and_other_devices_are_untouched() -> None:

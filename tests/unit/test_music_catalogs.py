@@ -7,28 +7,17 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.support import catalog_entry
 
-from genmill.catalog import build_catalog
-from genmill.domain.catalog import IMAGE_RETENTION, Catalog, CatalogEntry, DerivedFrom, usd
+from genmill.domain.catalog import IMAGE_RETENTION, Catalog, DerivedFrom, usd
 from genmill.models.audio import suno_catalog, udio_catalog
 from genmill.models.audio.suno_catalog import SUNO
 from genmill.models.audio.udio_catalog import UDIO
 
 
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return build_catalog()
-
-
-def entry(catalog: Catalog, model: str, task_type: str) -> CatalogEntry:
-    found = catalog.get(model, task_type)
-    assert found is not None, f"{model}/{task_type} missing"
-    return found
-
-
 def refusal(catalog: Catalog, model: str, task_type: str, data: dict[str, Any]) -> str:
     with pytest.raises(ValidationError) as info:
-        entry(catalog, model, task_type).input_model.model_validate(data)
+        catalog_entry(catalog, model, task_type).input_model.model_validate(data)
     return str(info.value)
 
 
@@ -47,12 +36,12 @@ def test_documented_examples_validate(catalog: Catalog, module: Any, model: str)
     examples: dict[str, dict[str, Any]] = module.EXAMPLE_INPUTS
     assert sorted(examples) == catalog.task_types(model)
     for task_type, data in examples.items():
-        inputs = entry(catalog, model, task_type).input_model.model_validate(data)
+        inputs = catalog_entry(catalog, model, task_type).input_model.model_validate(data)
         assert inputs.model_dump()["prompt" if "prompt" in data else "gpt_description_prompt"]
 
 
 def test_udio_defaults(catalog: Catalog) -> None:
-    model = entry(catalog, UDIO, "generate_music").input_model
+    model = catalog_entry(catalog, UDIO, "generate_music").input_model
     inputs = model.model_validate({"lyrics_type": "generate", "gpt_description_prompt": "night breeze, piano"})
     dumped = inputs.model_dump()
     assert dumped["seed"] == -1
@@ -69,7 +58,7 @@ def test_udio_lyrics_type_is_required_and_enumerated(catalog: Catalog) -> None:
 def test_udio_user_lyrics_are_required_and_read_from_prompt_too(catalog: Catalog) -> None:
     message = refusal(catalog, UDIO, "generate_music", {"lyrics_type": "user", "gpt_description_prompt": "pop"})
     assert "lyrics: required when lyrics_type is user" in message
-    model = entry(catalog, UDIO, "generate_music").input_model
+    model = catalog_entry(catalog, UDIO, "generate_music").input_model
     given = model.model_validate({"lyrics_type": "user", "lyrics": "[Verse]\nla"})
     assert isinstance(given, udio_catalog.UdioGenerateMusic)
     assert given.sung_lyrics() == "[Verse]\nla" and given.description() == ""
@@ -82,7 +71,7 @@ def test_udio_user_lyrics_are_required_and_read_from_prompt_too(catalog: Catalog
 def test_udio_description_is_required_unless_user_lyrics(catalog: Catalog, lyrics_type: str) -> None:
     message = refusal(catalog, UDIO, "generate_music", {"lyrics_type": lyrics_type})
     assert f"gpt_description_prompt: required when lyrics_type is {lyrics_type}" in message
-    model = entry(catalog, UDIO, "generate_music").input_model
+    model = catalog_entry(catalog, UDIO, "generate_music").input_model
     inputs = model.model_validate({"lyrics_type": lyrics_type, "gpt_description_prompt": "rain", "lyrics": "ignored"})
     assert isinstance(inputs, udio_catalog.UdioGenerateMusic)
     assert inputs.sung_lyrics() == ""
@@ -97,19 +86,19 @@ def test_udio_seed_and_continue_at_ranges(catalog: Catalog) -> None:
 
 
 def test_extension_is_a_derived_operation(catalog: Catalog) -> None:
-    assert entry(catalog, UDIO, "generate_music").derived_from == DerivedFrom(
+    assert catalog_entry(catalog, UDIO, "generate_music").derived_from == DerivedFrom(
         models=(UDIO,), task_types=("generate_music",), field="continue_song_id"
     )
-    assert entry(catalog, SUNO, "generate_music_custom").derived_from == DerivedFrom(
+    assert catalog_entry(catalog, SUNO, "generate_music_custom").derived_from == DerivedFrom(
         models=(SUNO,), task_types=("generate_music", "generate_music_custom"), field="continue_clip_id"
     )
     for key in ((UDIO, "generate_lyrics"), (SUNO, "generate_music"), (SUNO, "generate_lyrics")):
-        assert entry(catalog, *key).derived_from is None
+        assert catalog_entry(catalog, *key).derived_from is None
 
 
 def test_prices(catalog: Catalog) -> None:
     def price(model: str, task_type: str, data: dict[str, Any]) -> int:
-        e = entry(catalog, model, task_type)
+        e = catalog_entry(catalog, model, task_type)
         return e.price_of(e.input_model.model_validate(data))
 
     udio = {"lyrics_type": "instrumental", "gpt_description_prompt": "rain"}
@@ -124,7 +113,9 @@ def test_prices(catalog: Catalog) -> None:
 
 
 def test_suno_modes(catalog: Catalog) -> None:
-    simple = entry(catalog, SUNO, "generate_music").input_model.model_validate({"gpt_description_prompt": "autumn"})
+    simple = catalog_entry(catalog, SUNO, "generate_music").input_model.model_validate(
+        {"gpt_description_prompt": "autumn"}
+    )
     assert simple.model_dump()["make_instrumental"] is False
     assert simple.model_dump()["model_version"] == "chirp-v3-0"
     assert "gpt_description_prompt" in refusal(catalog, SUNO, "generate_music", {})
@@ -134,7 +125,7 @@ def test_suno_modes(catalog: Catalog) -> None:
     assert "prompt: the lyrics are required unless make_instrumental" in refusal(catalog, *custom, {"tags": "pop"})
     assert "tags: an instrumental needs a style" in refusal(catalog, *custom, {"make_instrumental": True})
     instrumental = {"make_instrumental": True, "tags": "lofi"}
-    assert entry(catalog, *custom).input_model.model_validate(instrumental).model_dump()["prompt"] == ""
+    assert catalog_entry(catalog, *custom).input_model.model_validate(instrumental).model_dump()["prompt"] == ""
     message = refusal(catalog, *custom, {"prompt": "la", "continue_at": 30})
     assert "continue_at: only with continue_clip_id" in message
 

@@ -73,10 +73,11 @@ class OpenAICompatClient:
             sent.pop("stream_options", None)
         return sent
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One non-streamed completion: the upstream's `chat.completion` object."""
+    def _post(self, path: str, body: dict[str, Any], *, listed: str, server: str) -> dict[str, Any]:
+        """POST `body` and return the JSON object answered, which must hold a list under `listed`; every failure
+        is a `BackendError` naming the `server` ("language model", "image model") in the user's words."""
         try:
-            response = self._client.post("/chat/completions", json=self._body(body, stream=False))
+            response = self._client.post(path, json=body)
         except httpx.HTTPError as exc:
             raise _unreachable(self.target, exc) from None
         if response.status_code >= 400:
@@ -85,12 +86,18 @@ class OpenAICompatClient:
             answer = response.json()
         except ValueError:
             answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        if not isinstance(answer, dict) or not isinstance(answer.get(listed), list):
             raise BackendError(
-                "the language model server gave an unreadable answer",
+                f"the {server} server gave an unreadable answer",
                 raw_message=f"HTTP {response.status_code}: {response.text[:300]}",
             )
         return answer
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One non-streamed completion: the upstream's `chat.completion` object."""
+        return self._post(
+            "/chat/completions", self._body(body, stream=False), listed="choices", server="language model"
+        )
 
     def stream_chat(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The upstream's `chat.completion.chunk` objects as they arrive; ends at `data: [DONE]` (or when the
@@ -108,22 +115,8 @@ class OpenAICompatClient:
     def generate_images(self, body: dict[str, Any]) -> dict[str, Any]:
         """One `POST /images/generations` (LocalAI, and other servers of OpenAI's Images API): its answer,
         `{created, data: [{b64_json | url}]}`."""
-        try:
-            response = self._client.post("/images/generations", json={**body, "model": self.target.upstream_model})
-        except httpx.HTTPError as exc:
-            raise _unreachable(self.target, exc) from None
-        if response.status_code >= 400:
-            raise _refused(self.target, response.status_code, response.text)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
-            raise BackendError(
-                "the image model server gave an unreadable answer",
-                raw_message=f"HTTP {response.status_code}: {response.text[:300]}",
-            )
-        return answer
+        sent = {**body, "model": self.target.upstream_model}
+        return self._post("/images/generations", sent, listed="data", server="image model")
 
     def download(self, url: str, *, max_bytes: int = 64 * 1024 * 1024) -> tuple[bytes, str]:
         """A file the operator's server links to in its answer (an image's `url`), with its content type."""

@@ -1,11 +1,11 @@
 """API keys and worker tokens are one kind of secret: a bearer credential, shown once, stored only as a digest,
 revocable.
 
-A credential is 256 random bits behind a prefix that says what it is (`gm_` an API key, `gmw_` a worker token),
-so a leaked one is recognisable. Only its SHA-256 is stored. A fast hash is the right tool here (unlike
-passwords, the input has full entropy, so brute force is hopeless); the lookup is by the digest's unique index
-and the final comparison is constant-time. Its first characters are kept in clear so that an operator can tell
-credentials apart in listings.
+A credential is 256 random bits behind a prefix that says what it is (`gm_` an API key, `gmw_` a worker token,
+`gmo_` an operator token), so a leaked one is recognisable. Only its SHA-256 is stored. A fast hash is the
+right tool here (unlike passwords, the input has full entropy, so brute force is hopeless); the lookup is by the
+digest's unique index and the final comparison is constant-time. Its first characters are kept in clear so that
+an operator can tell credentials apart in listings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 API_KEY_PREFIX = "gm_"
 WORKER_TOKEN_PREFIX = "gmw_"
+OPERATOR_TOKEN_PREFIX = "gmo_"
+"""The admin API's operator tokens (`genmill admin token create`); never accepted where an API key is."""
 SHOWN_CHARS = 10
 """How much of a credential is stored in clear (its `prefix` column): the kind prefix and a few random chars."""
 

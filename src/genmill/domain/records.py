@@ -196,3 +196,25 @@ class WorkerToken:
 
 
 PUBLIC_POOL = "public"
+
+
+@dataclass(frozen=True)
+class OperatorToken:
+    """A credential of the admin API: an operator's, owned by no account."""
+
+    token_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TopUp:
+    """An admin top-up under its Idempotency-Key: `replayed` when the key was seen before and nothing moved."""
+
+    idempotency_key: str
+    account_id: str
+    credits: int
+    created_at: datetime
+    replayed: bool

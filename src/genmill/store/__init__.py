@@ -11,6 +11,8 @@ from genmill.store.blobs import BlobIndex
 from genmill.store.engine import create_engine
 from genmill.store.events import EventLog
 from genmill.store.leases import LeaseStore
+from genmill.store.operators import OperatorStore
+from genmill.store.ops import OpsViews
 from genmill.store.tasks import TaskStore
 from genmill.store.waits import PendingWaits
 from genmill.store.webhooks import WebhookStore
@@ -45,6 +47,8 @@ class Store:
         self.webhooks = WebhookStore(engine, clock=clock)
         self.workers = WorkerRegistry(engine, clock=clock)
         self.waits = PendingWaits(engine, clock=clock)
+        self.operators = OperatorStore(engine, clock=clock)
+        self.ops = OpsViews(engine, clock=clock)
 
     def set_publisher(self, publish: Publisher) -> None:
         """Announce committed task events to in-process listeners (wake-ups, webhooks, waiters)."""
@@ -68,6 +72,8 @@ __all__ = [
     "BlobIndex",
     "EventLog",
     "LeaseStore",
+    "OperatorStore",
+    "OpsViews",
     "PendingWaits",
     "Store",
     "TaskStore",

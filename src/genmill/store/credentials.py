@@ -12,9 +12,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genmill.domain.credentials import API_KEY_PREFIX, WORKER_TOKEN_PREFIX, NewCredential, digests_match, new_credential
+from genmill.domain.credentials import (
+    API_KEY_PREFIX,
+    OPERATOR_TOKEN_PREFIX,
+    WORKER_TOKEN_PREFIX,
+    NewCredential,
+    digests_match,
+    new_credential,
+)
 from genmill.errors import NotFound
-from genmill.store.tables import api_keys, worker_tokens
+from genmill.store.tables import api_keys, operator_tokens, worker_tokens
 
 
 class CredentialTable:
@@ -63,4 +70,11 @@ class CredentialTable:
 API_KEYS = CredentialTable(api_keys, id_column="key_id", digest_column="key_hash", prefix=API_KEY_PREFIX, noun="key")
 WORKER_TOKENS = CredentialTable(
     worker_tokens, id_column="token_id", digest_column="token_hash", prefix=WORKER_TOKEN_PREFIX, noun="worker token"
+)
+OPERATOR_TOKENS = CredentialTable(
+    operator_tokens,
+    id_column="token_id",
+    digest_column="token_hash",
+    prefix=OPERATOR_TOKEN_PREFIX,
+    noun="operator token",
 )

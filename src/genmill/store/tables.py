@@ -237,3 +237,26 @@ workers = sa.Table(
     sa.Column("registered_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False, index=True),
 )
+
+operator_tokens = sa.Table(
+    "operator_tokens",
+    metadata,
+    sa.Column("token_id", sa.String(36), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+"""The admin API's credentials: hashed and revocable like API keys, owned by no account."""
+
+topups = sa.Table(
+    "topups",
+    metadata,
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.account_id"), nullable=False),
+    sa.Column("credits", Credits, nullable=False),
+    sa.Column("operator_token_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+"""Each admin top-up under its Idempotency-Key: a retried request finds its row and credits nothing twice."""

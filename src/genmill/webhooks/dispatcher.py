@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from genmill.domain.timefmt import utcnow
@@ -58,8 +59,11 @@ class WebhookDispatcher:
         per_account: int | None = None,
         retry_scale: float = 1.0,
         idle_wait_seconds: float = 30.0,
+        on_attempt: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_attempt = on_attempt
+        """Told each recorded attempt's outcome (the delivery's new state), for /metrics."""
         self.sender = sender
         self.wakeup = wakeup
         self.concurrency = concurrency
@@ -163,6 +167,8 @@ class WebhookDispatcher:
             at=now,
             settled_at=utcnow(),
         )
+        if self.on_attempt is not None:
+            self.on_attempt(decision.state.value)
         log.info(
             "webhook %s for task %s: %s -> %s",
             delivery.delivery_id,

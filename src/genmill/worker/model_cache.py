@@ -74,6 +74,8 @@ class ModelCache:
         self._holds: dict[str, list[Resident]] = {}
         self._in_use: dict[str, int] = {}
         self.load_counts: dict[str, int] = {}
+        self.unload_counts: dict[str, int] = {}
+        """Unloads per backend (evicted for the memory budget or after running out of memory), for /metrics."""
 
     # --- budgets -------------------------------------------------------------------------------------------------
 
@@ -100,6 +102,15 @@ class ModelCache:
         device = normalize_device(device)
         with self._lock:
             return sum(r.nbytes for r in self._held().values() if r.device == device)
+
+    def used_by_device(self) -> dict[str, int]:
+        """Bytes the loaded backends hold on each device they use (the operator's view of `used`)."""
+        held: dict[str, int] = {}
+        with self._lock:
+            for resident in self._held().values():
+                device = normalize_device(resident.device)
+                held[device] = held.get(device, 0) + resident.nbytes
+        return held
 
     # --- loading -------------------------------------------------------------------------------------------------
 
@@ -195,6 +206,7 @@ class ModelCache:
             except Exception:  # a failing unload must not stop the load that needs the room
                 log.exception("unloading backend %s failed", victim.name)
             devices.add(normalize_device(victim.device))
+            self.unload_counts[victim.name] = self.unload_counts.get(victim.name, 0) + 1
             log.info("unloaded backend %s (%s, %s)", victim.name, victim.device, reason)
         for device in sorted(devices):
             self._release(device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -59,24 +59,21 @@ class ChatBackend(ABC):
 FORWARDED_LIMIT = "forwarded: the operator's server at {where} receives the messages and generates the answer"
 
 
-class OpenAICompatChat(ChatBackend):
-    """Forwards a model name to the operator's OpenAI-compatible server (vLLM, Ollama, llama.cpp, LocalAI),
-    relaying its stream chunk by chunk and asking it for the usage that bills the call."""
+class ForwardedModel:
+    """A public model name answered by the operator's OpenAI-compatible server: the chat and the image backends
+    that forward share how they are set up, when they can answer and how they say who really answers."""
 
-    def __init__(
-        self,
-        model: str,
-        target: OpenAICompatTarget,
-        *,
-        timeout: float = 600.0,
-        transport: httpx.BaseTransport | None = None,
-        stand_in: bool | None = None,
+    model: str
+    forwarded_limit: ClassVar[str]
+    """What the operator's server receives and does, with `{where}` for its address (for `served_by`)."""
+
+    def forward_to(
+        self, target: OpenAICompatTarget, timeout: float, transport: httpx.BaseTransport | None, stand_in: bool | None
     ) -> None:
         """`stand_in` says whether the server's model is another model than the public name; by default it is
         when the server knows it by another name."""
-        super().__init__(model)
         self.target = target
-        self.stand_in = target.upstream_model != model if stand_in is None else stand_in
+        self.stand_in = target.upstream_model != self.model if stand_in is None else stand_in
         self.client = OpenAICompatClient(target, timeout=timeout, transport=transport)
 
     def availability(self) -> Availability:
@@ -89,8 +86,27 @@ class OpenAICompatChat(ChatBackend):
         return ServedBy(
             f"{self.target.upstream_model} at {where}",
             stand_in=self.stand_in,
-            limits=(FORWARDED_LIMIT.format(where=where),),
+            limits=(self.forwarded_limit.format(where=where),),
         )
+
+
+class OpenAICompatChat(ForwardedModel, ChatBackend):
+    """Forwards a model name to the operator's OpenAI-compatible server (vLLM, Ollama, llama.cpp, LocalAI),
+    relaying its stream chunk by chunk and asking it for the usage that bills the call."""
+
+    forwarded_limit = FORWARDED_LIMIT
+
+    def __init__(
+        self,
+        model: str,
+        target: OpenAICompatTarget,
+        *,
+        timeout: float = 600.0,
+        transport: httpx.BaseTransport | None = None,
+        stand_in: bool | None = None,
+    ) -> None:
+        super().__init__(model)
+        self.forward_to(target, timeout, transport, stand_in)
 
     def stream(self, request: dict[str, Any], max_tokens: int, ctx: ChatContext) -> Iterator[Chunk]:
         body = {k: v for k, v in request.items() if k not in ("max_completion_tokens", "stream_options")}

@@ -21,8 +21,8 @@ import httpx
 from genmill.backends.base import Availability, ServedBy
 from genmill.backends.openai_compat import OpenAICompatClient, OpenAICompatTarget
 from genmill.errors import BackendError, InputRejected
-from genmill.models.llm.chat import ChatBackend, ChatContext, Chunk
-from genmill.net.media import is_http_url, sniff_content_type
+from genmill.models.llm.chat import ChatBackend, ChatContext, Chunk, ForwardedModel
+from genmill.net.media import sniff_content_type
 
 IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -48,8 +48,10 @@ class ImageBackend(ABC):
         """Release connections."""
 
 
-class OpenAICompatImages(ImageBackend):
+class OpenAICompatImages(ForwardedModel, ImageBackend):
     """Forwards an image model name to the operator's server of OpenAI's Images API."""
+
+    forwarded_limit = "forwarded: the operator's server at {where} receives the prompt and draws the images"
 
     def __init__(
         self,
@@ -61,22 +63,7 @@ class OpenAICompatImages(ImageBackend):
         stand_in: bool | None = None,
     ) -> None:
         super().__init__(model)
-        self.target = target
-        self.stand_in = target.upstream_model != model if stand_in is None else stand_in
-        self.client = OpenAICompatClient(target, timeout=timeout, transport=transport)
-
-    def availability(self) -> Availability:
-        if not is_http_url(self.target.base_url):
-            return Availability(False, f"{self.model}: base_url must be an http(s) URL (got {self.target.base_url!r})")
-        return Availability(True)
-
-    def served_by(self) -> ServedBy:
-        where = self.target.public_address
-        return ServedBy(
-            f"{self.target.upstream_model} at {where}",
-            stand_in=self.stand_in,
-            limits=(f"forwarded: the operator's server at {where} receives the prompt and draws the images",),
-        )
+        self.forward_to(target, timeout, transport, stand_in)
 
     def generate(self, prompt: str, n: int, options: dict[str, Any]) -> list[tuple[bytes, str]]:
         answer = self.client.generate_images({**options, "prompt": prompt, "n": n, "response_format": "b64_json"})

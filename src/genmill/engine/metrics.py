@@ -1,0 +1,214 @@
+"""What `/metrics` says, in Prometheus' text format, from one registry per server process.
+
+Two kinds of numbers (docs/operations.md lists each metric):
+- per process, counted as this process commits them: task transitions by model and status, the dispatch
+  (created → claimed) and run (claimed → ended) latency histograms, credits consumed by tasks this process
+  ended, webhook delivery attempts by outcome, and model loads and unloads of its in-process workers. With
+  several replicas, sum them across replicas; they restart from zero with the process.
+- from the database at each scrape, the same whichever replica answers: tasks by model and status, queue depth,
+  workers seen, credits consumed in all, webhook deliveries by state. Do not sum these across replicas.
+
+The per-process counts come from the store's publisher (`observe`), called after each transaction commits, so a
+transition rolled back is never counted and one from another replica (PostgreSQL NOTIFY) is not counted twice. It
+also writes the one log line per task transition (`genmill.tasks`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from genmill.domain.records import EventRef, Task
+from genmill.domain.states import TaskStatus
+from genmill.store import Store
+from genmill.worker.backendset import BackendSet
+
+log = logging.getLogger("genmill.tasks")
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+ENDED = {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+
+
+class DatabaseNumbers(Collector):
+    """The gauges read from the database at each scrape; `genmill_database_up` 0 when it cannot be read."""
+
+    def __init__(self, store: Store, *, worker_seen_seconds: float, in_process_slots: int) -> None:
+        self.store = store
+        self.worker_seen = timedelta(seconds=worker_seen_seconds)
+        self.in_process_slots = in_process_slots
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("genmill_database_up", "1 when the database answered this scrape")
+        try:
+            families = list(self._read())
+        except Exception:  # unreachable, locked, or no schema: the scrape still answers, saying so
+            log.warning("metrics: the database could not be read", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _read(self) -> Iterator[Metric]:
+        ops = self.store.ops
+        tasks = GaugeMetricFamily(
+            "genmill_tasks", "Tasks in the database by model and status", labels=["model", "status"]
+        )
+        for (model, status), count in sorted(ops.tasks_by_status().items()):
+            tasks.add_metric([model, status], count)
+        queue = GaugeMetricFamily(
+            "genmill_queue_depth",
+            "Tasks waiting: pending for a worker or staged behind their account's concurrency",
+            labels=["model", "task_type", "pool", "status"],
+        )
+        for q in ops.queue_depth():
+            queue.add_metric([q.model, q.task_type, q.pool, q.status], q.count)
+        workers = GaugeMetricFamily(
+            "genmill_workers",
+            "Workers: remote ones seen lately per pool, and this process's threads",
+            labels=["kind", "pool"],
+        )
+        pools: dict[str, int] = {}
+        for worker in ops.workers_seen(self.worker_seen):
+            pools[worker.pool] = pools.get(worker.pool, 0) + 1
+        for pool, count in sorted(pools.items()):
+            workers.add_metric(["remote", pool], count)
+        workers.add_metric(["in_process", "public"], self.in_process_slots)
+        consumed = CounterMetricFamily(
+            "genmill_ledger_credits_consumed", "Credits consumed by tasks, all time, from the ledger"
+        )
+        consumed.add_metric([], ops.credits_consumed())
+        deliveries = GaugeMetricFamily("genmill_webhook_deliveries", "Webhook deliveries by state", labels=["state"])
+        for state, count in sorted(ops.deliveries_by_state().items()):
+            deliveries.add_metric([state], count)
+        yield from (tasks, queue, workers, consumed, deliveries)
+
+
+class ModelCacheNumbers(Collector):
+    """Loads, unloads and memory held of this process's model caches (every load is a cold start someone waited
+    for)."""
+
+    def __init__(self, backend_sets: list[BackendSet]) -> None:
+        self.backend_sets = backend_sets
+
+    def collect(self) -> Iterator[Metric]:
+        loads = CounterMetricFamily("genmill_model_loads", "Model loads in this process", labels=["backend"])
+        unloads = CounterMetricFamily(
+            "genmill_model_unloads",
+            "Models unloaded (evicted for memory, or after running out of it)",
+            labels=["backend"],
+        )
+        load_counts: dict[str, int] = {}
+        unload_counts: dict[str, int] = {}
+        for backends in self.backend_sets:
+            for name, count in backends.cache.load_counts.items():
+                load_counts[name] = load_counts.get(name, 0) + count
+            for name, count in backends.cache.unload_counts.items():
+                unload_counts[name] = unload_counts.get(name, 0) + count
+        for name, count in sorted(load_counts.items()):
+            loads.add_metric([name], count)
+        for name, count in sorted(unload_counts.items()):
+            unloads.add_metric([name], count)
+        memory = GaugeMetricFamily(
+            "genmill_model_memory_bytes", "Bytes this process's loaded models hold, per device", labels=["device"]
+        )
+        held: dict[str, int] = {}
+        for backends in self.backend_sets:
+            for device, nbytes in backends.cache.used_by_device().items():
+                held[device] = held.get(device, 0) + nbytes
+        for device, nbytes in sorted(held.items()):
+            memory.add_metric([device], nbytes)
+        yield from (loads, unloads, memory)
+
+
+class ServerMetrics:
+    def __init__(
+        self, store: Store, backend_sets: list[BackendSet], *, worker_seen_seconds: float, in_process_slots: int
+    ) -> None:
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.transitions = Counter(
+            "genmill_task_transitions",
+            "Task status changes committed by this process",
+            ["model", "status"],
+            registry=self.registry,
+        )
+        self.dispatch_seconds = Histogram(
+            "genmill_task_dispatch_seconds",
+            "From a task's creation to a worker claiming it (tasks claimed through this process)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.run_seconds = Histogram(
+            "genmill_task_run_seconds",
+            "From a worker claiming a task to its end (tasks ended through this process)",
+            ["model", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.credits_consumed = Counter(
+            "genmill_credits_consumed",
+            "Credits consumed by tasks that completed through this process",
+            ["model"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "genmill_webhook_attempts",
+            "Webhook delivery attempts made by this process, by outcome: delivered, pending (to be retried),"
+            " failed (a 4xx), gone (410), exhausted",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(
+            DatabaseNumbers(store, worker_seen_seconds=worker_seen_seconds, in_process_slots=in_process_slots)
+        )
+        self.registry.register(ModelCacheNumbers(backend_sets))
+
+    def webhook_attempt(self, outcome: str) -> None:
+        self.webhook_attempts.labels(outcome).inc()
+
+    def observe(self, events: Iterable[EventRef]) -> None:
+        """Count the status changes of committed events and log one line per task transition, reading the
+        commit's tasks in one query. Never raises: a metric must not fail the task whose commit it follows."""
+        changes = [event for event in events if event.kind == "status"]
+        if not changes:
+            return
+        try:
+            tasks = self.store.ops.tasks_by_id([event.task_id for event in changes])
+            for event in changes:
+                if event.task_id in tasks:
+                    self._observe(event, tasks[event.task_id])
+        except Exception:
+            log.warning("could not count %d task transitions", len(changes), exc_info=True)
+
+    def _observe(self, event: EventRef, task: Task) -> None:
+        status = TaskStatus(event.status)
+        self.transitions.labels(task.model, status.value).inc()
+        log.info(
+            "task %s %s %s -> %s",
+            task.task_id,
+            task.model,
+            task.task_type,
+            status.value,
+            extra={
+                "task_id": task.task_id,
+                "model": task.model,
+                "task_type": task.task_type,
+                "status": status.value,
+                "account_id": task.account_id,
+                "attempt": task.attempts,
+            },
+        )
+        if status is TaskStatus.PROCESSING and task.started_at is not None:
+            self.dispatch_seconds.labels(task.model).observe((task.started_at - task.created_at).total_seconds())
+        if status in ENDED and task.started_at is not None and task.ended_at is not None:
+            self.run_seconds.labels(task.model, status.value).observe((task.ended_at - task.started_at).total_seconds())
+        if status is TaskStatus.COMPLETED and task.consumed_credits:
+            self.credits_consumed.labels(task.model).inc(task.consumed_credits)
