@@ -21,6 +21,10 @@ single CPU however many threads wait on the database. So the server forks N copi
   Rate limits (GENMILL_RATE_LIMIT_*) are token buckets per process: an account may reach N times the rate.
 - **SQLite is one process.** Its event bus has no channel between processes (no NOTIFY), so a stream or a
   `Prefer: wait` on one process would not see a task another completed; `--processes` above 1 is refused there.
+- **One set of metrics.** A scrape of `/metrics` reaches one process at random, so the processes keep their
+  counters and histograms in prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR: the operator's,
+  or a fresh temporary directory; wiped at start) and any of them answers with the sum (`genmill.engine.metrics`).
+  The supervisor marks a dead process dead there, so its live gauges stop counting while its counts stay.
 - **Failures and shutdown.** A process that dies (kill -9, out of memory) is started again at once with the
   same index, so process 0's singletons come back; what it had acknowledged is committed, and the tasks its
   workers held are re-run when their leases lapse. SIGTERM or SIGINT to the supervisor is passed to every
@@ -34,8 +38,10 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import traceback
@@ -158,9 +164,17 @@ class Supervisor:
     """Forks one process per socket, runs `serve(index, sock)` in each, restarts those that die, stops them all
     on SIGTERM or SIGINT. Fork happens before anything in the supervisor starts a thread or opens a database."""
 
-    def __init__(self, sockets: list[socket.socket], serve: Callable[[int, socket.socket], None]) -> None:
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        serve: Callable[[int, socket.socket], None],
+        *,
+        ended: Callable[[int], None] = lambda pid: None,
+    ) -> None:
         self.sockets = sockets
         self.serve = serve
+        self.ended = ended
+        """Called with the pid of each process that ended, before any replacement starts."""
         self.children: dict[int, int] = {}
         """pid -> index of each running process."""
         self.started: dict[int, float] = {}
@@ -180,6 +194,8 @@ class Supervisor:
                 except ChildProcessError:
                     break
                 ended = self.children.pop(pid, None)
+                if ended is not None:
+                    self.ended(pid)
                 if ended is not None and not self.stopping:
                     self._restart(ended, pid, status)
             return 0
@@ -278,6 +294,34 @@ def check_connection_budget(url: str, count: int) -> None:
         )
 
 
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_directory() -> tuple[str, bool]:
+    """The directory the processes keep their metrics in, emptied, and whether this server made it (and removes
+    it at the end). It is set in the environment before any fork, and prometheus-client is not imported by the
+    supervisor, so every process's metrics are multiprocess ones (`use_shared_metrics` makes sure)."""
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+        return given, False
+    made = tempfile.mkdtemp(prefix="genmill-metrics-")
+    os.environ[METRICS_DIR_ENV] = made
+    return made, True
+
+
+def use_shared_metrics() -> None:
+    """In a served process: keep metric values in the shared directory's files, even if prometheus-client was
+    imported before the directory was set (the value class is chosen at import)."""
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
+
+
 def serve_processes(
     settings: Settings,
     count: int,
@@ -300,8 +344,20 @@ def serve_processes(
         from genmill.app import create_app
         from genmill.httpserver import serve
 
+        use_shared_metrics()
         before_serving()
         app = create_app(settings, run_workers=index == 0, process_index=index)
         serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])
 
-    return Supervisor(sockets, serve_one).run()
+    directory, made = shared_metrics_directory()
+
+    def mark_dead(pid: int) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]  # untyped upstream
+
+    try:
+        return Supervisor(sockets, serve_one, ended=mark_dead).run()
+    finally:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)

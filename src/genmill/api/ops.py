@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -68,7 +68,7 @@ async def readyz(request: Request) -> ReadyOut:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     server_metrics: ServerMetrics = request.app.state.metrics
-    text = await run_in_threadpool(generate_latest, server_metrics.registry)
+    text = await run_in_threadpool(server_metrics.exposition)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,12 +1,20 @@
-"""What `/metrics` says, in Prometheus' text format, from one registry per server process.
+"""What `/metrics` says, in Prometheus' text format.
 
 Two kinds of numbers (docs/operations.md lists each metric):
-- per process, counted as this process commits them: task transitions by model and status, the dispatch
-  (created → claimed) and run (claimed → ended) latency histograms, credits consumed by tasks this process
-  ended, webhook delivery attempts by outcome, and model loads and unloads of its in-process workers. With
-  several replicas, sum them across replicas; they restart from zero with the process.
+- counted as the server's processes commit them: task transitions by model and status, the dispatch
+  (created → claimed) and run (claimed → ended) latency histograms, credits consumed by tasks ended, webhook
+  delivery attempts by outcome, and model loads and unloads of the in-process workers. With several replicas,
+  sum them across replicas; they restart from zero with the replica.
 - from the database at each scrape, the same whichever replica answers: tasks by model and status, queue depth,
   workers seen, credits consumed in all, webhook deliveries by state. Do not sum these across replicas.
+
+One process (`genmill serve`, `--processes 1`) keeps its counts in its own registry. Under `--processes N` a
+scrape reaches one process at random, so each process writes its counts to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus-client's multiprocess mode, set up by `genmill.processes` before the fork) and the answering process
+sums every process's files, those of processes that died and were restarted included, so a counter never goes
+back and a restart counts nothing twice. The database gauges are added once by the answering process. The model
+cache's counts live in its own dicts, so in that mode they are copied into multiprocess counters (`ModelCacheSync`)
+after each committed transition and at each scrape.
 
 The per-process counts come from the store's publisher (`observe`), called after each transaction commits, so a
 transition rolled back is never counted and one from another replica (PostgreSQL NOTIFY) is not counted twice. It
@@ -16,11 +24,13 @@ also writes the one log line per task transition (`genmill.tasks`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from genmill.domain.records import EventRef, Task
@@ -127,7 +137,67 @@ class ModelCacheNumbers(Collector):
         yield from (loads, unloads, memory)
 
 
+def multiprocess_values() -> bool:
+    """Whether prometheus-client keeps values in PROMETHEUS_MULTIPROC_DIR's files (see `genmill.processes`)."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+class ModelCacheSync:
+    """Under `--processes N`: the model caches' loads, unloads and memory as multiprocess metrics, so a scrape of
+    any process reports those of process 0's workers. The caches count in plain dicts; `sync` adds what each
+    count grew by since the last call (a lock: worker threads commit concurrently). The memory gauge is summed
+    over live processes, so a dead process's models stop counting when the supervisor marks it dead."""
+
+    def __init__(self, backend_sets: list[BackendSet], registry: CollectorRegistry) -> None:
+        self.backend_sets = backend_sets
+        self.loads = Counter("genmill_model_loads", "Model loads", ["backend"], registry=registry)
+        self.unloads = Counter(
+            "genmill_model_unloads",
+            "Models unloaded (evicted for memory, or after running out of it)",
+            ["backend"],
+            registry=registry,
+        )
+        self.memory = Gauge(
+            "genmill_model_memory_bytes",
+            "Bytes the loaded models hold, per device",
+            ["device"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.lock = threading.Lock()
+        self.counted_loads: dict[str, int] = {}
+        self.counted_unloads: dict[str, int] = {}
+        self.devices: set[str] = set()
+
+    def sync(self) -> None:
+        with self.lock:
+            self._add(self.loads, self.counted_loads, [b.cache.load_counts for b in self.backend_sets])
+            self._add(self.unloads, self.counted_unloads, [b.cache.unload_counts for b in self.backend_sets])
+            held: dict[str, int] = dict.fromkeys(self.devices, 0)
+            for backends in self.backend_sets:
+                for device, nbytes in backends.cache.used_by_device().items():
+                    held[device] = held.get(device, 0) + nbytes
+            for device, nbytes in held.items():
+                self.memory.labels(device).set(nbytes)
+            self.devices = set(held)
+
+    @staticmethod
+    def _add(counter: Counter, counted: dict[str, int], sources: list[dict[str, int]]) -> None:
+        totals: dict[str, int] = {}
+        for source in sources:
+            for name, count in list(source.items()):
+                totals[name] = totals.get(name, 0) + count
+        for name, total in totals.items():
+            grown = total - counted.get(name, 0)
+            if grown > 0:
+                counter.labels(name).inc(grown)
+                counted[name] = total
+
+
 class ServerMetrics:
+    """The in-process counters and the scrape's answer; `shared` (multiprocess mode, see the module docstring) is
+    decided by how prometheus-client was set up before this process created its first metric."""
+
     def __init__(
         self, store: Store, backend_sets: list[BackendSet], *, worker_seen_seconds: float, in_process_slots: int
     ) -> None:
@@ -166,10 +236,27 @@ class ServerMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.registry.register(
-            DatabaseNumbers(store, worker_seen_seconds=worker_seen_seconds, in_process_slots=in_process_slots)
+        self.database = DatabaseNumbers(
+            store, worker_seen_seconds=worker_seen_seconds, in_process_slots=in_process_slots
         )
-        self.registry.register(ModelCacheNumbers(backend_sets))
+        self.shared = multiprocess_values()
+        self.model_sync: ModelCacheSync | None = None
+        if self.shared:
+            self.model_sync = ModelCacheSync(backend_sets, self.registry)
+        else:
+            self.registry.register(self.database)
+            self.registry.register(ModelCacheNumbers(backend_sets))
+
+    def exposition(self) -> bytes:
+        """The scrape's answer: this process's registry, or under `--processes N` every process's counts summed
+        from their files plus the database gauges, read once."""
+        if self.model_sync is None:
+            return generate_latest(self.registry)
+        self.model_sync.sync()
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape)  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
+        scrape.register(self.database)
+        return generate_latest(scrape)
 
     def webhook_attempt(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()
@@ -181,6 +268,8 @@ class ServerMetrics:
         if not changes:
             return
         try:
+            if self.model_sync is not None:
+                self.model_sync.sync()
             tasks = self.store.ops.tasks_by_id([event.task_id for event in changes])
             for event in changes:
                 if event.task_id in tasks:
