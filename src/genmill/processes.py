@@ -300,7 +300,7 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def shared_metrics_directory() -> tuple[str, bool]:
     """The directory the processes keep their metrics in, emptied, and whether this server made it (and removes
     it at the end). It is set in the environment before any fork, and prometheus-client is not imported by the
-    supervisor, so every process's metrics are multiprocess ones (`use_shared_metrics` makes sure)."""
+    supervisor, so every process's metrics are multiprocess ones (`share_across_processes` makes sure)."""
     given = os.environ.get(METRICS_DIR_ENV)
     if given:
         os.makedirs(given, exist_ok=True)
@@ -311,15 +311,6 @@ def shared_metrics_directory() -> tuple[str, bool]:
     made = tempfile.mkdtemp(prefix="genmill-metrics-")
     os.environ[METRICS_DIR_ENV] = made
     return made, True
-
-
-def use_shared_metrics() -> None:
-    """In a served process: keep metric values in the shared directory's files, even if prometheus-client was
-    imported before the directory was set (the value class is chosen at import)."""
-    from prometheus_client import values
-
-    if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 def serve_processes(
@@ -342,9 +333,10 @@ def serve_processes(
 
     def serve_one(index: int, sock: socket.socket) -> None:
         from genmill.app import create_app
+        from genmill.engine.metrics import share_across_processes
         from genmill.httpserver import serve
 
-        use_shared_metrics()
+        share_across_processes()
         before_serving()
         app = create_app(settings, run_workers=index == 0, process_index=index)
         serve(app, host=settings.host, port=settings.port, log_level=log_level, limits=limits, sockets=[sock])

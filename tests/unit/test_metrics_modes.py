@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 
 from genmill.catalog import build_catalog
 from genmill.domain.records import EventRef
-from genmill.engine.metrics import ServerMetrics, multiprocess_values
+from genmill.engine.metrics import SHARING, ServerMetrics, multiprocess_values
 from genmill.store import Store
 from genmill.worker.backendset import BackendSet
 
@@ -62,7 +62,22 @@ def shared_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     shared = values.MultiProcessValue(pid)  # type: ignore[no-untyped-call]  # untyped upstream
     monkeypatch.setattr(values, "ValueClass", shared)
+    monkeypatch.setattr(SHARING, "across_processes", True)
     yield pid
+
+
+def test_one_process_ignores_a_multiproc_dir_in_its_environment(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR set for a single process (prometheus-client then writes files): still its own
+    registry, never stale files left in that directory."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
+    metrics, _ = server_metrics(sqlite_store)
+    assert not metrics.shared
+    assert metrics.exposition() == generate_latest(metrics.registry)
 
 
 def test_shared_mode_sums_processes_and_reads_the_database_once(sqlite_store: Store, shared_values: FakePid) -> None:

@@ -137,9 +137,29 @@ class ModelCacheNumbers(Collector):
         yield from (loads, unloads, memory)
 
 
+class Sharing:
+    """Whether this process is one of `genmill serve --processes N` (N > 1), set by `share_across_processes`
+    before the app is built. Only then is the scrape summed over the multiprocess files: one process keeps its
+    own registry, even where PROMETHEUS_MULTIPROC_DIR happens to be set in its environment."""
+
+    across_processes = False
+
+
+SHARING = Sharing()
+
+
+def share_across_processes() -> None:
+    """In each served process under `--processes N`, before its first metric: keep metric values in
+    PROMETHEUS_MULTIPROC_DIR's files (set by the supervisor), even if prometheus-client was imported before the
+    directory was set (it picks its value class at import)."""
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
+    SHARING.across_processes = True
+
+
 def multiprocess_values() -> bool:
-    """Whether prometheus-client keeps values in PROMETHEUS_MULTIPROC_DIR's files (see `genmill.processes`)."""
-    return bool(getattr(values.ValueClass, "_multiprocess", False))
+    """Whether this process's metrics are summed with the other processes' at each scrape."""
+    return SHARING.across_processes and bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
 class ModelCacheSync:
