@@ -216,7 +216,7 @@ class ModelCacheSync:
 
 class ServerMetrics:
     """The in-process counters and the scrape's answer; `shared` (multiprocess mode, see the module docstring) is
-    decided by how prometheus-client was set up before this process created its first metric."""
+    set by `share_across_processes` before this process created its first metric."""
 
     def __init__(
         self, store: Store, backend_sets: list[BackendSet], *, worker_seen_seconds: float, in_process_slots: int
@@ -225,33 +225,33 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         self.transitions = Counter(
             "genmill_task_transitions",
-            "Task status changes committed by this process",
+            "Task status changes committed by this server",
             ["model", "status"],
             registry=self.registry,
         )
         self.dispatch_seconds = Histogram(
             "genmill_task_dispatch_seconds",
-            "From a task's creation to a worker claiming it (tasks claimed through this process)",
+            "From a task's creation to a worker claiming it (tasks claimed through this server)",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.run_seconds = Histogram(
             "genmill_task_run_seconds",
-            "From a worker claiming a task to its end (tasks ended through this process)",
+            "From a worker claiming a task to its end (tasks ended through this server)",
             ["model", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.credits_consumed = Counter(
             "genmill_credits_consumed",
-            "Credits consumed by tasks that completed through this process",
+            "Credits consumed by tasks that completed through this server",
             ["model"],
             registry=self.registry,
         )
         self.webhook_attempts = Counter(
             "genmill_webhook_attempts",
-            "Webhook delivery attempts made by this process, by outcome: delivered, pending (to be retried),"
+            "Webhook delivery attempts made by this server, by outcome: delivered, pending (to be retried),"
             " failed (a 4xx), gone (410), exhausted",
             ["outcome"],
             registry=self.registry,
