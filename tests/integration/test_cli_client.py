@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,10 +28,25 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
 def test_run_prints_the_saved_paths_and_shows_progress_on_stderr(
     server: Server, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["run", MODEL, "upscale", f"image=@{photo}", "scale=3", "-o", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
+    # The backend is held while the task runs, so the display must show it processing (a task that ended before
+    # the CLI looked would show only its end); it is let go once the display has said so.
+    server.upscaler.gate.clear()
+    codes: list[int] = []
+    argv = ["run", MODEL, "upscale", f"image=@{photo}", "scale=3", "-o", str(tmp_path / "out")]
+    running = threading.Thread(target=lambda: codes.append(main(argv)))
+    running.start()
+    out, err = "", ""
+    deadline = time.monotonic() + 60
+    while "processing" not in err and time.monotonic() < deadline and running.is_alive():
+        time.sleep(0.05)
+        more = capsys.readouterr()
+        out, err = out + more.out, err + more.err
+    server.upscaler.gate.set()
+    running.join(60)
+    more = capsys.readouterr()
+    out, err = out + more.out, err + more.err
     (saved,) = (tmp_path / "out").iterdir()
-    assert code == 0 and out.split() == [str(saved)]
+    assert codes == [0] and out.split() == [str(saved)]
     assert "processing" in err and "completed" in err and "  resizing 8x6 by 3" in err  # status and log lines
     assert "HTTP Request" not in err  # httpx's per-request log is silenced
 
