@@ -194,4 +194,16 @@ def test_served_entries_accept_the_documented_body_at_their_price(
     assert price > 0, f"{model}/{task_type} is free"
     assert served.credits()["frozen_credits"] - before["frozen_credits"] == price
     assert task["status"] == "pending"
-    assert task["meta"]["usage"]["type"] == entry.usage_type
+    assert task["meta"]["usage"]["type"] == entry.usage_type_of(entry.input_model.model_validate(body))
+
+
+@pytest.mark.parametrize(("version", "usage_type"), [("3.0", "point"), ("1.6", "quota")])
+def test_kling_reports_point_usage_for_version_3_only(served: Deployment, version: str, usage_type: str) -> None:
+    """PiAPI reports Kling 3.0 tasks as "point" usage and older versions as "quota"; the task keeps what it was
+    created with, in every place it is shown."""
+    answer = served.create("kling", "video_generation", {"prompt": "a fox", "version": version, "duration": 5})
+    assert answer.status_code == 200, answer.text
+    task_id = answer.json()["data"]["task_id"]
+    assert answer.json()["data"]["meta"]["usage"]["type"] == usage_type
+    again = served.client.get(f"/api/v1/task/{task_id}", headers={"X-API-Key": served.key})
+    assert again.json()["data"]["meta"]["usage"]["type"] == usage_type

@@ -85,11 +85,18 @@ class CatalogEntry:
     usage_price: UsagePriceFn | None = None
     """Set where the frozen price is a cap (per frame, per second, per token): what the output really used."""
     usage_type: str = "quota"
-    """PiAPI's `meta.usage.type` for this entry: "quota", "point" (Luma, Kling 3.0) or "llm"."""
+    """PiAPI's `meta.usage.type` for this entry: "quota", "point" (Luma, Hailuo) or "llm"."""
+    usage_type_by_input: Callable[[Any], str] | None = None
+    """Where the type depends on the input (Kling 3.0 reports "point", older versions "quota"): the validated
+    input's type; `usage_type` otherwise."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.model, self.task_type)
+
+    def usage_type_of(self, inputs: TaskInput) -> str:
+        """The `meta.usage.type` a task of this entry with these inputs reports (kept with the task at create)."""
+        return self.usage_type_by_input(inputs) if self.usage_type_by_input is not None else self.usage_type
 
     def price_of(self, inputs: TaskInput) -> int:
         credits = int(self.price(inputs))

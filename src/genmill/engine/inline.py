@@ -128,7 +128,7 @@ class InlineTasks:
                 pool=PUBLIC_POOL,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=1,
-                usage_type=entry.usage_type,
+                usage_type=entry.usage_type_of(inputs),
             )
         )
         claim = self.store.leases.claim_task(task.task_id, self.worker_id, self.lease_seconds)

@@ -64,5 +64,5 @@ def quote(
         available=available,
         reason="" if available else engine.serving.why_not(model, task_type),
         served_by=served_by_json(engine.serving.backends.served_by(model, task_type)) if available else None,
-        usage_type=entry.usage_type,
+        usage_type=entry.usage_type_of(inputs),
     )

@@ -218,7 +218,17 @@ class TaskEngine:
         self.quotas.admit_task(account.account_id, stored_input, free=price == 0 and pool == PUBLIC_POOL)
         saved = self.inline.save(plan, account.account_id)
         try:
-            task, replayed = self._insert(account, entry, stored_input, wire_config, price, pool, priority, idempotency)
+            task, replayed = self._insert(
+                account,
+                entry,
+                stored_input,
+                wire_config,
+                price,
+                pool,
+                priority,
+                idempotency,
+                entry.usage_type_of(inputs),
+            )
         except BaseException:
             self.inline.discard(saved)  # refused in the transaction (credits, staged limit, ...): no orphan file
             raise
@@ -236,6 +246,7 @@ class TaskEngine:
         pool: str,
         priority: int,
         idempotency: Idempotency | None,
+        usage_type: str,
     ) -> tuple[Task, bool]:
         return self.store.tasks.create(
             NewTask(
@@ -251,7 +262,7 @@ class TaskEngine:
                 priority=priority,
                 retention_seconds=int(entry.retention.total_seconds()),
                 max_attempts=self.max_attempts,
-                usage_type=entry.usage_type,
+                usage_type=usage_type,
             ),
             idempotency=idempotency,
         )

@@ -216,6 +216,11 @@ class KlingTryOn(TaskInput):
         return self
 
 
+def video_usage_type(inputs: KlingVideo) -> str:
+    """PiAPI reports Kling 3.0 tasks as "point" usage and older versions as "quota"."""
+    return "point" if inputs.version == "3.0" else "quota"
+
+
 def video_price(inputs: KlingVideo) -> int:
     """PiAPI's list price of a Kling clip (see the module's tables)."""
     if inputs.version == "3.0":
@@ -263,12 +268,17 @@ def _entry(model: str, task_type: str, input_model: type[TaskInput], price: Any,
 
 
 ENTRIES: list[CatalogEntry] = [
-    _entry(MODEL, "video_generation", KlingVideo, video_price, description="Kling text or image to video."),
-    # The task types public PiAPI clients send (piapi-skills' `piapi-cli kling`): the same Kling call under the
-    # names text2video and image2video, same fields and prices (docs/video-services.md).
-    _entry(MODEL, "text2video", KlingVideo, video_price, description="Kling text to video (video_generation)."),
-    _entry(
-        MODEL, "image2video", KlingImageToVideo, video_price, description="Kling image to video (video_generation)."
+    *(
+        _entry(
+            MODEL, task_type, input_model, video_price, description=description, usage_type_by_input=video_usage_type
+        )
+        for task_type, input_model, description in (
+            ("video_generation", KlingVideo, "Kling text or image to video."),
+            # The task types public PiAPI clients send (piapi-skills' `piapi-cli kling`): the same Kling call under
+            # the names text2video and image2video, same fields and prices (docs/video-services.md).
+            ("text2video", KlingVideo, "Kling text to video (video_generation)."),
+            ("image2video", KlingImageToVideo, "Kling image to video (video_generation)."),
+        )
     ),
     _entry(
         MODEL,
