@@ -266,21 +266,34 @@ class WorkerGate:
         The declared content type is checked here, for both transports, before anything is stored: it is served
         back from the API's origin, so it must be a plain media type that cannot carry script
         (`genmill.domain.media_types`); it is stored in lower case."""
-        refusal = output_type_refusal(content_type)
-        if refusal is not None:
-            raise InvalidRequest(refusal)
-        media_type = parse_media_type(content_type)
-        assert media_type is not None
+        check_output_type(content_type)
         task = self.leased(worker, task_id, lease_id)
-        entry = self.catalog.get(task.model, task.task_type)
-        assert entry is not None
-        blob = self.files.save(
-            data,
-            kind="output",
-            ext=ext,
-            content_type=media_type,
-            retention=entry.retention,
-            account_id=task.account_id,
-            task_id=task_id,
-        )
-        return self.files.blob_url(blob)
+        return store_output(self.files, self.catalog, task, data, ext=ext, content_type=content_type)
+
+
+def check_output_type(content_type: str) -> None:
+    """Refuse (400) an output content type that could carry script when served back from the API's origin."""
+    refusal = output_type_refusal(content_type)
+    if refusal is not None:
+        raise InvalidRequest(refusal)
+
+
+def store_output(files: FileService, catalog: Catalog, task: Task, data: bytes, *, ext: str, content_type: str) -> str:
+    """Store an output file of `task`, owned by its account for its entry's retention, after the content-type
+    check; returns its URL. The one path for workers' outputs and for the files the API process's own calls make
+    (`engine/inline.py`), so neither can store a type the other refuses."""
+    check_output_type(content_type)
+    media_type = parse_media_type(content_type)
+    assert media_type is not None
+    entry = catalog.get(task.model, task.task_type)
+    assert entry is not None
+    blob = files.save(
+        data,
+        kind="output",
+        ext=ext,
+        content_type=media_type,
+        retention=entry.retention,
+        account_id=task.account_id,
+        task_id=task.task_id,
+    )
+    return files.blob_url(blob)

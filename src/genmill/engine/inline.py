@@ -19,6 +19,7 @@ from genmill.backends.base import ServedBy
 from genmill.domain.catalog import Catalog, CatalogEntry, TaskInput
 from genmill.domain.failures import FailureCode, TaskFailure
 from genmill.domain.records import PUBLIC_POOL, Account, Claim, NewTask, Task
+from genmill.engine.gate import store_output
 from genmill.engine.quotas import Quotas
 from genmill.engine.usage import usage_credits
 from genmill.errors import BackendError, Conflict, GenmillError, InvalidRequest, TooManyTasks
@@ -145,19 +146,9 @@ class InlineTasks:
         return LeaseKeeper(self.store, claim, self.lease_seconds, self.heartbeat_seconds)
 
     def save_output(self, task: Task, data: bytes, *, ext: str, content_type: str) -> str:
-        """Store a file a call generated (an image), owned by its account for its entry's retention; its URL."""
-        entry = self.catalog.get(task.model, task.task_type)
-        assert entry is not None
-        blob = self.files.save(
-            data,
-            kind="output",
-            ext=ext,
-            content_type=content_type,
-            retention=entry.retention,
-            account_id=task.account_id,
-            task_id=task.task_id,
-        )
-        return self.files.blob_url(blob)
+        """Store a file a call generated (an image), owned by its account for its entry's retention; its URL (the
+        workers' path and checks: `genmill.engine.gate.store_output`)."""
+        return store_output(self.files, self.catalog, task, data, ext=ext, content_type=content_type)
 
     def complete(self, claim: Claim, output: dict[str, Any], *, served: ServedBy, logs: list[str]) -> None:
         """Complete the task (its price consumed); a lease that lapsed first (reaped: credits released) wins."""
