@@ -112,7 +112,7 @@ def test_readyz_is_200_with_a_database_at_head_and_a_public_worker(api: Api) -> 
     assert answer.json() == {
         "ready": True,
         "database": True,
-        "migrations": "at head (0006)",
+        "migrations": "at head (0007)",
         "public_workers": 1,
         "reasons": [],
     }

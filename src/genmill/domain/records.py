@@ -101,6 +101,36 @@ class NewTask:
     pool: str = "public"
     usage_type: str = "quota"
 
+    def admitted(self, task_id: str, status: TaskStatus, now: datetime) -> Task:
+        """The task this create writes once admitted as `status` (pending or staged), its price frozen."""
+        return Task(
+            task_id=task_id,
+            account_id=self.account_id,
+            model=self.model,
+            task_type=self.task_type,
+            family=self.family,
+            status=status,
+            input=self.input,
+            config=self.config,
+            output=None,
+            detail=None,
+            logs=[],
+            error=None,
+            price=self.price,
+            frozen_credits=self.price,
+            consumed_credits=0,
+            service_mode=self.service_mode,
+            priority=self.priority,
+            attempts=0,
+            max_attempts=self.max_attempts,
+            created_at=now,
+            started_at=None,
+            ended_at=None,
+            retention_seconds=self.retention_seconds,
+            pool=self.pool,
+            usage_type=self.usage_type,
+        )
+
 
 @dataclass(frozen=True)
 class Claim:

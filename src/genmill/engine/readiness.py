@@ -20,7 +20,7 @@ from genmill.worker.backendset import BackendSet
 class Readiness:
     database: bool
     migrations: str
-    """"at head (0006)", or what differs."""
+    """"at head (0007)", or what differs."""
     public_workers: int
     reasons: list[str] = field(default_factory=list)
 

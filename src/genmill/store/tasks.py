@@ -24,6 +24,7 @@ from genmill.store.base import Publisher, Queries
 from genmill.store.events import STATUS, emit
 from genmill.store.group_commit import GroupCommit
 from genmill.store.mapping import to_task
+from genmill.store.pg_create import AdmissionDisagreement, admit
 from genmill.store.pg_statements import task_insert
 from genmill.store.rows import ACTIVE, count_tasks, end_task, lock_account, move_credits
 from genmill.store.tables import idempotency_keys, tasks
@@ -72,6 +73,15 @@ class TaskStore(Queries):
         """`create` inside the caller's transaction. Every refusal is raised before this create writes anything
         (group commit relies on it: a refused create leaves the shared transaction as it found it)."""
         now = self.clock.now()
+        if conn.dialect.name == "postgresql":  # one statement (genmill.store.pg_create)
+            created = admit(conn, new, idempotency, now, self.max_staged)
+            if created is not None:
+                return created, False
+            assert idempotency is not None
+            existing = self._replay(conn, new.account_id, idempotency, now)
+            if existing is None:
+                raise AdmissionDisagreement("genmill_admit_task found a live idempotency key that is not there")
+            return existing, True
         account = lock_account(conn, new.account_id)
         if not account.is_enabled:
             raise Forbidden("this account is disabled")
@@ -132,33 +142,7 @@ class TaskStore(Queries):
             status = staged_admission(staged, self.max_staged)
         # Freeze before the insert: InsufficientCredits leaves nothing written.
         move_credits(conn, account, LedgerKind.FREEZE, new.price, task_id, now)
-        task = Task(
-            task_id=task_id,
-            account_id=new.account_id,
-            model=new.model,
-            task_type=new.task_type,
-            family=new.family,
-            status=status,
-            input=new.input,
-            config=new.config,
-            output=None,
-            detail=None,
-            logs=[],
-            error=None,
-            price=new.price,
-            frozen_credits=new.price,
-            consumed_credits=0,
-            service_mode=new.service_mode,
-            priority=new.priority,
-            attempts=0,
-            max_attempts=new.max_attempts,
-            created_at=now,
-            started_at=None,
-            ended_at=None,
-            retention_seconds=new.retention_seconds,
-            pool=new.pool,
-            usage_type=new.usage_type,
-        )
+        task = new.admitted(task_id, status, now)
         row = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
         write = task_insert({**row, "status": status.value, "updated_at": now})
         return emit(conn, task_id, STATUS, now, task=task, write=write)
