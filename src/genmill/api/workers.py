@@ -16,10 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from genmill.api.deps import Services, ServicesDep
+from genmill.api.deps import ServicesDep
 from genmill.api.openapi import AUTHENTICATED, errors
-from genmill.bus import PENDING_WORK
-from genmill.domain.records import Claim, WorkerToken
+from genmill.domain.records import WorkerToken
 from genmill.engine.gate import WorkerIdentity
 from genmill.errors import Unauthorized
 from genmill.worker.protocol import (
@@ -73,10 +72,6 @@ def register(body: RegisterRequest, token: TokenDep, services: ServicesDep) -> R
     )
 
 
-def _claim(services: Services, token: WorkerToken, worker_id: str) -> Claim | None:
-    return services.gate.claim(services.gate.registered(token, worker_id))
-
-
 @router.post(
     "/claim",
     response_model=ClaimResponse,
@@ -84,11 +79,14 @@ def _claim(services: Services, token: WorkerToken, worker_id: str) -> Claim | No
     responses=errors(404),
 )
 async def claim(body: ClaimRequest, token: TokenDep, services: ServicesDep) -> ClaimResponse:
+    """Claims at once when a task is pending; otherwise waits until one this worker can run becomes pending
+    (`genmill.bus` wakes one waiting worker per such task, not all of them) or `wait_seconds` pass."""
     deadline = time.monotonic() + body.wait_seconds
-    with services.bus.watch(PENDING_WORK) as pending:
+    worker = await run_in_threadpool(services.gate.registered, token, body.worker_id)
+    with services.bus.watch_pending(worker.capabilities, worker.pool) as pending:
         while True:
-            pending.clear()
-            got = await run_in_threadpool(_claim, services, token, body.worker_id)
+            pending.take()
+            got = await run_in_threadpool(services.gate.claim, worker)
             if got is not None:
                 return ClaimResponse(task=ClaimedTask.from_claim(got))
             remaining = deadline - time.monotonic()

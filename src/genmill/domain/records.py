@@ -185,6 +185,11 @@ class EventRef:
     status: str
     kind: str
     has_delivery: bool
+    model: str = ""
+    task_type: str = ""
+    pool: str = ""
+    """What the task needs of a worker (its entry and pool), so a pending task wakes only a worker that can run
+    it; empty when unknown (an event announced by an older replica)."""
 
 
 @dataclass(frozen=True)

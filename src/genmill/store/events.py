@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "EventLog",
     "decode_ref",
     "emit",
+    "emit_with",
     "encode_ref",
 ]
 STATUS = "status"
@@ -49,6 +51,22 @@ def emit(
     needs it again does not read it a second time. `write`, the task row's own insert or update, is executed
     first; on PostgreSQL in the same statement as the event.
     """
+    return emit_with(conn, task_id, kind, now, task=task, writes=() if write is None else (write,))[0]
+
+
+def emit_with(
+    conn: sa.Connection,
+    task_id: str,
+    kind: str,
+    now: datetime,
+    *,
+    task: Task | None = None,
+    writes: Sequence[Write] = (),
+    staged_of: str | None = None,
+) -> tuple[Task, bool | None]:
+    """`emit`, with several writes executed first (on PostgreSQL in the event's statement) and, with `staged_of`
+    (an account id, locked by the caller), whether that account has staged tasks: None where the engine cannot
+    say it in the same statement (SQLite), and the caller looks for them itself."""
     if task is None:
         task = to_task(conn.execute(SELECT_TASK, {"b_task_id": task_id}).one())
     values = {
@@ -61,12 +79,14 @@ def emit(
     }
     endpoint = str(((task.config or {}).get("webhook_config") or {}).get("endpoint") or "")
     delivery = {"delivery_id": f"msg_{uuid.uuid4().hex}", "endpoint": endpoint} if endpoint else None
+    has_staged: bool | None = None
     if conn.dialect.name == "postgresql":
         # One round trip: the event, its delivery and the pg_notify PostgreSQL delivers at commit to every
         # replica listening (see genmill.store.notify and genmill.store.pg_statements).
-        event_id = insert_event(conn, values, delivery, write=write)
+        needs = (task.model, task.task_type, task.pool)
+        event_id, has_staged = insert_event(conn, values, delivery, needs=needs, writes=writes, staged_of=staged_of)
     else:
-        if write is not None:
+        for write in writes:
             execute_write(conn, write)
         key = conn.execute(_INSERT_EVENT, values).inserted_primary_key
         assert key is not None
@@ -85,18 +105,45 @@ def emit(
                     "created_at": now,
                 },
             )
-    ref = EventRef(event_id, task.task_id, task.account_id, task.status.value, kind, delivery is not None)
+    ref = EventRef(
+        event_id,
+        task.task_id,
+        task.account_id,
+        task.status.value,
+        kind,
+        delivery is not None,
+        task.model,
+        task.task_type,
+        task.pool,
+    )
     conn.info.setdefault(PENDING_EVENTS, []).append(ref)
-    return task
+    return task, has_staged
 
 
 def encode_ref(ref: EventRef) -> str:
-    return json.dumps([ref.event_id, ref.task_id, ref.account_id, ref.status, ref.kind, ref.has_delivery])
+    return json.dumps(
+        [
+            ref.event_id,
+            ref.task_id,
+            ref.account_id,
+            ref.status,
+            ref.kind,
+            ref.has_delivery,
+            ref.model,
+            ref.task_type,
+            ref.pool,
+        ]
+    )
 
 
 def decode_ref(payload: str) -> EventRef:
-    event_id, task_id, account_id, status, kind, has_delivery = json.loads(payload)
-    return EventRef(int(event_id), str(task_id), str(account_id), str(status), str(kind), bool(has_delivery))
+    """The event a NOTIFY announced: nine fields, or the first six from a replica that does not say what the task
+    needs of a worker (then it wakes every waiting worker, as it did)."""
+    event_id, task_id, account_id, status, kind, has_delivery, *needs = json.loads(payload)
+    model, task_type, pool = (str(value) for value in needs) if len(needs) == 3 else ("", "", "")
+    return EventRef(
+        int(event_id), str(task_id), str(account_id), str(status), str(kind), bool(has_delivery), model, task_type, pool
+    )
 
 
 def _to_event(row: sa.Row[Any]) -> StoredEvent:

@@ -191,7 +191,7 @@ class LeaseStore(Queries):
                 except Conflict as refused:
                     outcomes.append(refused)
                     continue
-                task = self._flush(conn, task, done.logs, done.detail)
+                task = self._merged(task, done.logs, done.detail)
                 promoted, accounts_by_id[task.account_id] = finish_task(
                     conn,
                     task,
@@ -200,6 +200,7 @@ class LeaseStore(Queries):
                     output=done.output,
                     usage_credits=done.usage_credits,
                     account=accounts_by_id[task.account_id],
+                    detail=done.detail,
                 )
                 outcomes.append(promoted)
         return outcomes
@@ -339,15 +340,15 @@ class LeaseStore(Queries):
         rest released, in this one transaction."""
         with self.tx() as conn:
             task, account = self._locked_lease_and_account(conn, task_id, lease_id)
-            task = self._flush(conn, task, logs, detail)
             return end_task(
                 conn,
-                task,
+                self._merged(task, logs, detail),
                 TaskEvent.COMPLETE,
                 self.clock.now(),
                 output=output,
                 usage_credits=usage_credits,
                 account=account,
+                detail=detail,
             )
 
     def fail(
@@ -362,21 +363,18 @@ class LeaseStore(Queries):
         """Fail the task and release its credits; returns promoted staged task ids."""
         with self.tx() as conn:
             task, account = self._locked_lease_and_account(conn, task_id, lease_id)
-            task = self._flush(conn, task, logs, detail)
-            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error, account=account)
+            task = self._merged(task, logs, detail)
+            return end_task(conn, task, TaskEvent.FAIL, self.clock.now(), error=error, account=account, detail=detail)
 
     @staticmethod
-    def _flush(conn: sa.Connection, task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
-        """Write the last logs and detail a worker sends with its result; returns the task as now stored."""
-        values: dict[str, Any] = {}
+    def _merged(task: Task, logs: list[str] | None, detail: dict[str, Any] | None) -> Task:
+        """The task with the last logs and detail a worker sends with its result; `finish_task` writes them with
+        the task's end, in the same statement."""
         if logs:
-            values["logs"] = (task.logs + clip(logs))[-MAX_LOG_LINES:]
+            task = dataclasses.replace(task, logs=(task.logs + clip(logs))[-MAX_LOG_LINES:])
         if detail is not None:
-            values["detail"] = detail
-        if not values:
-            return task
-        update_task(conn, task.task_id, values)
-        return dataclasses.replace(task, **values)
+            task = dataclasses.replace(task, detail=detail)
+        return task
 
     def sweep_expired_leases(self, *, limit: int = 100) -> SweepResult:
         """Requeue tasks whose worker stopped heartbeating; fail (with refund) those out of attempts.

@@ -84,7 +84,8 @@ def _statement(with_delivery: bool) -> sa.TextClause:
         ){delivery if with_delivery else ""}
         SELECT gate.*, ev.event_id,
                CASE WHEN ev.event_id IS NOT NULL THEN pg_notify('{NOTIFY_CHANNEL}', json_build_array(
-                   ev.event_id, ev.task_id, ev.account_id, ev.status, CAST(:kind AS text), {str(with_delivery).lower()}
+                   ev.event_id, ev.task_id, ev.account_id, ev.status, CAST(:kind AS text), {str(with_delivery).lower()},
+                   CAST(:i_model AS text), CAST(:i_task_type AS text), CAST(:i_pool AS text)
                )::text) END AS notified
         FROM gate LEFT JOIN ev ON true
     """
@@ -149,7 +150,17 @@ def admit(
         return None
     task = new.admitted(task_id, status, now)
     assert admission.event_id is not None
-    ref = EventRef(admission.event_id, task_id, new.account_id, status.value, STATUS_EVENT, bool(endpoint))
+    ref = EventRef(
+        admission.event_id,
+        task_id,
+        new.account_id,
+        status.value,
+        STATUS_EVENT,
+        bool(endpoint),
+        new.model,
+        new.task_type,
+        new.pool,
+    )
     conn.info.setdefault(PENDING_EVENTS, []).append(ref)
     return task
 

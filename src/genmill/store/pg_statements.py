@@ -6,7 +6,9 @@ as much as the work it carries. The steps below do the same writes as the portab
 
 - the outbox event, its webhook delivery and the `pg_notify` that announces it, with the task row's own insert or
   update (was three or four statements);
-- a ledger movement: the account's new buckets and the ledger entry (was two).
+- a ledger movement: the account's new buckets and the ledger entry (was two);
+- the end of a task (`genmill.store.rows.finish_task`): the account's buckets, its ledger entries, the task's
+  update and its event, and the probe for staged tasks a freed slot could start (was four to six).
 
 The claim's one statement (the fair pick and the lease) is `genmill.store.claims.claim_statement`.
 
@@ -21,11 +23,13 @@ the locking statement could miss a create that committed while it waited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from genmill.domain.states import TaskStatus
 from genmill.store.tables import accounts, ledger, task_events, tasks, webhook_deliveries
 
 NOTIFY_CHANNEL = "genmill_events"
@@ -50,6 +54,9 @@ def _event_statement(with_delivery: bool) -> sa.Select[Any]:
         sa.cast(sa.bindparam("e_status", type_=sa.String), sa.Text),
         sa.cast(sa.bindparam("e_kind", type_=sa.String), sa.Text),
         sa.true() if with_delivery else sa.false(),
+        sa.cast(sa.bindparam("e_model", type_=sa.String), sa.Text),
+        sa.cast(sa.bindparam("e_task_type", type_=sa.String), sa.Text),
+        sa.cast(sa.bindparam("e_pool", type_=sa.String), sa.Text),
     )
     statement = sa.select(event.c.event_id, sa.func.pg_notify(NOTIFY_CHANNEL, sa.cast(ref, sa.Text))).select_from(event)
     if with_delivery:
@@ -88,10 +95,12 @@ def _event_statement(with_delivery: bool) -> sa.Select[Any]:
 @dataclass(frozen=True)
 class Write:
     """A write the event's statement carries as one more data-modifying CTE, so that it costs no round trip of
-    its own: the task row the event announces (its insert, or the update that ends it).
+    its own: the task row the event announces (its insert, or the update that ends it), and the account's
+    buckets and ledger entries of a task that ends.
 
     `shape` names the statement's form (it keys the cache); `params` are its bound values, whose names must not
-    clash with the event's (`e_`, `d_`): `task_insert` and `task_update` use `i_` and `u_`."""
+    clash with the event's (`e_`, `d_`) or each other's: `task_insert`, `task_update`, `account_balances` and
+    `ledger_entries` use `i_`, `u_`, `wb_` and `wl<n>_`."""
 
     shape: tuple[str, ...]
     params: dict[str, Any]
@@ -106,10 +115,41 @@ def task_update(task_id: str, values: dict[str, Any]) -> Write:
     return Write(("update", *sorted(values)), {**params, "u_task_id_key": task_id})
 
 
+def account_balances(account_id: str, available: int, frozen: int, used: int) -> Write:
+    """The account's three buckets as the ledger rules left them (the account row is locked by the caller)."""
+    params = {"wb_account_id": account_id, "wb_available": available, "wb_frozen": frozen, "wb_used": used}
+    return Write(("balances",), params)
+
+
+def ledger_entries(rows: Sequence[dict[str, Any]]) -> Write:
+    """Ledger rows (`account_id`, `task_id`, `kind`, `amount`, `created_at` each), inserted in order."""
+    params = {f"wl{i}_{name}": value for i, row in enumerate(rows) for name, value in row.items()}
+    return Write(("ledger", str(len(rows))), params)
+
+
+_LEDGER_COLUMNS = ("account_id", "task_id", "kind", "amount", "created_at")
+
+
 def _write_statement(shape: tuple[str, ...]) -> sa.Insert | sa.Update:
     kind, *names = shape
     if kind == "insert":
         return sa.insert(tasks).values({n: sa.bindparam(f"i_{n}", type_=tasks.c[n].type) for n in names})
+    if kind == "balances":
+        return (
+            sa.update(accounts)
+            .where(accounts.c.account_id == sa.bindparam("wb_account_id", type_=accounts.c.account_id.type))
+            .values(
+                available_credits=sa.bindparam("wb_available", type_=accounts.c.available_credits.type),
+                frozen_credits=sa.bindparam("wb_frozen", type_=accounts.c.frozen_credits.type),
+                used_credits=sa.bindparam("wb_used", type_=accounts.c.used_credits.type),
+            )
+        )
+    if kind == "ledger":
+        rows = [
+            {n: sa.bindparam(f"wl{i}_{n}", type_=ledger.c[n].type) for n in _LEDGER_COLUMNS}
+            for i in range(int(names[0]))
+        ]
+        return sa.insert(ledger).values(rows)
     return (
         sa.update(tasks)
         .where(tasks.c.task_id == sa.bindparam("u_task_id_key", type_=tasks.c.task_id.type))
@@ -117,8 +157,20 @@ def _write_statement(shape: tuple[str, ...]) -> sa.Insert | sa.Update:
     )
 
 
+_STAGED_PROBE = (
+    sa.exists()
+    .where(
+        tasks.c.account_id == sa.bindparam("p_account_id", type_=tasks.c.account_id.type),
+        tasks.c.status == TaskStatus.STAGED.value,
+    )
+    .label("has_staged")
+)
+"""Whether the account has staged tasks. Folded into the statement that ends a task, which runs after the
+account's row lock (so its snapshot sees every create that committed before), and no create can stage a task
+for the account while this transaction holds that lock."""
+
 MAX_CACHED_SHAPES = 256
-_events: dict[tuple[bool, tuple[str, ...] | None], sa.Select[Any]] = {}
+_events: dict[tuple[bool, tuple[tuple[str, ...], ...], bool], sa.Select[Any]] = {}
 _writes: dict[tuple[str, ...], sa.Insert | sa.Update] = {}
 
 
@@ -133,27 +185,42 @@ def execute_write(conn: sa.Connection, write: Write) -> None:
 
 
 def insert_event(
-    conn: sa.Connection, values: dict[str, Any], delivery: dict[str, Any] | None, *, write: Write | None = None
-) -> int:
-    """Append one outbox event (and its delivery), with `write` if given, and notify the listeners at commit, in
-    one statement; returns the event id.
+    conn: sa.Connection,
+    values: dict[str, Any],
+    delivery: dict[str, Any] | None,
+    *,
+    needs: tuple[str, str, str],
+    writes: Sequence[Write] = (),
+    staged_of: str | None = None,
+) -> tuple[int, bool | None]:
+    """Append one outbox event (and its delivery), with `writes`, and notify the listeners at commit, in one
+    statement; returns the event id, and with `staged_of` (an account id) whether that account has staged tasks
+    (None without it).
 
-    `values` are the `task_events` columns; `delivery` the delivery id and endpoint, when there is one."""
-    key = (delivery is not None, None if write is None else write.shape)
+    `values` are the `task_events` columns; `delivery` the delivery id and endpoint, when there is one; `needs`
+    the task's model, task type and pool, which the notification carries (`genmill.bus` wakes a worker that can
+    run it)."""
+    key = (delivery is not None, tuple(write.shape for write in writes), staged_of is not None)
     statement = _events.get(key)
     if statement is None:
         statement = _event_statement(with_delivery=delivery is not None)
-        if write is not None:
-            statement = statement.add_cte(_write_statement(write.shape).cte("w"))
+        for i, write in enumerate(writes):
+            statement = statement.add_cte(_write_statement(write.shape).cte(f"w{i}"))
+        if staged_of is not None:
+            statement = statement.add_columns(_STAGED_PROBE)
         if len(_events) >= MAX_CACHED_SHAPES:
             _events.clear()
         _events[key] = statement
     params = {f"e_{name}": values[name] for name in _EVENT_COLUMNS}
+    params |= {"e_model": needs[0], "e_task_type": needs[1], "e_pool": needs[2]}
     if delivery is not None:
         params |= {"d_delivery_id": delivery["delivery_id"], "d_endpoint": delivery["endpoint"]}
-    if write is not None:
+    for write in writes:
         params |= write.params
-    return int(conn.execute(statement, params).scalar_one())
+    if staged_of is not None:
+        params["p_account_id"] = staged_of
+    row = conn.execute(statement, params).one()
+    return int(row[0]), (None if staged_of is None else bool(row[-1]))
 
 
 _BALANCES = (

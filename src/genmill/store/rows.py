@@ -20,9 +20,9 @@ from genmill.domain.records import Account, Task
 from genmill.domain.settlement import settle
 from genmill.domain.states import TaskEvent, TaskStatus, transition
 from genmill.errors import NotFound
-from genmill.store.events import SELECT_TASK, STATUS, emit
+from genmill.store.events import SELECT_TASK, STATUS, emit, emit_with
 from genmill.store.mapping import to_account, to_task
-from genmill.store.pg_statements import LEDGER_MOVEMENT, task_update
+from genmill.store.pg_statements import LEDGER_MOVEMENT, Write, account_balances, ledger_entries, task_update
 from genmill.store.tables import accounts, ledger, tasks
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.PROCESSING.value)
@@ -191,6 +191,7 @@ def end_task(
     log_line: str | None = None,
     usage_credits: int | None = None,
     account: Account | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> list[str]:
     """Finish a task; see `finish_task`, which also returns the account as this left it."""
     return finish_task(
@@ -203,6 +204,7 @@ def end_task(
         log_line=log_line,
         usage_credits=usage_credits,
         account=account,
+        detail=detail,
     )[0]
 
 
@@ -217,19 +219,41 @@ def finish_task(
     log_line: str | None = None,
     usage_credits: int | None = None,
     account: Account | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> tuple[list[str], Account]:
     """Finish a task (complete, fail or cancel) with its credit movement, in the caller's transaction.
 
     `genmill.domain.settlement.settle` decides the ending status, whether the frozen price is consumed or
     released (or, with `usage_credits`, how much of it is consumed and how much released), and whether a
     concurrency slot frees (then staged tasks of the account are promoted here too). Returns promoted ids.
-    `account` is the task's account row when the caller has locked it already (`lock_task_and_account`).
+    `account` is the task's account row when the caller has locked it already (`lock_task_and_account`);
+    `detail`, when given, replaces the task's (`task` already carries it: a worker's last word).
+
+    On PostgreSQL everything after the locks is one statement: the buckets, the ledger entries, the task's
+    update, its event and the probe for staged tasks (`genmill.store.pg_statements`); promoting them, when there
+    are some, takes its own statements.
     """
     settlement = settle(task.status, event, task.frozen_credits, task.task_id, usage_credits=usage_credits)
     new_status = settlement.status
     account = account or lock_account(conn, task.account_id)
-    for entry in settlement.entries:
-        account = move_credits(conn, account, entry.kind, entry.amount, task.task_id, now)
+    folded = conn.dialect.name == "postgresql"
+    movements: list[Write] = []
+    if folded and settlement.entries:
+        balances = account.balances
+        for entry in settlement.entries:
+            balances = credit_rules.apply(balances, LedgerEntry(entry.kind, entry.amount, task.task_id))
+        account = dataclasses.replace(account, balances=balances)
+        rows = [
+            {"account_id": account.account_id, "task_id": task.task_id, "kind": e.kind.value, "amount": e.amount}
+            for e in settlement.entries
+        ]
+        movements = [
+            account_balances(account.account_id, balances.available, balances.frozen, balances.used),
+            ledger_entries([{**row, "created_at": now} for row in rows]),
+        ]
+    elif not folded:
+        for entry in settlement.entries:
+            account = move_credits(conn, account, entry.kind, entry.amount, task.task_id, now)
     consumed = settlement.consumed
     logs = task.logs + ([log_line] if log_line else [])
     values: dict[str, Any] = {
@@ -246,6 +270,8 @@ def finish_task(
         values["output"] = output
     if error is not None:
         values["error"] = error
+    if detail is not None:
+        values["detail"] = detail
     snapshot = dataclasses.replace(
         task,
         status=new_status,
@@ -257,8 +283,11 @@ def finish_task(
         logs=values["logs"],
         output=output if output is not None else task.output,
         error=error if error is not None else task.error,
+        detail=detail if detail is not None else task.detail,
     )
-    emit(conn, task.task_id, STATUS, now, task=snapshot, write=task_update(task.task_id, values))
-    if settlement.frees_slot:
+    writes = [*movements, task_update(task.task_id, values)]
+    staged_of = task.account_id if settlement.frees_slot else None
+    _, has_staged = emit_with(conn, task.task_id, STATUS, now, task=snapshot, writes=writes, staged_of=staged_of)
+    if settlement.frees_slot and has_staged is not False:
         return promote_staged(conn, task.account_id, now, account=account), account
     return [], account
