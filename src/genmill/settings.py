@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         60.0,
         gt=0,
         description="A remote worker counts as serving its entries right now this long after it was last seen (it is "
-        "seen on every claim, about every 20 s, and every heartbeat).",
+        "seen on every claim, about every 20 s, and every heartbeat; the time stored is at most 5 s old).",
     )
     served_recently_seconds: float = Field(
         3600.0,

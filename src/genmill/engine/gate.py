@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from genmill.errors import Conflict, InvalidRequest, NotFound
 from genmill.storage.files import FileService
 from genmill.store import Store
 from genmill.store.leases import Completion
+from genmill.store.workers import SEEN_EVERY
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ class WorkerGate:
         self.lease_seconds = lease_seconds
         """Every lease lasts this long from its claim or last heartbeat; the server decides, not the worker."""
         self.heartbeat_seconds = heartbeat_seconds
+        self._touched: dict[str, float] = {}
+        """When this process last marked each worker seen (monotonic seconds)."""
 
     # -- remote workers: who they are ----------------------------------------------------------------------
 
@@ -113,6 +117,18 @@ class WorkerGate:
         """A registered worker of this token, with its pool and capabilities (NotFound otherwise); marks it seen."""
         pool, capabilities = self.store.workers.worker(token, worker_id)
         return WorkerIdentity(pool, worker_id, tuple(capabilities), registered=True)
+
+    def _seen(self, worker_id: str) -> None:
+        """Mark the worker seen, at most once per `SEEN_EVERY` from this process: a worker running many tasks
+        heartbeats each of them, and one timestamp write covers them all."""
+        now = time.monotonic()
+        last = self._touched.get(worker_id)
+        if last is not None and now - last < SEEN_EVERY.total_seconds():
+            return
+        if len(self._touched) >= 10_000:
+            self._touched.clear()
+        self._touched[worker_id] = now
+        self.store.workers.touch(worker_id)
 
     # -- claiming ------------------------------------------------------------------------------------------
 
@@ -191,7 +207,7 @@ class WorkerGate:
         """Renew the lease and record the task's new logs and progress; returns the new expiry."""
         task = self.leased(worker, task_id, lease_id)
         if worker.registered and task.worker_id:
-            self.store.workers.touch(task.worker_id)
+            self._seen(task.worker_id)
         return self.store.leases.heartbeat(task_id, lease_id, self.lease_seconds, logs=logs, detail=detail)
 
     def complete(

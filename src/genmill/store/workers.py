@@ -22,6 +22,10 @@ from genmill.store.base import Queries
 from genmill.store.credentials import WORKER_TOKENS
 from genmill.store.tables import accounts, worker_tokens, workers
 
+SEEN_EVERY = timedelta(seconds=5)
+"""How stale a worker's `last_seen_at` may be before a claim or heartbeat writes it again: far below
+`worker_seen_seconds` (60 s by default), which is what reads it."""
+
 
 def latest_seen(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str, str], datetime]:
     """(pool, model, task_type) → the latest `last_seen_at` among the rows' workers that registered the entry;
@@ -89,18 +93,21 @@ class WorkerRegistry(Queries):
         return worker_id
 
     def worker(self, token: WorkerToken, worker_id: str) -> tuple[str, list[tuple[str, str]]]:
-        """The worker's pool and capabilities, checking it belongs to the token; marks it seen."""
-        with self.tx() as conn:
+        """The worker's pool and capabilities, checking it belongs to the token; marks it seen.
+
+        A read, and a write only when the worker was last seen `SEEN_EVERY` ago or more: a claim long-poll per
+        task would otherwise be a durable transaction of its own (and on SQLite a turn at the one writer lock)
+        to move a timestamp nobody reads more precisely than `worker_seen_seconds`."""
+        with self.read() as conn:
             row = conn.execute(
-                sa.select(workers.c.pool, workers.c.capabilities).where(
+                sa.select(workers.c.pool, workers.c.capabilities, workers.c.last_seen_at).where(
                     workers.c.worker_id == worker_id, workers.c.token_id == token.token_id
                 )
             ).one_or_none()
-            if row is None:
-                raise NotFound(f"worker {worker_id} is not registered with this token")
-            conn.execute(
-                sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=self.clock.now())
-            )
+        if row is None:
+            raise NotFound(f"worker {worker_id} is not registered with this token")
+        if self.clock.now() - row.last_seen_at >= SEEN_EVERY:
+            self.touch(worker_id)
         return str(row.pool), [(str(m), str(t)) for m, t in row.capabilities]
 
     def last_served(self, pool: str | None = None) -> dict[tuple[str, str, str], datetime]:
@@ -123,10 +130,9 @@ class WorkerRegistry(Queries):
 
     def touch(self, worker_id: str) -> None:
         """Mark a worker seen (heartbeats count, so a long task does not make its worker look gone)."""
+        now = self.clock.now()
         with self.tx() as conn:
-            conn.execute(
-                sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=self.clock.now())
-            )
+            conn.execute(sa.update(workers).where(workers.c.worker_id == worker_id).values(last_seen_at=now))
 
     def forget_idle(self, older_than: timedelta) -> int:
         with self.tx() as conn:
