@@ -6,14 +6,18 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from tests.integration.test_store_tasks import assert_reconciles, new_task
 
+from genmill.app import Runtime, create_app
 from genmill.domain.states import TaskStatus
 from genmill.errors import GenmillError, TooManyTasks
+from genmill.settings import Settings
 from genmill.store import Store
 from genmill.store.engine import create_engine
 from genmill.store.pg_create import AdmissionDisagreement
@@ -127,3 +131,32 @@ def test_a_function_that_admits_past_the_limit_is_caught_and_rolled_back(pg_stor
         tampered.close()
         with pg_store.engine.begin() as conn:
             conn.execute(sa.text("DROP SCHEMA genmill_tampered CASCADE"))
+
+
+def test_an_http_create_sends_one_statement(pg_url: str, pg_store: Store, tmp_path: Path) -> None:
+    """Through the whole API (authentication from the key cache, the checks, the create, the metrics and the
+    log line after the commit): one statement, the create's own."""
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, workers=0, public_url="http://testserver")
+    runtime = Runtime(settings)
+    account = runtime.store.accounts.create_account("http", credits=1000)
+    key, _ = runtime.store.accounts.create_key(account.account_id)
+    _, token = runtime.store.workers.create_token("gpu hosts")
+    runtime.store.workers.register(token, "gpu-1", [("genmill/echo", "echo")])  # the API-only server's worker
+    body = {"model": "genmill/echo", "task_type": "echo", "input": {"text": "hello"}}
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    try:
+        with TestClient(create_app(settings, runtime=runtime, run_workers=False)) as client:
+            assert client.post("/api/v1/task", headers={"X-API-Key": key}, json=body).status_code == 200  # warm
+            sa.event.listen(runtime.store.engine, "before_cursor_execute", record)
+            created = client.post("/api/v1/task", headers={"X-API-Key": key}, json=body)
+            sa.event.remove(runtime.store.engine, "before_cursor_execute", record)
+        assert created.status_code == 200, created.text
+        assert len(seen) == 1 and "genmill_admit_task" in seen[0]
+        metrics = runtime.metrics.exposition().decode()
+        assert 'genmill_task_transitions_total{model="genmill/echo",status="pending"} 2.0' in metrics
+    finally:
+        runtime.store.close()

@@ -190,6 +190,9 @@ class EventRef:
     pool: str = ""
     """What the task needs of a worker (its entry and pool), so a pending task wakes only a worker that can run
     it; empty when unknown (an event announced by an older replica)."""
+    task: Task | None = field(default=None, compare=False, repr=False)
+    """The task as the committed transaction wrote it, on events of this process (never sent to others): what
+    the metrics count and log, without reading the row back after each commit."""
 
 
 @dataclass(frozen=True)

@@ -282,15 +282,19 @@ class ServerMetrics:
         self.webhook_attempts.labels(outcome).inc()
 
     def observe(self, events: Iterable[EventRef]) -> None:
-        """Count the status changes of committed events and log one line per task transition, reading the
-        commit's tasks in one query. Never raises: a metric must not fail the task whose commit it follows."""
+        """Count the status changes of committed events and log one line per task transition. The events of
+        this process carry their task as committed; any that does not is read, all in one query. Never raises: a
+        metric must not fail the task whose commit it follows."""
         changes = [event for event in events if event.kind == "status"]
         if not changes:
             return
         try:
             if self.model_sync is not None:
                 self.model_sync.sync()
-            tasks = self.store.ops.tasks_by_id([event.task_id for event in changes])
+            tasks = {event.task_id: event.task for event in changes if event.task is not None}
+            unread = [event.task_id for event in changes if event.task is None]
+            if unread:
+                tasks |= self.store.ops.tasks_by_id(unread)
             for event in changes:
                 if event.task_id in tasks:
                     self._observe(event, tasks[event.task_id])

@@ -115,6 +115,7 @@ def emit_with(
         task.model,
         task.task_type,
         task.pool,
+        task,
     )
     conn.info.setdefault(PENDING_EVENTS, []).append(ref)
     return task, has_staged

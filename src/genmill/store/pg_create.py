@@ -160,6 +160,7 @@ def admit(
         new.model,
         new.task_type,
         new.pool,
+        task,
     )
     conn.info.setdefault(PENDING_EVENTS, []).append(ref)
     return task
