@@ -10,15 +10,18 @@ as much as the work it carries. The steps below do the same writes as the portab
 - the end of a task (`genmill.store.rows.finish_task`): the account's buckets, its ledger entries, the task's
   update and its event, and the probe for staged tasks a freed slot could start (was four to six).
 
-The claim's one statement (the fair pick and the lease) is `genmill.store.claims.claim_statement`.
+The claim's one statement (the fair pick and the lease) is `genmill.store.claims.claim_statement`; a create is
+one statement around a server-side function (`genmill.store.pg_create`).
 
-Why statements rather than a server-side function: the decisions (settlement, admission, the ledger rules, the
-event's snapshot) stay in `genmill.domain` in Python, where both engines share them; a function would have to
-restate them in PL/pgSQL.
-
-Reads that decide something under a lock (the account's active count after its row lock) stay separate
-statements: in READ COMMITTED a statement's snapshot is taken before it waits for a lock, so a count folded into
-the locking statement could miss a create that committed while it waited.
+Where a step stays two statements, the second depends on what the first read under a lock, and Python decides
+it: a task's end reads the task and its account locked, then `genmill.domain.settlement` decides the ledger
+movements and the status written by the one statement after; a claim's event carries the wire snapshot of the row
+the claim leased (`genmill.domain.wire`). Folding those too would restate the settlement and the wire view in
+SQL. The create's admission is the exception: its rules are two comparisons and a subtraction, which the
+function restates and the domain checks again on the facts it returns (`genmill.store.pg_create`), because a
+count under the account's row lock must be a statement of its own (in READ COMMITTED a statement's snapshot is
+taken before it waits for a lock, so a count folded into the locking statement could miss a create that
+committed while it waited; inside a PL/pgSQL function each statement takes a snapshot of its own).
 """
 
 from __future__ import annotations
