@@ -51,6 +51,16 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    """An empty store on the session's PostgreSQL database, for behaviour only PostgreSQL has."""
+    s = Store.from_url(pg_url)
+    _truncate(s)
+    yield s
+    _truncate(s)
+    s.close()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     url = f"sqlite:///{tmp_path}/genmill.db"
     upgrade(url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,7 @@ from genmill.settings import Settings
 from genmill.store import Store
 from genmill.store.engine import create_engine
 from genmill.store.pg_create import AdmissionDisagreement
-from genmill.store.tables import ledger, metadata, task_events, tasks
-
-
-def _truncate(store: Store) -> None:
-    with store.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store.from_url(pg_url, max_staged_per_account=5)
-    _truncate(store)
-    yield store
-    _truncate(store)
-    store.close()
+from genmill.store.tables import ledger, task_events, tasks
 
 
 def test_a_create_is_one_statement(pg_store: Store) -> None:
@@ -62,6 +46,7 @@ def test_a_create_is_one_statement(pg_store: Store) -> None:
 def test_racing_creates_keep_the_concurrency_and_staged_limits(pg_store: Store) -> None:
     """Sixteen creates at once for an account that runs 3 and stages 5: the counts after the row lock see every
     create that committed meanwhile, so exactly 3 start pending, 5 wait staged and 8 are refused."""
+    pg_store = Store(pg_store.engine, max_staged_per_account=5)
     account = pg_store.accounts.create_account("racer", credits=10_000, max_concurrency=3)
     start = threading.Barrier(16)
     outcomes: list[str] = []

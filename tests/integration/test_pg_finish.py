@@ -4,29 +4,18 @@ with the worker's last logs and detail, a usage-priced settlement, and the stage
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import pytest
 import sqlalchemy as sa
 from tests.integration.test_store_tasks import assert_reconciles, new_task
 
 from genmill.domain.states import TaskStatus
 from genmill.store import Store
-from genmill.store.tables import metadata, task_events
+from genmill.store.tables import task_events
 
 UPSCALE = [("Qubico/image-toolkit", "upscale")]
 T = TypeVar("T")
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store.from_url(pg_url)
-    with store.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield store
-    store.close()
 
 
 def statements(store: Store, call: Callable[[], T]) -> tuple[T, int]:

@@ -3,36 +3,18 @@ picks, and locks no other row while its transaction is open (other claimers skip
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from tests.integration.test_store_tasks import CAPS, new_task
 
 from genmill.domain.states import TaskStatus
 from genmill.store import Store
 from genmill.store.claims import claim_params, pg_claim
-from genmill.store.tables import metadata
 
 LOCKABLE_PENDING = sa.text(
     "SELECT count(*) FROM (SELECT task_id FROM tasks WHERE status = 'pending' FOR UPDATE SKIP LOCKED) AS free"
 )
-
-
-def empty(store: Store) -> None:
-    with store.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store.from_url(pg_url)
-    empty(store)
-    yield store
-    empty(store)
-    store.close()
 
 
 def test_the_claim_statement_locks_only_the_task_it_leases(pg_store: Store) -> None:
