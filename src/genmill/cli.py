@@ -50,7 +50,7 @@ def _say(text: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from genmill.httpserver import ServerLimits
+    from genmill.httpserver import ServerLimits, limit_malloc_arenas
     from genmill.processes import default_processes, processes_problem
 
     settings = _settings(args)
@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         _say(problem)
         return 2
+    limit_malloc_arenas()  # while this is the only thread; the API processes of --processes inherit it
     limits = ServerLimits(
         keep_alive_seconds=settings.keep_alive_seconds,
         header_timeout_seconds=settings.header_timeout_seconds,
