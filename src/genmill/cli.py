@@ -61,6 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _say(problem)
         return 2
     limit_malloc_arenas()  # while this is the only thread; the API processes of --processes inherit it
+    # genmill's own lines (access log, task transitions) follow the flag as uvicorn's do: `--log-level warning`
+    # keeps only what needs attention, and spares a busy server a formatted line per request and per transition.
+    logging.getLogger().setLevel(args.log_level.upper())
     limits = ServerLimits(
         keep_alive_seconds=settings.keep_alive_seconds,
         header_timeout_seconds=settings.header_timeout_seconds,
@@ -307,7 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="API processes on the port (env GENMILL_PROCESSES; default one per core on PostgreSQL, 1 on SQLite)",
     )
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="the least severe lines logged, genmill's and uvicorn's (default info: a line per request and per task "
+        "transition)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
