@@ -148,11 +148,13 @@ def _write_statement(shape: tuple[str, ...]) -> sa.Insert | sa.Update:
             )
         )
     if kind == "ledger":
+        # One SELECT per row, UNION ALL: a multi-row VALUES insert is not cacheable in SQLAlchemy, and compiling
+        # this statement anew each time costs more than running it.
         rows = [
-            {n: sa.bindparam(f"wl{i}_{n}", type_=ledger.c[n].type) for n in _LEDGER_COLUMNS}
+            sa.select(*(sa.bindparam(f"wl{i}_{n}", type_=ledger.c[n].type) for n in _LEDGER_COLUMNS))
             for i in range(int(names[0]))
         ]
-        return sa.insert(ledger).values(rows)
+        return sa.insert(ledger).from_select(_LEDGER_COLUMNS, rows[0] if len(rows) == 1 else sa.union_all(*rows))
     return (
         sa.update(tasks)
         .where(tasks.c.task_id == sa.bindparam("u_task_id_key", type_=tasks.c.task_id.type))
