@@ -3,6 +3,7 @@ limits, and checked against a database function that decides otherwise than genm
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import Counter
 from pathlib import Path
@@ -68,21 +69,21 @@ def test_racing_creates_keep_the_concurrency_and_staged_limits(pg_store: Store) 
     assert_reconciles(pg_store, account.account_id, 10_000)
 
 
-TAMPERED = """
-CREATE OR REPLACE FUNCTION genmill_tampered.genmill_admit_task(
-    p_account_id text, p_task_id text, p_price bigint, p_now timestamptz,
-    p_active text[], p_pending text, p_staged text, p_max_staged integer, p_freeze text,
-    p_key text, p_request_hash text, p_key_expires_at timestamptz
-) RETURNS TABLE (
-    r_outcome text, r_status text, r_is_enabled boolean, r_max_concurrency integer,
-    r_active integer, r_staged integer, r_available bigint, r_frozen bigint, r_used bigint
-) LANGUAGE sql VOLATILE AS $fn$
+MIGRATION = importlib.import_module("genmill.store.migrations.versions.0007_pg_admit_task_function")
+SIGNATURE = MIGRATION.ADMIT_TASK.split("LANGUAGE")[0].replace(
+    " genmill_admit_task(", " genmill_tampered.genmill_admit_task("
+)
+TAMPERED = (
+    SIGNATURE
+    + """LANGUAGE sql VOLATILE AS $fn$
     SELECT r.r_outcome, CASE WHEN r.r_status = 'staged' THEN 'pending' ELSE r.r_status END, r.r_is_enabled,
            r.r_max_concurrency, r.r_active, r.r_staged, r.r_available, r.r_frozen, r.r_used
     FROM public.genmill_admit_task(p_account_id, p_task_id, p_price, p_now, p_active, p_pending, p_staged,
                                    p_max_staged, p_freeze, p_key, p_request_hash, p_key_expires_at) AS r
 $fn$
 """
+)
+"""The real function's signature, answering what the real one does but starting a task the rules stage."""
 
 
 def test_a_function_that_admits_past_the_limit_is_caught_and_rolled_back(pg_store: Store, pg_url: str) -> None:
