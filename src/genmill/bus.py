@@ -116,7 +116,7 @@ class EventBus:
                 _set(other.loop, other.event)
 
     def pending_waiters(self) -> int:
-        """Long-polling workers waiting now (for the metrics and tests)."""
+        """Long-polling workers waiting now (what a diagnosis or a test asks)."""
         with self._lock:
             return len(self._pending)
 

@@ -82,5 +82,5 @@ def test_refusals_are_the_domains_own_errors() -> None:
     ],
 )
 def test_a_function_that_decided_otherwise_is_caught(admission: Admission) -> None:
-    with pytest.raises(AdmissionDisagreement, match="genmill migrate"):
+    with pytest.raises(AdmissionDisagreement, match="genmill db upgrade"):
         decide(admission, NEW, 5)

@@ -28,6 +28,7 @@ __all__ = [
     "emit",
     "emit_with",
     "encode_ref",
+    "webhook_delivery",
 ]
 STATUS = "status"
 PROGRESS = "progress"
@@ -39,6 +40,12 @@ read, whatever 64-bit `Last-Event-ID` the API let through."""
 SELECT_TASK = sa.select(tasks).where(tasks.c.task_id == sa.bindparam("b_task_id"))
 _INSERT_EVENT = sa.insert(task_events)
 _INSERT_DELIVERY = sa.insert(webhook_deliveries)
+
+
+def webhook_delivery(config: dict[str, Any] | None) -> dict[str, str] | None:
+    """The delivery id and endpoint of a new event of a task with this `config`; None when it has no webhook."""
+    endpoint = str(((config or {}).get("webhook_config") or {}).get("endpoint") or "")
+    return {"delivery_id": f"msg_{uuid.uuid4().hex}", "endpoint": endpoint} if endpoint else None
 
 
 def emit(
@@ -77,8 +84,7 @@ def emit_with(
         "snapshot": task_public(task),
         "created_at": now,
     }
-    endpoint = str(((task.config or {}).get("webhook_config") or {}).get("endpoint") or "")
-    delivery = {"delivery_id": f"msg_{uuid.uuid4().hex}", "endpoint": endpoint} if endpoint else None
+    delivery = webhook_delivery(task.config)
     has_staged: bool | None = None
     if conn.dialect.name == "postgresql":
         # One round trip: the event, its delivery and the pg_notify PostgreSQL delivers at commit to every

@@ -31,6 +31,7 @@ from genmill.domain.states import TaskStatus
 from genmill.domain.wire import task_public
 from genmill.errors import Forbidden, InsufficientCredits, NotFound, TooManyTasks
 from genmill.store.base import PENDING_EVENTS
+from genmill.store.events import webhook_delivery
 from genmill.store.pg_statements import NOTIFY_CHANNEL
 from genmill.store.rows import ACTIVE
 from genmill.store.tables import task_events, tasks
@@ -41,7 +42,7 @@ _TASK_COLUMNS = (*(field.name for field in fields(Task)), "updated_at")
 
 class AdmissionDisagreement(RuntimeError):
     """`genmill_admit_task` decided otherwise than `genmill.domain` on the same facts: the database's function is
-    not the one this version of genmill ships (run `genmill migrate`)."""
+    not the one this version of genmill ships (run `genmill db upgrade`)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def admit(
     refusal otherwise."""
     task_id = str(uuid.uuid4())
     drafted = new.admitted(task_id, TaskStatus.PENDING, now)  # its status is the function's to choose
-    endpoint = str(((new.config or {}).get("webhook_config") or {}).get("endpoint") or "")
+    delivery = webhook_delivery(new.config)
     params: dict[str, Any] = {f"i_{n}": getattr(drafted, n) for n in _TASK_COLUMNS if n not in ("status", "updated_at")}
     params |= {
         "i_updated_at": now,
@@ -132,9 +133,9 @@ def admit(
         "kind": STATUS_EVENT,
         "snapshot": task_public(drafted),
     }
-    if endpoint:
-        params |= {"d_delivery_id": f"msg_{uuid.uuid4().hex}", "d_endpoint": endpoint}
-    row = conn.execute(_STATEMENTS[bool(endpoint)], params).one()._mapping
+    if delivery is not None:
+        params |= {"d_delivery_id": delivery["delivery_id"], "d_endpoint": delivery["endpoint"]}
+    row = conn.execute(_STATEMENTS[delivery is not None], params).one()._mapping
     admission = Admission(
         outcome=row["r_outcome"],
         status=row["r_status"],
@@ -156,7 +157,7 @@ def admit(
         new.account_id,
         status.value,
         STATUS_EVENT,
-        bool(endpoint),
+        delivery is not None,
         new.model,
         new.task_type,
         new.pool,
@@ -170,7 +171,7 @@ def _agree(holds: bool, admission: Admission) -> None:
     if not holds:
         raise AdmissionDisagreement(
             f"genmill_admit_task answered {admission.outcome!r} (status {admission.status!r}) where genmill's "
-            f"rules decide otherwise on the same facts: {admission}; run `genmill migrate`"
+            f"rules decide otherwise on the same facts: {admission}; run `genmill db upgrade`"
         )
 
 

@@ -228,25 +228,5 @@ def insert_event(
     return int(row[0]), (None if staged_of is None else bool(row[-1]))
 
 
-_BALANCES = (
-    sa.update(accounts)
-    .where(accounts.c.account_id == sa.bindparam("b_account_id"))
-    .values(
-        available_credits=sa.bindparam("b_available"),
-        frozen_credits=sa.bindparam("b_frozen"),
-        used_credits=sa.bindparam("b_used"),
-    )
-    .cte("balances")
-)
-LEDGER_MOVEMENT = (
-    sa.insert(ledger)
-    .values(
-        account_id=sa.bindparam("l_account_id", type_=ledger.c.account_id.type),
-        task_id=sa.bindparam("l_task_id", type_=ledger.c.task_id.type),
-        kind=sa.bindparam("l_kind", type_=ledger.c.kind.type),
-        amount=sa.bindparam("l_amount", type_=ledger.c.amount.type),
-        created_at=sa.bindparam("l_created_at", type_=ledger.c.created_at.type),
-    )
-    .add_cte(_BALANCES)
-)
+LEDGER_MOVEMENT = _write_statement(("ledger", "1")).add_cte(_write_statement(("balances",)).cte("balances"))
 """The account's new buckets and the ledger entry that moved them, in one statement."""

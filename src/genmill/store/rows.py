@@ -8,6 +8,7 @@ SQLAlchemy then reuses the compiled form and its cache key instead of rebuilding
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -130,30 +131,52 @@ def select_task(conn: sa.Connection, task_id: str, *, lock: bool = False) -> Tas
     return None if row is None else to_task(row)
 
 
+def credit_writes(
+    account: Account, entries: Sequence[LedgerEntry], now: datetime
+) -> tuple[Account, tuple[Write, Write]]:
+    """The locked account after `entries` (the ledger rules refuse any that would make a bucket negative) and the
+    two writes that record them on PostgreSQL: its buckets and the ledger rows."""
+    balances = account.balances
+    for entry in entries:
+        balances = credit_rules.apply(balances, entry)
+    rows = [
+        {
+            "account_id": account.account_id,
+            "task_id": e.task_id,
+            "kind": e.kind.value,
+            "amount": e.amount,
+            "created_at": now,
+        }
+        for e in entries
+    ]
+    buckets = account_balances(account.account_id, balances.available, balances.frozen, balances.used)
+    return dataclasses.replace(account, balances=balances), (buckets, ledger_entries(rows))
+
+
 def move_credits(
     conn: sa.Connection, account: Account, kind: LedgerKind, amount: int, task_id: str | None, now: datetime
 ) -> Account:
     """Apply one ledger rule to a locked account: update its buckets and append the ledger entry."""
-    balances = credit_rules.apply(account.balances, LedgerEntry(kind, amount, task_id))
-    buckets = {
-        "b_account_id": account.account_id,
-        "b_available": balances.available,
-        "b_frozen": balances.frozen,
-        "b_used": balances.used,
-    }
-    entry = {
-        "account_id": account.account_id,
-        "task_id": task_id,
-        "kind": kind.value,
-        "amount": amount,
-        "created_at": now,
-    }
+    entry = LedgerEntry(kind, amount, task_id)
     if conn.dialect.name == "postgresql":  # one round trip for both (genmill.store.pg_statements)
-        conn.execute(LEDGER_MOVEMENT, {**buckets, **{f"l_{name}": value for name, value in entry.items()}})
-    else:
-        conn.execute(UPDATE_BALANCES, buckets)
-        conn.execute(INSERT_LEDGER, entry)
-    return Account(**{**account.__dict__, "balances": balances})
+        moved, (buckets, rows) = credit_writes(account, [entry], now)
+        conn.execute(LEDGER_MOVEMENT, {**buckets.params, **rows.params})
+        return moved
+    balances = credit_rules.apply(account.balances, entry)
+    conn.execute(
+        UPDATE_BALANCES,
+        {
+            "b_account_id": account.account_id,
+            "b_available": balances.available,
+            "b_frozen": balances.frozen,
+            "b_used": balances.used,
+        },
+    )
+    conn.execute(
+        INSERT_LEDGER,
+        {"account_id": account.account_id, "task_id": task_id, "kind": kind.value, "amount": amount, "created_at": now},
+    )
+    return dataclasses.replace(account, balances=balances)
 
 
 def count_tasks(conn: sa.Connection, account_id: str, statuses: tuple[str, ...]) -> int:
@@ -236,24 +259,13 @@ def finish_task(
     settlement = settle(task.status, event, task.frozen_credits, task.task_id, usage_credits=usage_credits)
     new_status = settlement.status
     account = account or lock_account(conn, task.account_id)
-    folded = conn.dialect.name == "postgresql"
-    movements: list[Write] = []
-    if folded and settlement.entries:
-        balances = account.balances
-        for entry in settlement.entries:
-            balances = credit_rules.apply(balances, LedgerEntry(entry.kind, entry.amount, task.task_id))
-        account = dataclasses.replace(account, balances=balances)
-        rows = [
-            {"account_id": account.account_id, "task_id": task.task_id, "kind": e.kind.value, "amount": e.amount}
-            for e in settlement.entries
-        ]
-        movements = [
-            account_balances(account.account_id, balances.available, balances.frozen, balances.used),
-            ledger_entries([{**row, "created_at": now} for row in rows]),
-        ]
-    elif not folded:
+    movements: tuple[Write, ...] = ()
+    if conn.dialect.name != "postgresql":
         for entry in settlement.entries:
             account = move_credits(conn, account, entry.kind, entry.amount, task.task_id, now)
+    elif settlement.entries:  # written with the task's update and event, in one statement
+        entries = [LedgerEntry(e.kind, e.amount, task.task_id) for e in settlement.entries]
+        account, movements = credit_writes(account, entries, now)
     consumed = settlement.consumed
     logs = task.logs + ([log_line] if log_line else [])
     values: dict[str, Any] = {
